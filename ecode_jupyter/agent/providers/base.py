@@ -1,0 +1,278 @@
+"""The provider-neutral interface between the agent loop and a model API.
+
+The agent keeps its history as a list of :class:`Message` and asks a :class:`Provider` for
+one model turn at a time with :meth:`Provider.stream_turn`. The provider translates the
+history into its wire format, streams the answer back as :class:`ProviderEvent` values, and
+turns every failure into a :class:`ProviderError`.
+
+A turn streams, in order::
+
+    UsageReport?  (TextDelta | ToolCallReady | UsageReport)*  TurnEnd
+
+or raises ``ProviderError`` part-way. Usage is reported as the turn's running total, so the
+billing code settles a cut stream to the last :class:`UsageReport` it saw (also carried by the
+error as ``partial_usage``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ecode_jupyter.exceptions import EcodeError
+
+log = logging.getLogger(__name__)
+
+Role = Literal["user", "assistant", "tool"]
+
+# Normalized stop reasons; a provider maps its own onto these and passes unknown ones through.
+STOP_END_TURN = "end_turn"
+STOP_TOOL_USE = "tool_use"
+STOP_MAX_TOKENS = "max_tokens"
+STOP_SEQUENCE = "stop_sequence"
+STOP_REFUSAL = "refusal"
+STOP_PAUSE_TURN = "pause_turn"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the model may call; ``input_schema`` is a JSON Schema object."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call the model asked for.
+
+    ``arguments_error`` is set (and ``arguments`` is empty) when the model's arguments were
+    not a JSON object, e.g. cut off by ``max_tokens``; the agent should answer the call with
+    an error result rather than run the tool.
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    arguments_error: str | None = None
+
+
+def parse_tool_arguments(call_id: str, name: str, raw: str) -> ToolCall:
+    """A ToolCall from streamed JSON text; broken JSON becomes ``arguments_error``."""
+    try:
+        value = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        return ToolCall(call_id, name, {}, arguments_error=f"arguments are not valid JSON: {exc}")
+    if not isinstance(value, dict):
+        kind = type(value).__name__
+        return ToolCall(
+            call_id, name, {}, arguments_error=f"arguments are a JSON {kind}, not object"
+        )
+    return ToolCall(call_id, name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one model call, split the way prices are.
+
+    ``input_tokens`` counts only the uncached input billed at the full input price; tokens
+    read from or written to the prompt cache are counted apart, so the total input is the sum
+    of the three. (Anthropic reports it this way; the OpenAI provider subtracts the cached
+    tokens from ``prompt_tokens`` to match.)
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+        )
+
+    @property
+    def total_input_tokens(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @property
+    def is_zero(self) -> bool:
+        return self == Usage()
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Message:
+    """One entry of the conversation, independent of any provider's format.
+
+    A ``user`` message has ``text``; an ``assistant`` message has ``text`` and/or
+    ``tool_calls``; a ``tool`` message is the result of the call ``tool_call_id``, with
+    ``is_error`` when the tool failed.
+    """
+
+    role: Role
+    text: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    is_error: bool = False
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls(role="user", text=text)
+
+    @classmethod
+    def assistant(cls, text: str = "", tool_calls: list[ToolCall] | None = None) -> Message:
+        return cls(role="assistant", text=text, tool_calls=list(tool_calls or []))
+
+    @classmethod
+    def tool_result(cls, tool_call_id: str, text: str, *, is_error: bool = False) -> Message:
+        return cls(role="tool", text=text, tool_call_id=tool_call_id, is_error=is_error)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the assistant's visible text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallReady:
+    """A tool call whose arguments have fully arrived."""
+
+    call: ToolCall
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """The turn's usage so far: a running total that replaces earlier reports, not a delta."""
+
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnd:
+    """The turn finished normally; ``usage`` is its final total."""
+
+    stop_reason: str
+    usage: Usage
+
+
+ProviderEvent = TextDelta | ToolCallReady | UsageReport | TurnEnd
+
+
+class ProviderError(EcodeError):
+    """A model call failed.
+
+    ``retryable`` says whether issuing the same turn again may succeed (rate limits,
+    overload, server errors, a dropped stream); the SDK has already spent its own retries
+    when this is raised. ``http_status`` is the upstream status when there was one.
+    ``partial_usage`` is what the provider reported before the failure: a stream cut after
+    ``message_start`` still cost input tokens, and billing settles them.
+    """
+
+    status: ClassVar[int] = 502
+    code: ClassVar[str] = "provider_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        kind: str,
+        retryable: bool,
+        http_status: int | None = None,
+        partial_usage: Usage | None = None,
+    ) -> None:
+        super().__init__(
+            message, provider=provider, kind=kind, retryable=retryable, http_status=http_status
+        )
+        self.provider = provider
+        self.kind = kind
+        self.retryable = retryable
+        self.http_status = http_status
+        self.partial_usage = partial_usage if partial_usage is not None else Usage()
+
+
+class Provider(ABC):
+    """A model API behind the neutral interface.
+
+    The agent loop creates one per run, calls :meth:`stream_turn` once per model turn and
+    :meth:`aclose` when the run ends. Instances are not shared across event loops.
+    """
+
+    #: provider name as configured: "anthropic", "openai", "openai-compatible", ...
+    name: str
+    #: model identifier sent to the API (and the key of the billing price table)
+    model: str
+
+    @abstractmethod
+    def stream_turn(
+        self,
+        *,
+        system: str,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        max_tokens: int,
+    ) -> AsyncIterator[ProviderEvent]:
+        """Run one model turn, yielding events as they arrive.
+
+        Implementations are async generators. Closing the generator early (cancellation)
+        closes the HTTP stream. Raises :class:`ProviderError` for every failure.
+        """
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release the HTTP client; called by the agent loop when the run ends."""
+
+    async def __aenter__(self) -> Provider:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """A whole turn gathered from its events (see :func:`collect_turn`)."""
+
+    text: str
+    tool_calls: list[ToolCall]
+    stop_reason: str
+    usage: Usage
+
+    def to_message(self) -> Message:
+        """The assistant message to append to the history."""
+        return Message.assistant(self.text, self.tool_calls)
+
+
+async def collect_turn(events: AsyncIterator[ProviderEvent]) -> TurnResult:
+    """Drain a turn's events into a :class:`TurnResult`; errors propagate unchanged."""
+    parts: list[str] = []
+    calls: list[ToolCall] = []
+    async for event in events:
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        elif isinstance(event, ToolCallReady):
+            calls.append(event.call)
+        elif isinstance(event, TurnEnd):
+            return TurnResult("".join(parts), calls, event.stop_reason, event.usage)
+    msg = "the provider's stream ended without a TurnEnd event"
+    raise RuntimeError(msg)

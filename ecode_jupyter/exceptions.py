@@ -1,0 +1,92 @@
+"""Errors raised by ecode_jupyter managers.
+
+Managers raise these, never ``tornado.web.HTTPError``; the handler base turns each into the one
+JSON error shape ``{"error": {"code": ..., "message": ...}}`` with its HTTP status.
+
+    EcodeError                  500 internal
+     ├── InvalidInput            400 invalid_input
+     ├── NotAuthenticated        401 not_authenticated
+     ├── Forbidden               403 forbidden
+     ├── NotFound                404 not_found
+     ├── Conflict                409 conflict
+     │    └── SlugTaken          409 slug_taken (carries a free suggestion)
+     ├── InsufficientCredits     402 insufficient_credits
+     ├── RateLimited             429 rate_limited
+     ├── PathOutsideWorkspace    400 path_outside_workspace
+     ├── CommandTimeout          408 command_timeout
+     └── SchemaOutOfDate         500 schema_out_of_date (server refuses to start)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class EcodeError(Exception):
+    """Base of every error the suite raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(EcodeError):
+    status = 400
+    code = "invalid_input"
+
+
+class NotAuthenticated(EcodeError):
+    status = 401
+    code = "not_authenticated"
+
+
+class Forbidden(EcodeError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(EcodeError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(EcodeError):
+    status = 409
+    code = "conflict"
+
+
+class SlugTaken(Conflict):
+    code = "slug_taken"
+
+
+class InsufficientCredits(EcodeError):
+    status = 402
+    code = "insufficient_credits"
+
+
+class RateLimited(EcodeError):
+    status = 429
+    code = "rate_limited"
+
+
+class PathOutsideWorkspace(InvalidInput):
+    code = "path_outside_workspace"
+
+
+class CommandTimeout(EcodeError):
+    status = 408
+    code = "command_timeout"
+
+
+class SchemaOutOfDate(EcodeError):
+    code = "schema_out_of_date"

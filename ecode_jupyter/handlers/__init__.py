@@ -1,0 +1,1 @@
+"""REST and WebSocket handlers: parse, one manager call, finish(json). One module per resource."""

@@ -1,0 +1,157 @@
+"""The base of every ecode handler: authentication, the one JSON error shape, safe bodies.
+
+Unauthenticated calls get 401, forbidden 403; any manager error (an ``EcodeError``) becomes
+``{"error": {"code", "message"}}`` with its status. Unexpected errors are logged with their
+traceback on the server and answered with a plain 500 that carries no traceback or secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, cast
+
+from jupyter_server.base.handlers import APIHandler
+from tornado import web
+
+from ..context import EcodeContext
+from ..exceptions import EcodeError, Forbidden, InvalidInput, NotAuthenticated
+from ..identity import EcodeUser, resolve_user
+
+log = logging.getLogger(__name__)
+
+AUTH_RESOURCE = "ecode"
+MAX_BODY_BYTES = 1024 * 1024
+
+HTTP_CODES = {
+    400: "invalid_input",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    429: "rate_limited",
+}
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "payload_too_large"
+
+
+class EcodeHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def ecode(self) -> EcodeContext:
+        return cast(EcodeContext, self.settings["ecode"])
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        try:
+            await super().prepare()
+        except web.HTTPError as exc:
+            if exc.status_code == 403 and self.current_user is None:
+                msg = "authentication required: log in or send 'Authorization: token …'"
+                raise NotAuthenticated(msg) from None
+            raise
+        if self.current_user is None:
+            msg = "authentication required: log in or send 'Authorization: token …'"
+            raise NotAuthenticated(msg)
+
+    def get_login_url(self) -> str:
+        msg = "authentication required: log in or send 'Authorization: token …'"
+        raise NotAuthenticated(msg)
+
+    @property
+    def ecode_user(self) -> EcodeUser:
+        ctx = self.ecode
+        user = resolve_user(
+            self.current_user,
+            self.identity_provider,
+            owner_name=ctx.owner_name,
+            admin_users=ctx.admin_users,
+            owner_is_admin=ctx.owner_is_admin,
+        )
+        return EcodeUser(user.username, user.display_name, user.is_admin, self.request.remote_ip)
+
+    def require_admin(self) -> EcodeUser:
+        user = self.ecode_user
+        if not user.is_admin:
+            msg = "only an admin may do this"
+            raise Forbidden(msg)
+        return user
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a clear 400/413."""
+        body = self.request.body or b""
+        if len(body) > MAX_BODY_BYTES:
+            msg = f"request body is larger than {MAX_BODY_BYTES} bytes"
+            raise PayloadTooLarge(msg)
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            msg = f"request body is not valid JSON: {exc}"
+            raise InvalidInput(msg) from None
+        if not isinstance(data, dict):
+            msg = "request body must be a JSON object"
+            raise InvalidInput(msg)
+        return data
+
+    def query_int(self, name: str, default: int, *, lo: int, hi: int) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            msg = f"{name} must be an integer"
+            raise InvalidInput(msg, field=name) from None
+        if not lo <= value <= hi:
+            msg = f"{name} must be between {lo} and {hi}"
+            raise InvalidInput(msg, field=name)
+        return value
+
+    def finish_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data, default=str))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, EcodeError) and value.status < 500:
+            log.info("%s %s -> %s %s", self.request.method, self.request.path, value.status,
+                     value.code)
+            return
+        if isinstance(value, web.HTTPError):
+            log.info("%s %s -> %s", self.request.method, self.request.path, value.status_code)
+            return
+        log.error("unexpected error in %s %s", self.request.method, self.request.path,
+                  exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, EcodeError):
+            body = exc.to_json()
+            status = exc.status
+        elif isinstance(exc, web.HTTPError):
+            status = exc.status_code
+            code = HTTP_CODES.get(status, "error" if status < 500 else "internal")
+            message = exc.log_message or exc.reason or self._reason
+            if exc.log_message and exc.args:
+                try:
+                    message = exc.log_message % exc.args
+                except (TypeError, ValueError):
+                    message = exc.log_message
+            if status == 403 and self.current_user is None:
+                status, code = 401, "not_authenticated"
+                message = "authentication required"
+            body = {"error": {"code": code, "message": message}}
+        else:
+            status = 500
+            body = {"error": {"code": "internal", "message": "internal server error"}}
+        self.clear_header("Content-Type")
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))

@@ -1,0 +1,104 @@
+"""Projects: list/create, one project, restore, and slug resolution."""
+
+from __future__ import annotations
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from ..exceptions import InvalidInput
+from .base import AUTH_RESOURCE, EcodeHandler
+
+ID = r"(?P<project_id>[^/]+)"
+
+
+class ProjectsHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        deleted = self.get_query_argument("deleted", "false") == "true"
+        projects = await self.ecode.projects.list_projects(self.ecode_user, deleted=deleted)
+        self.finish_json({"projects": projects})
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"name", "template", "prompt", "model", "slug", "description"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        if "name" not in body:
+            msg = "name is required"
+            raise InvalidInput(msg, field="name")
+        user = self.ecode_user
+        project = await self.ecode.projects.create_project(
+            user,
+            name=body["name"],
+            template=body.get("template"),
+            prompt=body.get("prompt"),
+            model=body.get("model"),
+            slug=body.get("slug"),
+            description=body.get("description", ""),
+        )
+        # A prompt starts the agent at once, when the agent is installed in this server.
+        agent = self.ecode.extras.get("agent")
+        if project["prompt"] and agent is not None:
+            run = await agent.start_run(user, project["id"], project["prompt"], project["model"])
+            project["run"] = run
+        self.set_header("Location", self.base_url + f"api/ecode/projects/{project['id']}")
+        self.finish_json(project, status=201)
+
+
+class ProjectHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        self.finish_json(await self.ecode.projects.get_project(self.ecode_user, project_id))
+
+    @web.authenticated
+    @authorized
+    async def patch(self, project_id: str) -> None:
+        changes = self.json_body()
+        project = await self.ecode.projects.update_project(self.ecode_user, project_id, changes)
+        self.finish_json(project)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, project_id: str) -> None:
+        project = await self.ecode.projects.delete_project(self.ecode_user, project_id)
+        self.finish_json(project)
+
+
+class ProjectRestoreHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        project = await self.ecode.projects.restore_project(self.ecode_user, project_id)
+        self.finish_json(project)
+
+
+class SlugHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, owner: str, slug: str) -> None:
+        project = await self.ecode.projects.resolve_slug(self.ecode_user, owner, slug)
+        self.finish_json(project)
+
+
+class TemplatesHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from ..projects.templating import list_templates
+
+        self.finish_json({"templates": [t.to_json() for t in list_templates()]})
+
+
+_ = AUTH_RESOURCE
+default_handlers = [
+    (r"/api/ecode/projects", ProjectsHandler),
+    (rf"/api/ecode/projects/{ID}", ProjectHandler),
+    (rf"/api/ecode/projects/{ID}/restore", ProjectRestoreHandler),
+    (r"/api/ecode/by-slug/@(?P<owner>[^/]+)/(?P<slug>[^/]+)", SlugHandler),
+    (r"/api/ecode/templates", TemplatesHandler),
+]
