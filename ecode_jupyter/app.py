@@ -14,16 +14,11 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Float, Set, Unicode, default
 
-from .audit import AuditLog
-from .context import EcodeContext
-from .db import Database
-from .db.schema import ensure_schema
+from .context import EcodeContext, build_context
 from .db.session import redact_url
 from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, projects, secrets
-from .projects import ProjectManager
-from .secrets import SecretsManager, load_or_create_key
-from .secrets.manager import key_from_config
+from .handlers.base import fallback_handlers
 
 log = logging.getLogger(__name__)
 
@@ -131,37 +126,29 @@ class EcodeApp(ExtensionApp):
         help="Most projects one user may own (deleted ones count until purged). Default: 500.",
     ).tag(config=True)
 
-    def initialize_settings(self) -> None:
-        db = Database(self.database_url)
-        try:
-            ensure_schema(db, auto_upgrade=self.db_auto_upgrade)
-        except SchemaOutOfDate as exc:
-            db.dispose()
-            self.log.critical("%s", exc.message)
-            raise SystemExit(1) from None
-        self.log.info("ecode database: %s", redact_url(db.url))
-        workspace_root = Path(self.workspace_root).expanduser().resolve()
-        workspace_root.mkdir(parents=True, exist_ok=True)
-        keys = (
-            key_from_config(self.secrets_key)
-            if self.secrets_key
-            else [load_or_create_key(Path(self.secrets_key_file))]
-        )
-        project_manager = ProjectManager(
-            db,
-            workspace_root,
-            trash_retention_days=self.trash_retention_days,
-            max_projects_per_user=int(self.max_projects_per_user),
-        )
-        context = EcodeContext(
-            db=db,
-            projects=project_manager,
-            secrets=SecretsManager(db, project_manager, keys),
-            audit=AuditLog(db),
+    def build_context(self) -> EcodeContext:
+        """The managers for this configuration (the CLI uses this too)."""
+        return build_context(
+            database_url=self.database_url,
+            workspace_root=self.workspace_root,
+            secrets_key=self.secrets_key,
+            secrets_key_file=self.secrets_key_file,
             owner_name=self.owner_name,
             admin_users=set(self.admin_users),
             owner_is_admin=self.owner_is_admin,
+            trash_retention_days=self.trash_retention_days,
+            max_projects_per_user=int(self.max_projects_per_user),
+            auto_upgrade=self.db_auto_upgrade,
         )
+
+    def initialize_settings(self) -> None:
+        try:
+            context = self.build_context()
+        except SchemaOutOfDate as exc:
+            # Refuse to start: serving on a schema we do not understand could lose data.
+            self.log.critical("%s", exc.message)
+            raise SystemExit(1) from None
+        self.log.info("ecode database: %s", redact_url(context.db.url))
         self.ecode = context
         self._tasks: list[asyncio.Task[Any]] = []
         self.settings.update({"ecode": context})
@@ -169,6 +156,7 @@ class EcodeApp(ExtensionApp):
     def initialize_handlers(self) -> None:
         for module in HANDLER_MODULES:
             self.handlers.extend(module.default_handlers)
+        self.handlers.extend(fallback_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         self._tasks.append(asyncio.create_task(self._purge_loop()))

@@ -22,3 +22,53 @@ class EcodeContext:
     owner_is_admin: bool
     # Concerns that arrive with later issues register here (agent, billing, tools, deploy).
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def build_context(
+    *,
+    database_url: str,
+    workspace_root: str,
+    secrets_key: str,
+    secrets_key_file: str,
+    owner_name: str,
+    admin_users: set[str],
+    owner_is_admin: bool,
+    trash_retention_days: float,
+    max_projects_per_user: int,
+    auto_upgrade: bool | None,
+) -> EcodeContext:
+    """Open the database (checking its schema) and make the managers, for server and CLI."""
+    from pathlib import Path
+
+    from .db.schema import ensure_schema
+    from .secrets import load_or_create_key
+    from .secrets.manager import key_from_config
+
+    db = Database(database_url)
+    try:
+        ensure_schema(db, auto_upgrade=auto_upgrade)
+    except Exception:
+        db.dispose()
+        raise
+    root = Path(workspace_root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    keys = (
+        key_from_config(secrets_key)
+        if secrets_key
+        else [load_or_create_key(Path(secrets_key_file))]
+    )
+    projects = ProjectManager(
+        db,
+        root,
+        trash_retention_days=trash_retention_days,
+        max_projects_per_user=max_projects_per_user,
+    )
+    return EcodeContext(
+        db=db,
+        projects=projects,
+        secrets=SecretsManager(db, projects, keys),
+        audit=AuditLog(db),
+        owner_name=owner_name,
+        admin_users=admin_users,
+        owner_is_admin=owner_is_admin,
+    )

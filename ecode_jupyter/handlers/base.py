@@ -155,3 +155,35 @@ class EcodeHandler(APIHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
+
+
+class NotFoundHandler(EcodeHandler):
+    """Unknown paths under /api/ecode/ answer with the JSON error shape, not an HTML page."""
+
+    def _not_found(self, path: str) -> None:
+        msg = f"no such endpoint: /api/ecode/{path}"
+        raise web.HTTPError(404, msg)
+
+    @web.authenticated
+    async def get(self, path: str) -> None:
+        self._not_found(path)
+
+    @web.authenticated
+    async def post(self, path: str) -> None:
+        self._not_found(path)
+
+    @web.authenticated
+    async def put(self, path: str) -> None:
+        self._not_found(path)
+
+    @web.authenticated
+    async def patch(self, path: str) -> None:
+        self._not_found(path)
+
+    @web.authenticated
+    async def delete(self, path: str) -> None:
+        self._not_found(path)
+
+
+# Registered last by the app, after every resource module's handlers.
+fallback_handlers = [(r"/api/ecode/(?P<path>.*)", NotFoundHandler)]

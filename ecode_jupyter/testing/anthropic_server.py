@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from ecode_jupyter.agent.providers.base import Usage
 
-from .scripts import LoopbackRequest, ScriptedTurn, StreamError, split
+from .scripts import LoopbackRequest, MalformedEvent, ScriptedTurn, StreamError, split
 from .server import LoopbackServer, sse
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ class AnthropicLoopback(LoopbackServer):
     def stream_error_event(self, fault: StreamError) -> bytes:
         error = {"type": fault.error_type, "message": fault.message}
         return sse({"type": "error", "error": error}, event="error")
+
+    def malformed_event(self, fault: MalformedEvent) -> bytes:
+        return sse(fault.data, event="content_block_delta")
 
     def _message_id(self, request: LoopbackRequest) -> str:
         return f"msg_loopback_{request.index:06d}"

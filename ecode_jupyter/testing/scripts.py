@@ -79,7 +79,15 @@ class StreamError:
     message: str = "Overloaded"
 
 
-Fault = HTTPFault | CutStream | StreamError
+@dataclass(frozen=True, slots=True)
+class MalformedEvent:
+    """After ``after_events`` SSE events, send an event whose data is not valid JSON."""
+
+    after_events: int
+    data: str = "{not json"
+
+
+Fault = HTTPFault | CutStream | StreamError | MalformedEvent
 
 
 @dataclass(slots=True)

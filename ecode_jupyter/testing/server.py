@@ -25,6 +25,7 @@ from .scripts import (
     Fault,
     HTTPFault,
     LoopbackRequest,
+    MalformedEvent,
     Responder,
     ScriptedTurn,
     StreamError,
@@ -82,6 +83,7 @@ class LoopbackServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
+        self._port: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class LoopbackServer:
         if self._httpd is None:
             httpd = _QuietHTTPServer(("127.0.0.1", 0), _make_handler(self))
             self._httpd = httpd
+            self._port = int(httpd.server_address[1])
             self._thread = threading.Thread(
                 target=httpd.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -125,10 +128,11 @@ class LoopbackServer:
 
     @property
     def port(self) -> int:
-        if self._httpd is None:
-            msg = "the loopback server is not started"
+        """The port it listens on (still known after :meth:`stop`)."""
+        if self._port is None:
+            msg = "the loopback server was never started"
             raise RuntimeError(msg)
-        return int(self._httpd.server_address[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -229,6 +233,9 @@ class LoopbackServer:
 
     def stream_error_event(self, fault: StreamError) -> bytes:
         raise NotImplementedError
+
+    def malformed_event(self, fault: MalformedEvent) -> bytes:
+        return sse(fault.data)
 
     def complete_body(self, turn: ScriptedTurn, request: LoopbackRequest) -> dict[str, Any]:
         raise NotImplementedError
@@ -348,7 +355,10 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self._send_json(fault.status, body, headers)
 
         def _send_stream(
-            self, turn: ScriptedTurn, request: LoopbackRequest, fault: Fault | None
+            self,
+            turn: ScriptedTurn,
+            request: LoopbackRequest,
+            fault: CutStream | StreamError | MalformedEvent | None,
         ) -> None:
             self.send_response(200)
             self.send_header("content-type", "text/event-stream; charset=utf-8")
@@ -357,7 +367,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("request-id", f"req_loopback_{request.index}")
             self.send_header("x-request-id", f"req_loopback_{request.index}")
             self.end_headers()
-            limit = fault.after_events if isinstance(fault, CutStream | StreamError) else None
+            limit = None if fault is None else fault.after_events
             sent = 0
             try:
                 for event in server.stream_events(turn, request):
@@ -376,6 +386,8 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 return
             if isinstance(fault, StreamError):
                 self._chunk(server.stream_error_event(fault))
+            elif isinstance(fault, MalformedEvent):
+                self._chunk(server.malformed_event(fault))
             elif isinstance(fault, CutStream) and not fault.clean:
                 # Drop the connection without the terminating chunk: the client sees an
                 # incomplete body, like a network failure.

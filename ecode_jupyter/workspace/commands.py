@@ -343,7 +343,9 @@ async def run_command(
                         notes.append("background processes still writing output were stopped")
         except TimeoutError:
             timed_out = True
-            notes.append(f"timed out after {timeout_s:g}s; the command and its children were killed")
+            notes.append(
+                f"timed out after {timeout_s:g}s; the command and its children were killed"
+            )
             await _stop_group(pgid, kill_grace_s)
     except asyncio.CancelledError:
         with contextlib.suppress(asyncio.CancelledError):

@@ -17,17 +17,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
 import os
 import stat
 import tempfile
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import nbformat
 from pycrdt import Text
 
 from ecode_jupyter.exceptions import Conflict, InvalidInput, NotFound
@@ -465,7 +466,7 @@ class WorkspaceWriter:
             cell = _new_cell(cell_type or "code", source)
             if nb.get("nbformat_minor", 0) < 5:
                 cell.pop("id", None)  # ids are invalid before nbformat 4.5
-            cells.insert(index, nbformat.from_dict(cell))
+            cells.insert(index, cell)
             before, after = "", source
         elif action == "delete":
             before, after = _source_text(cells.pop(index)), ""
@@ -479,10 +480,11 @@ class WorkspaceWriter:
                     replacement["id"] = cell["id"]
                 else:
                     replacement.pop("id", None)
-                cells[index] = nbformat.from_dict(replacement)
+                cells[index] = replacement
             else:
                 cell["source"] = source
-        text = nbformat.writes(nbformat.from_dict(nb))
+        # nbformat's own layout, so a notebook saved by Jupyter and by us diffs cleanly.
+        text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
         await asyncio.to_thread(atomic_write_bytes, path, text.encode("utf-8"))
         return before, after
 
@@ -501,10 +503,13 @@ class WorkspaceWriter:
 
 def _parse_notebook(text: str, shown: str) -> dict[str, Any]:
     try:
-        nb: dict[str, Any] = nbformat.reads(text, as_version=4)
-    except Exception as exc:  # nbformat raises several unrelated types for bad input
+        nb = json.loads(text)
+    except ValueError as exc:
         msg = f"{shown} is not a valid notebook: {exc}"
         raise InvalidInput(msg) from exc
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        msg = f"{shown} is not a valid notebook: expected nbformat 4 JSON with a cells list"
+        raise InvalidInput(msg)
     return nb
 
 
@@ -514,13 +519,17 @@ def _source_text(cell: dict[str, Any]) -> str:
 
 
 def _new_cell(cell_type: CellType, source: str) -> dict[str, Any]:
-    if cell_type == "code":
-        cell: dict[str, Any] = dict(nbformat.v4.new_code_cell(source))
-    elif cell_type == "markdown":
-        cell = dict(nbformat.v4.new_markdown_cell(source))
-    elif cell_type == "raw":
-        cell = dict(nbformat.v4.new_raw_cell(source))
-    else:
+    """A cell as nbformat 4.5 writes it (ids are 8 hex characters there too)."""
+    if cell_type not in ("code", "markdown", "raw"):
         msg = f"unknown cell type {cell_type!r}"
         raise InvalidInput(msg)
+    cell: dict[str, Any] = {
+        "cell_type": cell_type,
+        "id": uuid.uuid4().hex[:8],
+        "metadata": {},
+        "source": source,
+    }
+    if cell_type == "code":
+        cell["execution_count"] = None
+        cell["outputs"] = []
     return cell

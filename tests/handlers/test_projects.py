@@ -141,3 +141,9 @@ async def test_patch_rejects_unknown_fields_and_bad_ids(ecode_api: Any) -> None:
     assert bad.status == 400
     assert (await ecode_api("GET", "projects/..%2F..%2Fetc")).status == 404
     assert (await ecode_api("GET", "projects/" + "a" * 500)).status == 404
+
+
+async def test_unknown_endpoint_is_a_json_404(ecode_api: Any) -> None:
+    resp = await ecode_api("GET", "no/such/thing")
+    assert resp.status == 404 and resp.error_code == "not_found"
+    assert (await ecode_api("GET", "no/such/thing", user=None)).status == 401

@@ -188,8 +188,9 @@ async def test_launcher_seam_is_used(tmp_path: Path) -> None:
     class RecordingLauncher(LocalLauncher):
         async def launch(self, spec: LaunchSpec) -> asyncio.subprocess.Process:
             launched.append(spec)
-            wrapped = LaunchSpec(["env", "WRAPPED=yes", *spec.argv], spec.cwd, spec.env,
-                                 spec.limits)
+            wrapped = LaunchSpec(
+                ["env", "WRAPPED=yes", *spec.argv], spec.cwd, spec.env, spec.limits
+            )
             return await super().launch(wrapped)
 
     result = await run_command(

@@ -82,7 +82,8 @@ async def test_failed_write_leaves_the_old_file_whole(
     target.write_text("old content\n")
 
     def exploding_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
+        msg = "disk full"
+        raise OSError(msg)
 
     monkeypatch.setattr(writer_module.os, "replace", exploding_replace)
     with pytest.raises(OSError, match="disk full"):
@@ -171,8 +172,9 @@ async def test_notebook_cells_on_disk(writer: WorkspaceWriter) -> None:
     )
     change = await writer.edit_notebook_cell("nb.ipynb", 0, source="print(2)")
     assert (change.added, change.removed) == (1, 1) and "nb.ipynb#cell0" in change.diff
-    await writer.edit_notebook_cell("nb.ipynb", 1, action="insert", source="# Title",
-                                    cell_type="markdown")
+    await writer.edit_notebook_cell(
+        "nb.ipynb", 1, action="insert", source="# Title", cell_type="markdown"
+    )
     nb = await writer.read_notebook("nb.ipynb")
     assert [c["source"] for c in nb["cells"]] == ["print(2)", "# Title"]
     assert nb["cells"][0]["id"] == "c1" and nb["cells"][1]["cell_type"] == "markdown"

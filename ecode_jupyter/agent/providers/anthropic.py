@@ -42,7 +42,7 @@ from .base import (
     UsageReport,
     parse_tool_arguments,
 )
-from .errors import error_from_sdk, stream_incomplete, transport_error
+from .errors import bad_response, error_from_sdk, stream_incomplete, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,9 @@ class AnthropicProvider(Provider):
             raise error_from_sdk(self.name, exc, usage) from exc
         except httpx2.TransportError as exc:
             raise transport_error(self.name, exc, usage) from exc
+        except ValueError as exc:
+            # json.JSONDecodeError and pydantic.ValidationError from the SDK's parsing.
+            raise bad_response(self.name, exc, usage) from exc
         if not finished:
             raise stream_incomplete(self.name, "message_stop", usage)
         yield TurnEnd(stop_reason or "end_turn", usage)

@@ -90,3 +90,15 @@ def stream_incomplete(provider: str, expected: str, usage: Usage) -> ProviderErr
     return ProviderError(
         message, provider=provider, kind="stream_incomplete", retryable=True, partial_usage=usage
     )
+
+
+def bad_response(provider: str, exc: ValueError, usage: Usage) -> ProviderError:
+    """A body the SDK could not parse (malformed JSON, an unexpected shape).
+
+    Seen with compatible servers that bend the format; asking again rarely helps.
+    """
+    message = f"{provider} sent a response that could not be read: {type(exc).__name__}"
+    log.warning("%s sent an unreadable response: %s", provider, type(exc).__name__)
+    return ProviderError(
+        message, provider=provider, kind="bad_response", retryable=False, partial_usage=usage
+    )

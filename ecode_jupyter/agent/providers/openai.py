@@ -44,7 +44,7 @@ from .base import (
     UsageReport,
     parse_tool_arguments,
 )
-from .errors import error_from_sdk, stream_incomplete, transport_error
+from .errors import bad_response, error_from_sdk, stream_incomplete, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,9 @@ class OpenAIProvider(Provider):
             raise error_from_sdk(self.name, exc, usage) from exc
         except httpx2.TransportError as exc:
             raise transport_error(self.name, exc, usage) from exc
+        except ValueError as exc:
+            # json.JSONDecodeError and pydantic.ValidationError from the SDK's parsing.
+            raise bad_response(self.name, exc, usage) from exc
         if finish_reason is None:
             raise stream_incomplete(self.name, "finish_reason", usage)
         if usage.is_zero:

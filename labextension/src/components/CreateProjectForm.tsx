@@ -27,6 +27,14 @@ export function CreateProjectForm(props: ICreateProjectFormProps): JSX.Element {
   const [invalidField, setInvalidField] = React.useState<string | null>(null);
   const [status, setStatus] = React.useState('');
   const nameRef = React.useRef<HTMLInputElement>(null);
+  // Bumped to move focus to the name field once it is enabled again (focus() on a disabled
+  // input does nothing, and the field is disabled while a request is in flight).
+  const [focusName, setFocusName] = React.useState(0);
+  React.useEffect(() => {
+    if (focusName) {
+      nameRef.current?.focus();
+    }
+  }, [focusName]);
 
   const selected = templates.find(t => t.id === template);
 
@@ -65,7 +73,7 @@ export function CreateProjectForm(props: ICreateProjectFormProps): JSX.Element {
       setStatus('');
       // Leave the fields as typed so the user can fix the one the server complained about.
       if (!field || field === 'name') {
-        nameRef.current?.focus();
+        setFocusName(n => n + 1);
       }
     } finally {
       setBusy(false);

@@ -20,6 +20,7 @@ from ecode_jupyter.agent.providers import (
 from ecode_jupyter.testing import (
     CutStream,
     HTTPFault,
+    MalformedEvent,
     ScriptedToolCall,
     ScriptedTurn,
     StreamError,
@@ -279,3 +280,13 @@ async def test_closing_the_turn_early_closes_the_http_stream(ecode_anthropic_loo
             provider.stream_turn(system="", messages=[Message.user("x")], tools=[], max_tokens=9)
         )
     assert result.text == "next"
+
+
+async def test_unreadable_event_is_a_bad_response_keeping_usage(ecode_anthropic_loopback):
+    turn = text_turn("hello", usage=Usage(input_tokens=31), faults=[MalformedEvent(3)])
+    srv = ecode_anthropic_loopback([turn])
+    async with provider_for(srv) as provider:
+        with pytest.raises(ProviderError) as info:
+            await run_turn(provider)
+    assert (info.value.kind, info.value.retryable) == ("bad_response", False)
+    assert info.value.partial_usage.input_tokens == 31

@@ -17,9 +17,7 @@ from ecode_jupyter.testing import text_turn
 def test_configured_providers_follow_the_environment():
     assert configured_provider_names({}) == []
     assert configured_provider_names({"ANTHROPIC_API_KEY": "a"}) == ["anthropic"]
-    assert configured_provider_names({"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": "o"}) == [
-        "openai"
-    ]
+    assert configured_provider_names({"ANTHROPIC_API_KEY": "", "OPENAI_API_KEY": "o"}) == ["openai"]
     env = {"ANTHROPIC_API_KEY": "a", "OPENAI_API_KEY": "o", "OPENAI_BASE_URL": "http://x/v1"}
     assert configured_provider_names(env) == ["anthropic", "openai", "openai-compatible"]
     # A local compatible server needs no key.
@@ -73,7 +71,9 @@ async def test_a_wrong_key_is_an_authentication_error_that_is_not_retried(
     ) as provider:
         with pytest.raises(ProviderError) as info:
             await collect_turn(
-                provider.stream_turn(system="", messages=[Message.user("x")], tools=[], max_tokens=8)
+                provider.stream_turn(
+                    system="", messages=[Message.user("x")], tools=[], max_tokens=8
+                )
             )
     assert info.value.kind == "authentication"
     assert info.value.retryable is False

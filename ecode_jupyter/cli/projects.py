@@ -1,0 +1,111 @@
+"""`jupyter ecode projects list|create|delete|restore|templates`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import cli_user, open_context
+
+
+def register(subs: Any) -> None:
+    p = subs.add_parser("projects", help="list, create, delete and restore projects")
+    psubs = p.add_subparsers(dest="projects_command", metavar="ACTION", required=True)
+    ls = psubs.add_parser("list", help="my projects")
+    ls.add_argument("--deleted", action="store_true", help="list the trash instead")
+    ls.set_defaults(handler=_list)
+    create = psubs.add_parser("create", help="create a project")
+    create.add_argument("name")
+    create.add_argument("--template", help="template id (see `projects templates`)")
+    create.add_argument("--slug")
+    create.add_argument("--prompt", help="stored for the agent")
+    create.set_defaults(handler=_create)
+    delete = psubs.add_parser("delete", help="delete a project (restorable until purged)")
+    delete.add_argument("project", help="project id or slug")
+    delete.set_defaults(handler=_delete)
+    restore = psubs.add_parser("restore", help="restore a deleted project")
+    restore.add_argument("project", help="project id")
+    restore.set_defaults(handler=_restore)
+    templates = psubs.add_parser("templates", help="the project templates")
+    templates.set_defaults(handler=_templates)
+
+
+def _table(console: Console, projects: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(projects))
+        return
+    table = Table("id", "name", "slug", "template", "role", "updated")
+    for p in projects:
+        table.add_row(p["id"], p["name"], f"@{p['owner']}/{p['slug']}", p["template"] or "",
+                      p["role"] or "", p["updated_at"][:19])
+    console.print(table)
+
+
+async def _find(ctx: Any, user: Any, ref: str) -> str:
+    for p in await ctx.projects.list_projects(user):
+        if ref in (p["id"], p["slug"]):
+            return str(p["id"])
+    return ref
+
+
+async def _list(args: argparse.Namespace, console: Console) -> int:
+    ctx = open_context(args)
+    try:
+        projects = await ctx.projects.list_projects(cli_user(args, ctx), deleted=args.deleted)
+        _table(console, projects, args.json)
+        return 0
+    finally:
+        ctx.db.dispose()
+
+
+async def _create(args: argparse.Namespace, console: Console) -> int:
+    ctx = open_context(args)
+    try:
+        project = await ctx.projects.create_project(
+            cli_user(args, ctx),
+            name=args.name,
+            template=args.template,
+            slug=args.slug,
+            prompt=args.prompt,
+        )
+        _table(console, [project], args.json)
+        console.print(f"workspace: {ctx.projects.workspace_path(project['id'])}")
+        return 0
+    finally:
+        ctx.db.dispose()
+
+
+async def _delete(args: argparse.Namespace, console: Console) -> int:
+    ctx = open_context(args)
+    try:
+        user = cli_user(args, ctx)
+        project = await ctx.projects.delete_project(user, await _find(ctx, user, args.project))
+        console.print(f"deleted {project['name']} (restore with `jupyter ecode projects restore "
+                      f"{project['id']}`)")
+        return 0
+    finally:
+        ctx.db.dispose()
+
+
+async def _restore(args: argparse.Namespace, console: Console) -> int:
+    ctx = open_context(args)
+    try:
+        project = await ctx.projects.restore_project(cli_user(args, ctx), args.project)
+        console.print(f"restored {project['name']}")
+        return 0
+    finally:
+        ctx.db.dispose()
+
+
+async def _templates(args: argparse.Namespace, console: Console) -> int:
+    from ..projects.templating import list_templates
+
+    table = Table("id", "title", "description")
+    for t in list_templates():
+        table.add_row(t.id, t.title, t.description)
+    console.print(table)
+    return 0

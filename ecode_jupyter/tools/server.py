@@ -1,0 +1,296 @@
+"""The tool layer: one MCP server whose tools are the only way anything acts on a project.
+
+:class:`ToolLayer` owns an ``MCPServer`` (the official ``mcp`` SDK) with the tools of
+``files``, ``commands``, ``kernel``, ``notebooks`` and ``database``. The same tools are
+reached two ways, through the same code path (argument validation, authorization, errors):
+
+- over MCP at ``/api/ecode/mcp`` (streamable HTTP; see ``tools/http.py``), the caller being the
+  Jupyter user who sent the request;
+- in-process by the agent, with :meth:`ToolLayer.call`, the caller passed explicitly.
+
+Tools raise ``EcodeError``s; over MCP they become error results whose text starts with the
+error code (``path_outside_workspace: ...``), and :meth:`ToolLayer.call` re-raises the original
+error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import CallToolResult, InputRequiredResult
+from mcp_types import Tool as MCPTool
+
+from ecode_jupyter.exceptions import EcodeError, NotAuthenticated
+from ecode_jupyter.identity import EcodeUser
+from ecode_jupyter.tools.context import Caller, ProjectAccess, ToolProject, ToolReporter
+from ecode_jupyter.workspace.collab import LiveDocuments
+from ecode_jupyter.workspace.commands import Launcher, ResourceLimits
+from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
+
+log = logging.getLogger(__name__)
+
+# The key under which the HTTP bridge puts the authenticated user into the ASGI scope.
+SCOPE_USER_KEY = "ecode.user"
+
+INSTRUCTIONS = """\
+Tools to work on ecode projects. Every tool takes `project` (the project id) first; paths are
+relative to the project's workspace. Read before you edit; edit_file replaces exact text.
+Commands and code run in the project's workspace with its environment, virtual environment
+(.venv) and secrets; a project's own SQLite database is at $DATABASE_URL."""
+
+_in_process_caller: ContextVar[Caller | None] = ContextVar("ecode_tool_caller", default=None)
+
+
+@dataclass(frozen=True)
+class ToolSettings:
+    """Bounds on what one tool call may read, run or return."""
+
+    read_max_bytes: int = 256 * 1024
+    read_max_lines: int = 2000
+    list_max_entries: int = 1000
+    search_max_results: int = 200
+    search_max_file_bytes: int = 2 * 1024 * 1024
+    command_timeout_s: float = 120.0
+    command_max_timeout_s: float = 1800.0
+    command_output_cap_bytes: int = 64 * 1024
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    install_timeout_s: float = 900.0
+    execute_timeout_s: float = 120.0
+    execute_output_cap_chars: int = 20_000
+    execute_max_image_bytes: int = 2 * 1024 * 1024
+    query_max_rows: int = 200
+    query_timeout_s: float = 30.0
+
+
+class AuditSink(Protocol):
+    """Records who changed what through a tool. Called by the tool layer on every write."""
+
+    async def record(
+        self, user: EcodeUser, project_id: str, tool: str, details: dict[str, Any]
+    ) -> None: ...
+
+
+class McpReporter:
+    """Progress of a call made over MCP: each update is a progress notification.
+
+    Only sent when the client asked for progress (gave a progress token); a client that went
+    away is not an error for the tool.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._step = 0
+
+    async def _send(self, message: str) -> None:
+        self._step += 1
+        try:
+            await self._ctx.report_progress(self._step, None, message)
+        except Exception:  # a closed stream must not fail the tool call itself
+            log.debug("progress notification not delivered", exc_info=True)
+
+    async def progress(self, message: str) -> None:
+        await self._send(message)
+
+    async def output(self, chunk: str) -> None:
+        await self._send(chunk)
+
+    async def file_changed(self, change: FileChange) -> None:
+        await self._send(f"{change.action} {change.path} (+{change.added} -{change.removed})")
+
+
+class _EcodeMCPServer(MCPServer[Any]):
+    """Lets an ``EcodeError``'s code and message reach the client.
+
+    The SDK hides the text of unexpected exceptions (it cannot know they are safe to show);
+    ours are written to be shown, so they are re-raised as ``ToolError``s.
+    """
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, EcodeError):
+                raise ToolError(f"{cause.code}: {cause.message}") from cause
+            raise
+
+
+ChangeListener = Callable[[str, FileChange], Awaitable[None] | None]
+
+
+class ToolLayer:
+    """The MCP server and everything its tools share. One per Jupyter server."""
+
+    def __init__(
+        self,
+        access: ProjectAccess,
+        *,
+        live: LiveDocuments | None = None,
+        kernels: Any = None,
+        launcher: Launcher | None = None,
+        audit: AuditSink | None = None,
+        settings: ToolSettings | None = None,
+    ) -> None:
+        from ecode_jupyter.tools import commands, database, files, kernel, notebooks
+
+        self.access = access
+        self.live = live
+        self.launcher = launcher
+        self.audit_sink = audit
+        self.settings = settings or ToolSettings()
+        self.kernels: kernel.KernelProvider = kernels or kernel.LocalKernels()
+        self._listeners: list[ChangeListener] = []
+        self.mcp = _EcodeMCPServer(name="ecode", instructions=INSTRUCTIONS, version="0.1.0")
+        for module in (files, commands, kernel, notebooks, database):
+            module.register(self)
+        self._session_manager: StreamableHTTPSessionManager | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._http_stop: asyncio.Event | None = None
+
+    # -- used by the tools ---------------------------------------------------------------
+
+    def caller(self, ctx: Context | None) -> Caller:
+        """The caller of the current tool call: in-process, or the HTTP request's user."""
+        in_process = _in_process_caller.get()
+        if in_process is not None:
+            return in_process
+        request = None
+        if ctx is not None:
+            with contextlib.suppress(ValueError):  # no request: not an MCP call
+                request = ctx.request_context.request
+        scope = getattr(request, "scope", None)
+        user = scope.get(SCOPE_USER_KEY) if isinstance(scope, dict) else None
+        if not isinstance(user, EcodeUser) or ctx is None:
+            msg = "tool called without an authenticated user"
+            raise NotAuthenticated(msg)
+        return Caller(user=user, reporter=McpReporter(ctx))
+
+    async def open(
+        self, ctx: Context | None, project_id: str, *, write: bool
+    ) -> tuple[ToolProject, Caller]:
+        """Authorize the caller on ``project_id``; ``write`` needs the editor role."""
+        caller = self.caller(ctx)
+        project = await self.access.open(caller.user, project_id, write=write)
+        return project, caller
+
+    def writer(self, project: ToolProject, caller: Caller) -> WorkspaceWriter:
+        async def on_change(change: FileChange) -> None:
+            await caller.reporter.file_changed(change)
+            for listener in list(self._listeners):
+                try:
+                    result = listener(project.id, change)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("file change listener failed")
+
+        return WorkspaceWriter(project.workspace, live=self.live, on_change=on_change)
+
+    async def audit(
+        self, caller: Caller, project: ToolProject, tool: str, details: dict[str, Any]
+    ) -> None:
+        """Record a write. Details name what changed (paths, packages), never contents."""
+        log.info("tool %s on project %s by %s", tool, project.id, caller.user.username)
+        if self.audit_sink is not None:
+            try:
+                await self.audit_sink.record(caller.user, project.id, tool, details)
+            except Exception:
+                log.exception("recording the audit entry for tool %s failed", tool)
+
+    def add_change_listener(self, listener: ChangeListener) -> None:
+        """Be told of every file change made through any tool (``listener(project_id, change)``)."""
+        self._listeners.append(listener)
+
+    # -- in-process use (the agent) ------------------------------------------------------
+
+    async def list_tools(self) -> list[MCPTool]:
+        return await self.mcp.list_tools()
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        user: EcodeUser,
+        reporter: ToolReporter | None = None,
+    ) -> CallToolResult:
+        """Call a tool as ``user``, exactly as an MCP client would, and return its result.
+
+        Raises the tool's ``EcodeError`` (``InvalidInput``, ``Forbidden``, ...) instead of
+        returning an error result; invalid arguments raise ``InvalidInput``.
+        """
+        caller = Caller(user=user, reporter=reporter) if reporter else Caller(user=user)
+        token = _in_process_caller.set(caller)
+        try:
+            result = await self.mcp.call_tool(name, arguments)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, EcodeError):
+                raise exc.__cause__ from None
+            from ecode_jupyter.exceptions import InvalidInput
+
+            raise InvalidInput(str(exc)) from exc
+        finally:
+            _in_process_caller.reset(token)
+        if not isinstance(result, CallToolResult):  # our tools never ask for more input
+            msg = f"tool {name} returned an unexpected result"
+            raise TypeError(msg)
+        return result
+
+    # -- over HTTP -----------------------------------------------------------------------
+
+    @property
+    def session_manager(self) -> StreamableHTTPSessionManager:
+        if self._session_manager is None:
+            msg = "the MCP HTTP transport is not started"
+            raise RuntimeError(msg)
+        return self._session_manager
+
+    async def start_http(self) -> None:
+        """Start the streamable HTTP session manager (its task group lives until stop)."""
+        if self._http_task is not None:
+            return
+        # Jupyter already checked the Host/Origin and the user's token before a request
+        # reaches the bridge; the SDK's own DNS-rebinding check would reject proxied hosts.
+        self.mcp.streamable_http_app(
+            streamable_http_path="/",
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        manager = self.mcp.session_manager
+        ready = asyncio.Event()
+        stop = asyncio.Event()
+
+        async def run() -> None:
+            async with manager.run():
+                ready.set()
+                await stop.wait()
+
+        self._session_manager = manager
+        self._http_stop = stop
+        self._http_task = asyncio.create_task(run())
+        waiter = asyncio.create_task(ready.wait())
+        await asyncio.wait({waiter, self._http_task}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            waiter.cancel()
+            await self._http_task  # raises what went wrong
+
+    async def stop(self) -> None:
+        """Close MCP sessions and shut the project kernels down."""
+        if self._http_stop is not None and self._http_task is not None:
+            self._http_stop.set()
+            try:
+                await asyncio.wait_for(self._http_task, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                log.warning("MCP session manager did not stop in time")
+            self._http_task = None
+        await self.kernels.shutdown_all()
