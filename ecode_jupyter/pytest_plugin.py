@@ -1,8 +1,8 @@
 """Pytest fixtures for ecode_jupyter and packages that build on it.
 
 Use with ``pytest_plugins = ["pytest_jupyter.jupyter_server", "ecode_jupyter.pytest_plugin"]``
-(in that order, so these fixtures override pytest-jupyter's ``jp_server_config``). It brings pytest-jupyter's
-server fixtures, a database per test (SQLite by default; PostgreSQL when
+(in that order, so these fixtures override pytest-jupyter's ``jp_server_config``). It gives a
+database per test (SQLite by default; PostgreSQL when
 ``ECODE_TEST_DATABASE_URL`` is set — one fresh database per session, emptied between tests), a
 server with the extension enabled and unauthenticated access off, and several test users, each
 with their own token (``ecode_token("alice")``).
@@ -10,6 +10,7 @@ with their own token (``ecode_token("alice")``).
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -40,7 +41,7 @@ def ecode_token_for(username: str) -> str:
     return f"{TEST_TOKEN_PREFIX}{username}"
 
 
-class EcodeTestIdentityProvider(IdentityProvider):  # type: ignore[misc]
+class EcodeTestIdentityProvider(IdentityProvider):
     """Several users on one server: ``Authorization: token ecode-test-token-<name>``.
 
     Stands in for JupyterHub's identity in tests; the server's own token still works too.
@@ -55,7 +56,10 @@ class EcodeTestIdentityProvider(IdentityProvider):  # type: ignore[misc]
                 handler._token_authenticated = True
                 return User(username=name, name=name, display_name=name.title())
             return None
-        return await super().get_user(handler)
+        user = super().get_user(handler)
+        if inspect.isawaitable(user):
+            user = await user
+        return user
 
 
 # -- databases --------------------------------------------------------------------------
@@ -202,7 +206,11 @@ def ecode_api(
         if data is None and method in ("POST", "PUT", "PATCH"):
             data = b""
         req = HTTPRequest(
-            url, method=method, headers=hdrs, body=data, allow_nonstandard_methods=True,
+            url,
+            method=method,
+            headers=hdrs,
+            body=data,
+            allow_nonstandard_methods=True,
             request_timeout=60,
         )
         resp = await AsyncHTTPClient().fetch(req, raise_error=False)

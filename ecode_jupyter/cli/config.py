@@ -13,7 +13,7 @@ from ..context import EcodeContext
 from ..identity import EcodeUser
 
 
-class _ServerConfigLoader(JupyterApp):  # type: ignore[misc]
+class _ServerConfigLoader(JupyterApp):
     """Reads jupyter_server_config.{py,json} from the usual Jupyter config path."""
 
     name = "jupyter-ecode"

@@ -40,8 +40,14 @@ def _table(console: Console, projects: list[dict[str, Any]], as_json: bool) -> N
         return
     table = Table("id", "name", "slug", "template", "role", "updated")
     for p in projects:
-        table.add_row(p["id"], p["name"], f"@{p['owner']}/{p['slug']}", p["template"] or "",
-                      p["role"] or "", p["updated_at"][:19])
+        table.add_row(
+            p["id"],
+            p["name"],
+            f"@{p['owner']}/{p['slug']}",
+            p["template"] or "",
+            p["role"] or "",
+            p["updated_at"][:19],
+        )
     console.print(table)
 
 
@@ -84,8 +90,10 @@ async def _delete(args: argparse.Namespace, console: Console) -> int:
     try:
         user = cli_user(args, ctx)
         project = await ctx.projects.delete_project(user, await _find(ctx, user, args.project))
-        console.print(f"deleted {project['name']} (restore with `jupyter ecode projects restore "
-                      f"{project['id']}`)")
+        console.print(
+            f"deleted {project['name']} (restore with `jupyter ecode projects restore "
+            f"{project['id']}`)"
+        )
         return 0
     finally:
         ctx.db.dispose()

@@ -7,8 +7,8 @@ upgraded only by ``jupyter ecode db upgrade``, and a server on a stale schema re
 
 from __future__ import annotations
 
-import logging
 import contextlib
+import logging
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,9 +64,10 @@ def backup_sqlite(db: Database) -> Path | None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     backup = path.with_name(f"{path.name}.{stamp}.bak")
     # SQLite's online backup copies a consistent snapshot, WAL contents included.
-    with contextlib.closing(sqlite3.connect(path)) as src, contextlib.closing(
-        sqlite3.connect(backup)
-    ) as dst:
+    with (
+        contextlib.closing(sqlite3.connect(path)) as src,
+        contextlib.closing(sqlite3.connect(backup)) as dst,
+    ):
         src.backup(dst)
     return backup
 

@@ -121,14 +121,19 @@ class EcodeHandler(APIHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, EcodeError) and value.status < 500:
-            log.info("%s %s -> %s %s", self.request.method, self.request.path, value.status,
-                     value.code)
+            log.info(
+                "%s %s -> %s %s", self.request.method, self.request.path, value.status, value.code
+            )
             return
         if isinstance(value, web.HTTPError):
             log.info("%s %s -> %s", self.request.method, self.request.path, value.status_code)
             return
-        log.error("unexpected error in %s %s", self.request.method, self.request.path,
-                  exc_info=(typ, value, tb))
+        log.error(
+            "unexpected error in %s %s",
+            self.request.method,
+            self.request.path,
+            exc_info=(typ, value, tb),
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -319,8 +319,8 @@ class ProjectManager:
         if "visibility" in changes:
             clean["visibility"] = v.validate_visibility(changes["visibility"])
         if "model" in changes:
-            clean["model"] = None if changes["model"] is None else v.validate_model(
-                changes["model"]
+            clean["model"] = (
+                None if changes["model"] is None else v.validate_model(changes["model"])
             )
         need = Role.owner if {"slug", "visibility"} & set(clean) else Role.editor
 

@@ -18,8 +18,27 @@ MAX_USERNAME_CHARS = 255
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 # Names that would be unsafe or confusing as a folder or a URL segment on some system.
 RESERVED_SLUGS = frozenset(
-    {"con", "prn", "aux", "nul", "clock$", "api", "new", "static", "settings", "admin",
-     "login", "logout", "by-slug", "apps", "lab", "tree", "hub", "user", "ecode"}
+    {
+        "con",
+        "prn",
+        "aux",
+        "nul",
+        "clock$",
+        "api",
+        "new",
+        "static",
+        "settings",
+        "admin",
+        "login",
+        "logout",
+        "by-slug",
+        "apps",
+        "lab",
+        "tree",
+        "hub",
+        "user",
+        "ecode",
+    }
     | {f"com{i}" for i in range(10)}
     | {f"lpt{i}" for i in range(10)}
 )

@@ -127,9 +127,7 @@ class SecretsManager:
                 count = len(
                     list(
                         session.scalars(
-                            select(ProjectSecret.name).where(
-                                ProjectSecret.project_id == project_id
-                            )
+                            select(ProjectSecret.name).where(ProjectSecret.project_id == project_id)
                         )
                     )
                 )
@@ -205,8 +203,9 @@ class SecretsManager:
             try:
                 env[name] = self._fernet.decrypt(token).decode()
             except InvalidToken:
-                log.error("secret %s of project %s cannot be decrypted with the keys", name,
-                          project_id)
+                log.error(
+                    "secret %s of project %s cannot be decrypted with the keys", name, project_id
+                )
         return env
 
 

@@ -19,8 +19,9 @@ from ecode_jupyter.db.schema import (
 from ecode_jupyter.exceptions import SchemaOutOfDate
 
 
-def test_upgrade_empty_database_to_head_and_back_down(ecode_postgres_url: str | None,
-                                                       tmp_path: Path) -> None:
+def test_upgrade_empty_database_to_head_and_back_down(
+    ecode_postgres_url: str | None, tmp_path: Path
+) -> None:
     if ecode_postgres_url:
         # The session database is shared by other tests: use a scratch schema-less copy.
         pytest.skip("run on SQLite; the PostgreSQL variant is test_migrations_postgres")
@@ -54,9 +55,7 @@ def test_migrations_postgres(ecode_postgres_url: str | None) -> None:
     try:
         upgrade(db)
         assert current_revision(db.engine) == head_revision(db)
-        assert {t.name for t in metadata.sorted_tables} <= set(
-            inspect(db.engine).get_table_names()
-        )
+        assert {t.name for t in metadata.sorted_tables} <= set(inspect(db.engine).get_table_names())
         downgrade(db, "base")
         assert current_revision(db.engine) is None
     finally:

@@ -85,8 +85,9 @@ async def test_roles_viewer_cannot_rename_stranger_gets_404(ecode_api: Any) -> N
     rename = await ecode_api("PATCH", f"projects/{pid}", user="bob", body={"name": "ours"})
     assert rename.status == 200 and rename.body["name"] == "ours"
     # Editors still cannot manage members.
-    grant = await ecode_api("PUT", f"projects/{pid}/members/carol", user="bob",
-                            body={"role": "viewer"})
+    grant = await ecode_api(
+        "PUT", f"projects/{pid}/members/carol", user="bob", body={"role": "viewer"}
+    )
     assert grant.status == 403
 
 

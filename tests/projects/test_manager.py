@@ -64,16 +64,18 @@ def test_identity_mapping() -> None:
     me = resolve_user(anon, stock, owner_name="sam", admin_users=set(), owner_is_admin=True)
     assert (me.username, me.is_admin) == ("sam", True)
 
-    class HubUser(User):  # type: ignore[misc]
+    class HubUser(User):
         hub_user: dict[str, Any] = {"name": "maria", "admin": True}
 
-    hub = resolve_user(HubUser(username="maria"), stock, owner_name="sam",
-                       admin_users=set(), owner_is_admin=True)
+    hub = resolve_user(
+        HubUser(username="maria"), stock, owner_name="sam", admin_users=set(), owner_is_admin=True
+    )
     assert (hub.username, hub.is_admin) == ("maria", True)
 
-    class Custom(IdentityProvider):  # type: ignore[misc]
+    class Custom(IdentityProvider):
         pass
 
-    bob = resolve_user(User(username="bob"), Custom(), owner_name="sam",
-                       admin_users={"root"}, owner_is_admin=True)
+    bob = resolve_user(
+        User(username="bob"), Custom(), owner_name="sam", admin_users={"root"}, owner_is_admin=True
+    )
     assert (bob.username, bob.is_admin) == ("bob", False)

@@ -29,6 +29,7 @@ from .base import (
     Usage,
     UsageReport,
     collect_turn,
+    estimate_input_tokens,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ __all__ = [
     "UsageReport",
     "collect_turn",
     "configured_provider_names",
+    "estimate_input_tokens",
     "make_provider",
 ]
 

@@ -276,3 +276,20 @@ async def collect_turn(events: AsyncIterator[ProviderEvent]) -> TurnResult:
             return TurnResult("".join(parts), calls, event.stop_reason, event.usage)
     msg = "the provider's stream ended without a TurnEnd event"
     raise RuntimeError(msg)
+
+
+# Roughly 4 characters per token for English text and code; tokenizers differ by model, so
+# this is for reservations, never for charging.
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_input_tokens(*, system: str, messages: list[Message], tools: list[ToolSpec]) -> int:
+    """An upper-leaning guess of a turn's input tokens, for credit reservations."""
+    chars = len(system)
+    for message in messages:
+        chars += len(message.text) + 16
+        for call in message.tool_calls:
+            chars += len(call.name) + len(json.dumps(call.arguments))
+    for tool in tools:
+        chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.input_schema))
+    return chars // _CHARS_PER_TOKEN + 1

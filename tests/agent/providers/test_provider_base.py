@@ -4,10 +4,12 @@ from ecode_jupyter.agent.providers import (
     TextDelta,
     ToolCall,
     ToolCallReady,
+    ToolSpec,
     TurnEnd,
     Usage,
     UsageReport,
     collect_turn,
+    estimate_input_tokens,
 )
 from ecode_jupyter.agent.providers.base import parse_tool_arguments
 
@@ -81,3 +83,13 @@ def test_provider_error_carries_partial_usage_and_json_shape():
     assert body["code"] == "provider_error"
     assert body["details"]["retryable"] is True
     assert ProviderError.status == 502
+
+
+def test_input_estimate_grows_with_prompt_history_and_tools():
+    tools = [ToolSpec("read_file", "Read a file", {"type": "object"})]
+    small = estimate_input_tokens(system="be brief", messages=[Message.user("hi")], tools=[])
+    big = estimate_input_tokens(
+        system="be brief" * 100, messages=[Message.user("hi" * 500)] * 3, tools=tools
+    )
+    assert 0 < small < 20
+    assert big > 3 * 1000 // 4

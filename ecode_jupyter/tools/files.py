@@ -1,0 +1,407 @@
+"""File tools: list_files, read_file, write_file, edit_file, delete_file, search_files.
+
+Every path goes through the workspace resolver; every write through the one writer (so a file
+open in JupyterLab is edited live, and each change is reported). Reads are bounded: a line
+range, a byte cap, and binary files are described rather than dumped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import codecs
+import fnmatch
+import logging
+import mimetypes
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from mcp.server.mcpserver import Context
+from mcp_types import ImageContent, TextContent, ToolAnnotations
+from pydantic import Field
+
+from ecode_jupyter.exceptions import Conflict, InvalidInput, NotFound
+from ecode_jupyter.workspace.paths import resolve_in_workspace, workspace_relative
+from ecode_jupyter.workspace.writer import FileChange
+
+if TYPE_CHECKING:
+    from ecode_jupyter.tools.server import ToolLayer
+
+log = logging.getLogger(__name__)
+
+ProjectId = Annotated[str, Field(description="The project id.")]
+RelPath = Annotated[str, Field(description="Path relative to the project workspace.")]
+
+# Folders a recursive listing or a search does not descend into: tooling, not the project.
+SKIP_DIRS = frozenset(
+    {".git", ".venv", "venv", "node_modules", "__pycache__", ".ipynb_checkpoints", ".ecode"}
+)
+BINARY_SNIFF_BYTES = 8192
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+MAX_IMAGE_BYTES = 2 * 1024 * 1024
+SEARCH_LINE_CHARS = 400
+SEARCH_DEADLINE_S = 20.0
+
+
+def change_result(change: FileChange) -> dict[str, Any]:
+    return {
+        "path": change.path,
+        "action": change.action,
+        "added": change.added,
+        "removed": change.removed,
+        "diff": change.diff,
+        "live": change.live,
+    }
+
+
+def looks_binary(sample: bytes) -> bool:
+    """NUL bytes or invalid UTF-8 in the first bytes (a cut multi-byte char is fine)."""
+    if b"\x00" in sample:
+        return True
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _entry(root: Path, path: Path, entry: os.DirEntry[str]) -> dict[str, Any]:
+    rel = workspace_relative(root, path)
+    if entry.is_symlink():
+        return {"path": rel, "type": "symlink", "size": None}
+    if entry.is_dir():
+        return {"path": rel, "type": "directory", "size": None}
+    return {"path": rel, "type": "file", "size": entry.stat().st_size}
+
+
+def _list(root: Path, start: Path, recursive: bool, hidden: bool, cap: int) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = []
+    truncated = False
+    pending = [start]
+    while pending and not truncated:
+        folder = pending.pop(0)
+        try:
+            items = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            log.debug("cannot list %s: %s", folder, exc)
+            continue
+        for item in items:
+            if not hidden and item.name.startswith("."):
+                continue
+            if len(entries) >= cap:
+                truncated = True
+                break
+            path = Path(item.path)
+            entries.append(_entry(root, path, item))
+            # Never follow a symlinked folder: it may point anywhere, or loop.
+            if recursive and item.is_dir(follow_symlinks=False) and item.name not in SKIP_DIRS:
+                pending.append(path)
+    return {
+        "path": workspace_relative(root, start),
+        "entries": entries,
+        "truncated": truncated,
+    }
+
+
+def _read_lines(
+    path: Path, start: int, end: int | None, max_bytes: int, max_lines: int
+) -> tuple[list[str], int, bool]:
+    """Lines ``start..end`` (1-based, inclusive) within the caps, the total line count, and
+    whether the caps cut the range short. Streams the file: memory stays bounded."""
+    lines: list[str] = []
+    size = 0
+    cut = False
+    total = 0
+    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
+        for total, line in enumerate(fh, start=1):  # noqa: B007 (total is the count after)
+            if total < start or (end is not None and total > end) or cut:
+                continue
+            if len(lines) >= max_lines or size + len(line) > max_bytes:
+                cut = True
+                continue
+            lines.append(line)
+            size += len(line)
+    return lines, total, cut
+
+
+def _render_read(
+    shown: str, lines: list[str], start: int, total: int, cut: bool, max_bytes: int
+) -> str:
+    text = "".join(lines)
+    if not lines:
+        if total == 0:
+            return f"[{shown} is empty]"
+        return f"[{shown} has {total} lines; nothing at line {start}]"
+    last = start + len(lines) - 1
+    if start == 1 and last == total and not cut:
+        return text
+    note = f"[{shown}: lines {start}-{last} of {total}"
+    if cut:
+        note += f"; output capped at {len(lines)} lines / {max_bytes} bytes"
+    if last < total:
+        note += f"; read on with start_line={last + 1}"
+    return text + ("" if text.endswith("\n") else "\n") + note + "]"
+
+
+def _walk_files(start: Path) -> Iterator[Path]:
+    if start.is_file():
+        yield start
+        return
+    for folder, dirs, names in os.walk(start):  # os.walk does not follow symlinked folders
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+        for name in sorted(names):
+            yield Path(folder) / name
+
+
+def _search(
+    root: Path,
+    start: Path,
+    regex: re.Pattern[str],
+    glob: str | None,
+    cap: int,
+    max_file_bytes: int,
+) -> dict[str, Any]:
+    matches: list[dict[str, Any]] = []
+    searched = 0
+    skipped: list[str] = []
+    truncated = False
+    deadline = time.monotonic() + SEARCH_DEADLINE_S
+    for path in _walk_files(start):
+        rel = workspace_relative(root, path)
+        if glob and not (fnmatch.fnmatch(rel, glob) or fnmatch.fnmatch(path.name, glob)):
+            continue
+        if path.is_symlink():
+            # A symlinked file is searched only where it really lives inside the workspace.
+            try:
+                resolve_in_workspace(root, rel)
+            except InvalidInput:
+                continue
+        try:
+            if path.stat().st_size > max_file_bytes:
+                skipped.append(rel)
+                continue
+            data = path.read_bytes()
+        except OSError:
+            continue
+        if looks_binary(data[:BINARY_SNIFF_BYTES]):
+            continue
+        searched += 1
+        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
+            if regex.search(line):
+                text = line if len(line) <= SEARCH_LINE_CHARS else line[:SEARCH_LINE_CHARS] + "…"
+                matches.append({"path": rel, "line": number, "text": text})
+                if len(matches) >= cap:
+                    truncated = True
+                    break
+        if truncated:
+            break
+        if time.monotonic() > deadline:
+            truncated = True
+            break
+    return {
+        "matches": matches,
+        "truncated": truncated,
+        "files_searched": searched,
+        "skipped_large_files": skipped[:20],
+    }
+
+
+def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
+    settings = layer.settings
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @layer.mcp.tool(annotations=read_only)
+    async def list_files(
+        project: ProjectId,
+        path: Annotated[str, Field(description="Folder to list, relative.")] = ".",
+        recursive: Annotated[bool, Field(description="Descend into sub-folders.")] = False,
+        include_hidden: Annotated[bool, Field(description="Include dot-files.")] = False,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """List the files and folders of a project folder (tool folders like .git, .venv and
+        node_modules are listed but not descended into)."""
+        proj, _caller = await layer.open(ctx, project, write=False)
+        start = resolve_in_workspace(proj.workspace, path)
+        if not start.is_dir():
+            msg = f"{path} is not a folder" if start.exists() else f"{path} does not exist"
+            raise (InvalidInput if start.exists() else NotFound)(msg)
+        return await asyncio.to_thread(
+            _list, proj.workspace, start, recursive, include_hidden, settings.list_max_entries
+        )
+
+    @layer.mcp.tool(annotations=read_only)
+    async def read_file(
+        project: ProjectId,
+        path: RelPath,
+        start_line: Annotated[int, Field(ge=1, description="First line (1-based).")] = 1,
+        end_line: Annotated[
+            int | None, Field(ge=1, description="Last line, inclusive; default: to the end.")
+        ] = None,
+        ctx: Context | None = None,
+    ) -> str | list[TextContent | ImageContent]:
+        """Read a text file (or a line range of it). Output is capped; a note says how to read
+        on. Images come back as images; other binary files are described, not dumped."""
+        proj, caller = await layer.open(ctx, project, write=False)
+        if end_line is not None and end_line < start_line:
+            msg = "end_line must not be before start_line"
+            raise InvalidInput(msg)
+        writer = layer.writer(proj, caller)
+        target = writer.resolve(path)
+        shown = writer.relative(target)
+        if target.is_dir():
+            msg = f"{shown} is a folder; use list_files"
+            raise InvalidInput(msg)
+        live = layer.live is not None and await layer.live.open_document(target, "file")
+        if live:
+            # Open in a collaboration room: what the editors see is the truth.
+            text = await writer.read_text(path)
+            all_lines = text.splitlines(keepends=True)
+            chosen = all_lines[start_line - 1 : end_line]
+            lines, size, cut = [], 0, False
+            for line in chosen:
+                if len(lines) >= settings.read_max_lines or size + len(line) > (
+                    settings.read_max_bytes
+                ):
+                    cut = True
+                    break
+                lines.append(line)
+                size += len(line)
+            return _render_read(
+                shown, lines, start_line, len(all_lines), cut, settings.read_max_bytes
+            )
+        try:
+            with target.open("rb") as fh:
+                sample = fh.read(BINARY_SNIFF_BYTES)
+            size = target.stat().st_size
+        except FileNotFoundError:
+            msg = f"{shown} does not exist"
+            raise NotFound(msg) from None
+        if looks_binary(sample):
+            mime = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            note = f"[{shown} is a binary file: {size} bytes, {mime}]"
+            if mime in IMAGE_TYPES and size <= MAX_IMAGE_BYTES:
+                data = await asyncio.to_thread(target.read_bytes)
+                image = ImageContent(
+                    type="image", data=base64.b64encode(data).decode(), mime_type=mime
+                )
+                return [TextContent(type="text", text=note), image]
+            return note
+        lines, total, cut = await asyncio.to_thread(
+            _read_lines,
+            target,
+            start_line,
+            end_line,
+            settings.read_max_bytes,
+            settings.read_max_lines,
+        )
+        return _render_read(shown, lines, start_line, total, cut, settings.read_max_bytes)
+
+    @layer.mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
+    async def write_file(
+        project: ProjectId,
+        path: RelPath,
+        content: Annotated[str, Field(description="The whole new content of the file.")],
+        allow_empty: Annotated[
+            bool, Field(description="Allow replacing a non-empty file with empty content.")
+        ] = False,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """Create or overwrite a text file (folders are created). Returns a diff summary."""
+        proj, caller = await layer.open(ctx, project, write=True)
+        change = await layer.writer(proj, caller).write_text(
+            path, content, allow_empty=allow_empty
+        )
+        await layer.audit(caller, proj, "write_file", {"path": change.path})
+        return change_result(change)
+
+    @layer.mcp.tool(annotations=ToolAnnotations(destructive_hint=True))
+    async def edit_file(
+        project: ProjectId,
+        path: RelPath,
+        old_text: Annotated[str, Field(description="Exact text to replace (with context).")],
+        new_text: Annotated[str, Field(description="The replacement text.")],
+        replace_all: Annotated[
+            bool, Field(description="Replace every occurrence instead of exactly one.")
+        ] = False,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """Replace exact text in a file. old_text must occur exactly once unless replace_all;
+        include enough surrounding lines to make it unique. Returns the diff."""
+        proj, caller = await layer.open(ctx, project, write=True)
+        if old_text == "":
+            msg = "old_text is empty; use write_file to create or overwrite a file"
+            raise InvalidInput(msg)
+        if old_text == new_text:
+            msg = "old_text and new_text are the same"
+            raise InvalidInput(msg)
+        count = 0
+
+        def replace(current: str | None) -> str:
+            nonlocal count
+            if current is None:
+                msg = f"{path} does not exist"
+                raise NotFound(msg)
+            count = current.count(old_text)
+            if count == 0:
+                msg = f"old_text was not found in {path}; read the file and copy the text exactly"
+                raise InvalidInput(msg)
+            if count > 1 and not replace_all:
+                msg = (
+                    f"old_text occurs {count} times in {path}; add surrounding lines to make "
+                    "it unique, or set replace_all"
+                )
+                raise Conflict(msg)
+            return current.replace(old_text, new_text)
+
+        change = await layer.writer(proj, caller).edit_text(path, replace, allow_empty=True)
+        await layer.audit(caller, proj, "edit_file", {"path": change.path})
+        return {**change_result(change), "replacements": count}
+
+    @layer.mcp.tool(annotations=ToolAnnotations(destructive_hint=True))
+    async def delete_file(project: ProjectId, path: RelPath, ctx: Context | None = None) -> dict[
+        str, Any
+    ]:
+        """Delete a file (not a folder). A symlink is removed, never its target."""
+        proj, caller = await layer.open(ctx, project, write=True)
+        change = await layer.writer(proj, caller).delete(path)
+        await layer.audit(caller, proj, "delete_file", {"path": change.path})
+        return change_result(change)
+
+    @layer.mcp.tool(annotations=read_only)
+    async def search_files(
+        project: ProjectId,
+        pattern: Annotated[str, Field(description="Regular expression (Python syntax).")],
+        path: Annotated[str, Field(description="Folder or file to search in.")] = ".",
+        glob: Annotated[
+            str | None, Field(description="Only files matching this glob, e.g. '*.py'.")
+        ] = None,
+        literal: Annotated[bool, Field(description="Treat pattern as plain text.")] = False,
+        ignore_case: bool = False,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
+        """Search file contents line by line; returns path, line number and text of matches
+        (capped). Binary and very large files are skipped."""
+        proj, _caller = await layer.open(ctx, project, write=False)
+        start = resolve_in_workspace(proj.workspace, path)
+        if not start.exists():
+            msg = f"{path} does not exist"
+            raise NotFound(msg)
+        source = re.escape(pattern) if literal else pattern
+        try:
+            regex = re.compile(source, re.IGNORECASE if ignore_case else 0)
+        except re.error as exc:
+            msg = f"invalid regular expression: {exc}"
+            raise InvalidInput(msg) from None
+        return await asyncio.to_thread(
+            _search,
+            proj.workspace,
+            start,
+            regex,
+            glob,
+            settings.search_max_results,
+            settings.search_max_file_bytes,
+        )
