@@ -14,6 +14,7 @@ JSON error shape ``{"error": {"code": ..., "message": ...}}`` with its HTTP stat
      ├── RateLimited             429 rate_limited
      ├── PathOutsideWorkspace    400 path_outside_workspace
      ├── CommandTimeout          408 command_timeout
+     ├── ProviderError           502 provider_error (agent/providers/errors.py)
      └── SchemaOutOfDate         500 schema_out_of_date (server refuses to start)
 """
 

@@ -231,3 +231,9 @@ def ecode_app(jp_serverapp: Any) -> Any:
     for ext in jp_serverapp.extension_manager.extension_apps.get("ecode_jupyter", []):
         return ext
     pytest.fail("ecode_jupyter extension did not load")
+
+
+# Loopback servers speaking the Anthropic and OpenAI wire formats (see ecode_jupyter.testing).
+from .testing.fixtures import ecode_anthropic_loopback, ecode_openai_loopback  # noqa: E402
+
+__all__ = ["ecode_anthropic_loopback", "ecode_openai_loopback"]

@@ -15,6 +15,7 @@ import logging
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -53,7 +54,7 @@ class _TurnState:
         self.attempts = 0
 
 
-class LoopbackServer:
+class LoopbackServer(ABC):
     """Base of :class:`AnthropicLoopback` and :class:`OpenAILoopback`.
 
     ``script`` is a list of turns served in order, or a responder called once per turn.
@@ -80,6 +81,8 @@ class LoopbackServer:
         self._current: _TurnState | None = None
         self._served = 0
         self._abandoned = 0
+        #: exceptions a responder raised (each answered with a 400 naming it)
+        self.responder_errors: list[BaseException] = []
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
@@ -186,7 +189,11 @@ class LoopbackServer:
             state = self._current
             if state is None:
                 if self._responder is not None:
-                    turn = self._responder(request)
+                    try:
+                        turn = self._responder(request)
+                    except Exception:
+                        self._requests.append(request)
+                        raise
                 elif self._turns is not None and self._position < len(self._turns):
                     turn = self._turns[self._position]
                 else:
@@ -225,23 +232,28 @@ class LoopbackServer:
 
     # -- rendering, per API ----------------------------------------------------------------
 
+    @abstractmethod
     def error_body(self, status: int, error_type: str | None, message: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The API's JSON error body for ``status``."""
 
+    @abstractmethod
     def stream_events(self, turn: ScriptedTurn, request: LoopbackRequest) -> Iterator[bytes]:
-        raise NotImplementedError
+        """The turn as the API's SSE events, each ready to write."""
 
+    @abstractmethod
     def stream_error_event(self, fault: StreamError) -> bytes:
-        raise NotImplementedError
+        """The API's error event inside a started stream."""
 
     def malformed_event(self, fault: MalformedEvent) -> bytes:
         return sse(fault.data)
 
+    @abstractmethod
     def complete_body(self, turn: ScriptedTurn, request: LoopbackRequest) -> dict[str, Any]:
-        raise NotImplementedError
+        """The turn as the API's non-streaming JSON response."""
 
+    @abstractmethod
     def presented_key(self, headers: dict[str, str]) -> str | None:
-        raise NotImplementedError
+        """The API key from the request's auth header, if any."""
 
     def extra_routes(self, method: str, path: str) -> dict[str, Any] | None:
         """JSON for a side endpoint (e.g. a model list), or ``None``."""
@@ -322,6 +334,14 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 recorded, turn, fault = server._next(request)
             except ScriptExhausted as exc:
                 self._send_json(400, server.error_body(400, None, f"loopback: {exc}"))
+                return
+            except Exception as exc:
+                # A broken responder is the test's bug: answer with a status the SDK does
+                # not retry, name the error, and keep it for the test to re-raise.
+                log.exception("loopback responder failed on request %s", request.index)
+                server.responder_errors.append(exc)
+                message = f"loopback responder raised {exc!r}"
+                self._send_json(400, server.error_body(400, None, message))
                 return
             if isinstance(fault, HTTPFault):
                 self._send_fault(fault)

@@ -261,7 +261,8 @@ def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
             text = await writer.read_text(path)
             all_lines = text.splitlines(keepends=True)
             chosen = all_lines[start_line - 1 : end_line]
-            lines, size, cut = [], 0, False
+            lines: list[str] = []
+            size, cut = 0, False
             for line in chosen:
                 if len(lines) >= settings.read_max_lines or size + len(line) > (
                     settings.read_max_bytes
@@ -312,9 +313,7 @@ def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
     ) -> dict[str, Any]:
         """Create or overwrite a text file (folders are created). Returns a diff summary."""
         proj, caller = await layer.open(ctx, project, write=True)
-        change = await layer.writer(proj, caller).write_text(
-            path, content, allow_empty=allow_empty
-        )
+        change = await layer.writer(proj, caller).write_text(path, content, allow_empty=allow_empty)
         await layer.audit(caller, proj, "write_file", {"path": change.path})
         return change_result(change)
 
@@ -362,9 +361,9 @@ def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
         return {**change_result(change), "replacements": count}
 
     @layer.mcp.tool(annotations=ToolAnnotations(destructive_hint=True))
-    async def delete_file(project: ProjectId, path: RelPath, ctx: Context | None = None) -> dict[
-        str, Any
-    ]:
+    async def delete_file(
+        project: ProjectId, path: RelPath, ctx: Context | None = None
+    ) -> dict[str, Any]:
         """Delete a file (not a folder). A symlink is removed, never its target."""
         proj, caller = await layer.open(ctx, project, write=True)
         change = await layer.writer(proj, caller).delete(path)

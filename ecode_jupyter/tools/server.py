@@ -123,7 +123,8 @@ class _EcodeMCPServer(MCPServer[Any]):
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, EcodeError):
-                raise ToolError(f"{cause.code}: {cause.message}") from cause
+                msg = f"{cause.code}: {cause.message}"
+                raise ToolError(msg) from cause
             raise
 
 

@@ -323,6 +323,26 @@ class WorkspaceWriter:
         summary = await asyncio.to_thread(summarize, old, new, shown, cap_chars=self._diff_cap)
         return FileChange(shown, "modified", summary.added, summary.removed, summary.diff, True)
 
+    async def report_external_change(
+        self, rel: str, before: str | None, after: str | None
+    ) -> FileChange:
+        """Report a change a program made behind the writer's back (npm editing package.json).
+
+        The writer did not make it, but whoever watches ``file.changed`` must still see it.
+        """
+        shown = self.relative(self.resolve(rel))
+        if before == after:
+            return FileChange(shown, "unchanged", 0, 0, "")
+        action: ChangeAction = (
+            "created" if before is None else "deleted" if after is None else "modified"
+        )
+        summary = await asyncio.to_thread(
+            summarize, before or "", after or "", shown, cap_chars=self._diff_cap
+        )
+        change = FileChange(shown, action, summary.added, summary.removed, summary.diff)
+        await self._emit(change)
+        return change
+
     # -- deleting ------------------------------------------------------------------------
 
     async def delete(self, rel: str) -> FileChange:

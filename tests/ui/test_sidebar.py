@@ -104,9 +104,7 @@ def _wait_until_ready(lab: Lab) -> None:
 
 
 @pytest.fixture
-def lab(
-    request: pytest.FixtureRequest, tmp_path: Path, ecode_database_url: str
-) -> Iterator[Lab]:
+def lab(request: pytest.FixtureRequest, tmp_path: Path, ecode_database_url: str) -> Iterator[Lab]:
     """A real `jupyter lab` on a free port with its own config, data, runtime and root dirs."""
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime", "root", "workspaces")}
     for path in dirs.values():
@@ -192,11 +190,13 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     page.set_default_timeout(UI_TIMEOUT_MS)
     # Uncaught exceptions in the page are bugs; keep them for the assertion and the report.
     errors: list[str] = []
+    console: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
     yield page
     context.close()
-    ours = [e for e in errors if "ecode" in e.lower()]
-    assert not ours, f"uncaught errors from the E-Code extension: {ours}"
+    (OUTPUT_DIR / f"{request.node.name}-console.log").write_text("\n".join(console + errors))
+    assert not errors, f"uncaught errors in the page: {errors}"
 
 
 def shot(page: Page, name: str) -> Path:
@@ -209,10 +209,12 @@ def open_lab(page: Page, lab: Lab) -> Locator:
     """Load the lab and return the E-Code sidebar tab once the app is up."""
     page.goto(lab.lab_url)
     tab = page.locator(f'.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="{PANEL_ID}"]')
-    expect(tab, "E-Code sidebar tab missing: is the lab extension built and installed?").to_be_visible(
-        timeout=UI_TIMEOUT_MS * 2
-    )
+    expect(
+        tab, "E-Code sidebar tab missing: is the lab extension built and installed?"
+    ).to_be_visible(timeout=UI_TIMEOUT_MS * 2)
     expect(page.locator("#jupyterlab-splash")).to_have_count(0)
+    # The layout is restored (and focus moved around) after the splash goes; let it settle.
+    page.wait_for_load_state("networkidle")
     return tab
 
 
@@ -222,7 +224,7 @@ def run_palette_command(page: Page, label: str) -> None:
     page.evaluate("() => document.activeElement?.blur()")
     page.keyboard.press("Control+Shift+C")
     search = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-input")
-    expect(search).to_be_focused()
+    expect(search).to_be_visible()
     search.fill(label)
     expect(page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item").first).to_contain_text(
         label

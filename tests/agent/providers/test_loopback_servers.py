@@ -178,3 +178,23 @@ def test_stop_drops_idle_keep_alive_connections():
         srv.stop()
         with pytest.raises(httpx.TransportError):
             client.post(srv.url + "/v1/messages", json={})
+
+
+async def test_a_failing_responder_is_reported_not_retried(ecode_anthropic_loopback):
+    def responder(request: LoopbackRequest) -> ScriptedTurn:
+        msg = "missing tool result"
+        raise KeyError(msg)
+
+    srv = ecode_anthropic_loopback(responder)
+    async with make_provider(
+        "anthropic", api_key="k", base_url=srv.base_url, max_retries=2
+    ) as provider:
+        with pytest.raises(ProviderError, match="missing tool result"):
+            await collect_turn(
+                provider.stream_turn(
+                    system="", messages=[Message.user("x")], tools=[], max_tokens=5
+                )
+            )
+    # Recorded once (a 400 is not retried), before any turn was assigned.
+    assert [r.turn for r in srv.requests] == [-1]
+    assert [type(e) for e in srv.responder_errors] == [KeyError]

@@ -1,0 +1,254 @@
+"""The progress feed of agent runs: persisted, numbered per run, published live.
+
+Every event is ``{seq, run_id, ts, type, data}``. :class:`RunFeed` records one run's events:
+it takes the next ``seq`` and inserts the row in one transaction (``UPDATE runs SET last_seq =
+last_seq + 1 ... RETURNING``, atomic on SQLite and PostgreSQL; the ``(run_id, seq)`` primary key
+is the backstop), then hands the committed event to the in-process :class:`EventHub` (the
+WebSockets and the CLI listen there) and to jupyter_server's event bus.
+
+Publishing after the commit is what makes replay-then-live exact: a listener subscribes first
+and then reads the database, so every event is in the rows it read, in its queue, or both —
+and duplicates are told apart by ``seq``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..db.models import Run, RunEvent, utcnow
+from ..exceptions import NotFound
+from .redaction import Redactor
+
+log = logging.getLogger(__name__)
+
+RUN_STARTED = "run.started"
+PLAN = "plan"
+STEP_STARTED = "step.started"
+MESSAGE_DELTA = "message.delta"
+TOOL_CALL = "tool.call"
+TOOL_RESULT = "tool.result"
+FILE_CHANGED = "file.changed"
+COMMAND_OUTPUT = "command.output"
+USAGE = "usage"
+APPROVAL_REQUESTED = "approval.requested"
+RUN_COMPLETED = "run.completed"
+RUN_FAILED = "run.failed"
+RUN_CANCELLED = "run.cancelled"
+RUN_INTERRUPTED = "run.interrupted"
+
+EVENT_TYPES = frozenset(
+    {
+        RUN_STARTED,
+        PLAN,
+        STEP_STARTED,
+        MESSAGE_DELTA,
+        TOOL_CALL,
+        TOOL_RESULT,
+        FILE_CHANGED,
+        COMMAND_OUTPUT,
+        USAGE,
+        APPROVAL_REQUESTED,
+        RUN_COMPLETED,
+        RUN_FAILED,
+        RUN_CANCELLED,
+        RUN_INTERRUPTED,
+    }
+)
+#: the last event of a run's feed; nothing follows one of these
+TERMINAL_TYPES = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_INTERRUPTED})
+
+SCHEMA_ID = "https://events.jupyter.org/ecode_jupyter/run_event/v1"
+SCHEMA_PATH = Path(__file__).parent / "event_schemas" / "run_event" / "v1.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEvent:
+    """One recorded event of a run."""
+
+    run_id: str
+    seq: int
+    ts: datetime
+    type: str
+    data: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in TERMINAL_TYPES
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "run_id": self.run_id,
+            "ts": self.ts.isoformat(),
+            "type": self.type,
+            "data": self.data,
+        }
+
+    @classmethod
+    def from_row(cls, row: RunEvent) -> FeedEvent:
+        return cls(row.run_id, row.seq, row.ts, row.type, dict(row.data or {}))
+
+
+class Subscription:
+    """Events of one run (or of every run) as they are published; see :meth:`EventHub.subscribe`."""
+
+    def __init__(self, hub: EventHub, run_id: str | None) -> None:
+        self._hub = hub
+        self.run_id = run_id
+        self.queue: asyncio.Queue[FeedEvent] = asyncio.Queue()
+
+    async def get(self, timeout: float | None = None) -> FeedEvent | None:
+        """The next event, or None after ``timeout`` seconds without one."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._hub._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EventHub:
+    """In-process fan-out of committed events to subscribers. Lives on the server's loop."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str | None, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, run_id: str | None) -> Subscription:
+        """Subscribe to one run's events, or to every run's with ``run_id=None``."""
+        sub = Subscription(self, run_id)
+        self._subs[run_id].add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.run_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.run_id]
+
+    def publish(self, event: FeedEvent) -> None:
+        for key in (event.run_id, None):
+            for sub in tuple(self._subs.get(key, ())):
+                sub.queue.put_nowait(event)
+
+
+class JupyterEventBus:
+    """Emits run events on jupyter_server's event bus (``serverapp.event_logger``)."""
+
+    def __init__(self, event_logger: Any) -> None:
+        self._logger = event_logger
+        event_logger.register_event_schema(SCHEMA_PATH)
+
+    def emit(self, event: FeedEvent, project_id: str) -> None:
+        try:
+            self._logger.emit(
+                schema_id=SCHEMA_ID,
+                data={
+                    "run_id": event.run_id,
+                    "project_id": project_id,
+                    "seq": event.seq,
+                    "type": event.type,
+                    "ts": event.ts.isoformat(),
+                    "data": event.data,
+                },
+            )
+        except Exception:  # a broken listener or schema must not stop the run
+            log.exception("emitting run event %s/%s on the event bus failed", event.run_id,
+                          event.seq)
+
+
+def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
+    # Round-trip through JSON so what subscribers get is exactly what a replay reads back.
+    return dict(json.loads(json.dumps(data, default=str)))
+
+
+def append_event(
+    session: Session,
+    run_id: str,
+    type_: str,
+    data: dict[str, Any],
+    changes: Mapping[str, Any] | None = None,
+) -> FeedEvent:
+    """Insert the run's next event (and apply ``changes`` to the run row) in ``session``."""
+    values: dict[str, Any] = {"last_seq": Run.last_seq + 1}
+    if changes:
+        values.update(changes)
+    seq = session.execute(
+        update(Run).where(Run.id == run_id).values(**values).returning(Run.last_seq)
+    ).scalar_one_or_none()
+    if seq is None:
+        msg = "no such run"
+        raise NotFound(msg)
+    row = RunEvent(run_id=run_id, seq=int(seq), ts=utcnow(), type=type_, data=data)
+    session.add(row)
+    session.flush()
+    return FeedEvent(run_id, row.seq, row.ts, type_, data)
+
+
+def load_events(session: Session, run_id: str, after: int, limit: int) -> list[FeedEvent]:
+    rows = session.scalars(
+        select(RunEvent)
+        .where(RunEvent.run_id == run_id, RunEvent.seq > after)
+        .order_by(RunEvent.seq)
+        .limit(limit)
+    )
+    return [FeedEvent.from_row(row) for row in rows]
+
+
+class RunFeed:
+    """Records the events of one run, in order, redacted, and publishes them once committed."""
+
+    def __init__(
+        self,
+        db: Database,
+        hub: EventHub,
+        run_id: str,
+        project_id: str,
+        *,
+        redactor: Redactor | None = None,
+        bus: JupyterEventBus | None = None,
+    ) -> None:
+        self.db = db
+        self.hub = hub
+        self.run_id = run_id
+        self.project_id = project_id
+        self.redactor = redactor or Redactor()
+        self.bus = bus
+        # Serializes seq allocation and publication, so subscribers see seq order.
+        self._lock = asyncio.Lock()
+
+    async def emit(
+        self, type_: str, data: dict[str, Any], *, changes: Mapping[str, Any] | None = None
+    ) -> FeedEvent:
+        """Record an event; ``changes`` updates run columns in the same transaction."""
+        if type_ not in EVENT_TYPES:
+            msg = f"unknown run event type {type_!r}"
+            raise ValueError(msg)
+        clean = _json_safe(self.redactor.data(data))
+        async with self._lock:
+            event = await self.db.run(
+                lambda s: append_event(s, self.run_id, type_, clean, changes)
+            )
+            self.hub.publish(event)
+        if self.bus is not None:
+            self.bus.emit(event, self.project_id)
+        return event

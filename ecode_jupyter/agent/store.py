@@ -1,0 +1,209 @@
+"""Runs in the database: create, read, list, account usage, and find the orphaned ones.
+
+A run's status goes ``queued → running → completed | failed | cancelled | interrupted``; the
+last four are final. While a run is live its ``summary`` names the process running it and when
+that process last said it was alive (``summary["runner"]``), so a server that restarts can tell
+its own orphaned runs — and anyone can tell a run whose server died — from runs that another
+server of the same deployment is still running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..agent.providers.base import Usage
+from ..db.models import Project, Run, utcnow
+from ..exceptions import NotFound
+
+QUEUED = "queued"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+INTERRUPTED = "interrupted"
+
+ACTIVE_STATUSES = frozenset({QUEUED, RUNNING})
+FINAL_STATUSES = frozenset({COMPLETED, FAILED, CANCELLED, INTERRUPTED})
+#: a run in one of these may be continued by a new run
+CONTINUABLE_STATUSES = frozenset({FAILED, CANCELLED, INTERRUPTED})
+
+
+def run_to_json(run: Run) -> dict[str, Any]:
+    summary = {k: v for k, v in (run.summary or {}).items() if k != "runner"}
+    return {
+        "id": run.id,
+        "project_id": run.project_id,
+        "created_by": run.created_by,
+        "prompt": run.prompt,
+        "provider": run.provider,
+        "model": run.model,
+        "status": run.status,
+        "reason": run.reason,
+        "continued_from": run.continued_from,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "steps": run.steps,
+        "usage": {
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "cache_read_tokens": run.cache_read_tokens,
+            "cache_write_tokens": run.cache_write_tokens,
+        },
+        "cost_micros": run.cost_micros,
+        "last_seq": run.last_seq,
+        "summary": summary,
+        "events_url": f"api/ecode/runs/{run.id}/events",
+    }
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """What the agent needs to know about a run to (re)start it."""
+
+    id: str
+    project_id: str
+    created_by: str
+    prompt: str
+    provider: str
+    model: str
+    status: str
+    reason: str | None
+    continued_from: str | None
+
+
+def _ref(run: Run) -> RunRef:
+    return RunRef(
+        run.id,
+        run.project_id,
+        run.created_by,
+        run.prompt,
+        run.provider,
+        run.model,
+        run.status,
+        run.reason,
+        run.continued_from,
+    )
+
+
+def get_run_row(session: Session, run_id: Any) -> Run:
+    run = session.get(Run, run_id) if isinstance(run_id, str) and run_id.isalnum() else None
+    if run is None:
+        msg = "no such run"
+        raise NotFound(msg)
+    return run
+
+
+def create_run(
+    session: Session,
+    *,
+    project_id: str,
+    user: str,
+    prompt: str,
+    provider: str,
+    model: str,
+    runner: str,
+    continued_from: str | None = None,
+) -> Run:
+    run = Run(
+        project_id=project_id,
+        created_by=user,
+        prompt=prompt,
+        provider=provider,
+        model=model,
+        status=QUEUED,
+        continued_from=continued_from,
+        summary={"runner": {"id": runner, "heartbeat": utcnow().isoformat()}},
+    )
+    session.add(run)
+    # The project's "last changed" moves with its runs, so lists sort by activity.
+    project = session.get(Project, project_id)
+    if project is not None:
+        project.updated_at = utcnow()
+    session.flush()
+    return run
+
+
+def active_run_of(session: Session, project_id: str) -> Run | None:
+    return session.scalar(
+        select(Run)
+        .where(Run.project_id == project_id, Run.status.in_(ACTIVE_STATUSES))
+        .order_by(Run.created_at.desc())
+        .limit(1)
+    )
+
+
+def list_runs(session: Session, project_id: str, limit: int) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(Run).where(Run.project_id == project_id).order_by(Run.created_at.desc()).limit(limit)
+    )
+    return [run_to_json(r) for r in rows]
+
+
+def count_runs(session: Session, project_id: str) -> int:
+    return int(
+        session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project_id))
+        or 0
+    )
+
+
+def add_usage(session: Session, run_id: str, usage: Usage, cost_micros: int) -> None:
+    """Add one model call's usage and cost to the run's totals (atomic increments)."""
+    session.execute(
+        update(Run)
+        .where(Run.id == run_id)
+        .values(
+            input_tokens=Run.input_tokens + usage.input_tokens,
+            output_tokens=Run.output_tokens + usage.output_tokens,
+            cache_read_tokens=Run.cache_read_tokens + usage.cache_read_tokens,
+            cache_write_tokens=Run.cache_write_tokens + usage.cache_write_tokens,
+            cost_micros=Run.cost_micros + cost_micros,
+        )
+    )
+
+
+def heartbeat(session: Session, run_ids: list[str], runner: str) -> None:
+    now = utcnow().isoformat()
+    for run in session.scalars(select(Run).where(Run.id.in_(run_ids))):
+        if run.status in ACTIVE_STATUSES:
+            run.summary = {**(run.summary or {}), "runner": {"id": runner, "heartbeat": now}}
+
+
+def orphaned_runs(
+    session: Session, runner: str, stale_after: timedelta, *, own_only_fresh: bool
+) -> list[RunRef]:
+    """Active runs nobody is running any more.
+
+    A run is orphaned when its runner is ``runner`` (this server, restarted) or when its
+    runner's heartbeat is older than ``stale_after`` (that server died). With
+    ``own_only_fresh`` (the periodic sweep of a live server) this server's own runs are left
+    alone: the caller knows which of them it is running.
+    """
+    now = utcnow()
+    found: list[RunRef] = []
+    for run in session.scalars(select(Run).where(Run.status.in_(ACTIVE_STATUSES))):
+        info = (run.summary or {}).get("runner") or {}
+        beat = _parse_time(info.get("heartbeat"))
+        stale = beat is None or now - beat > stale_after
+        mine = info.get("id") == runner
+        if stale or (mine and not own_only_fresh):
+            found.append(_ref(run))
+    return found
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def run_ref(session: Session, run_id: str) -> RunRef:
+    return _ref(get_run_row(session, run_id))
