@@ -12,17 +12,21 @@ from typing import Any
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Set, Unicode, default
+from traitlets import Bool, Dict, Float, Int, List, Set, Unicode, default
 
+from .agent.config import create_agent_manager
+from .billing import make_billing_manager
 from .context import EcodeContext, build_context
 from .db.session import redact_url
 from .exceptions import SchemaOutOfDate
-from .handlers import audit, members, projects, secrets
+from .handlers import audit, members, projects, runs, secrets
+from .handlers import billing as billing_handlers
 from .handlers.base import fallback_handlers
+from .tools import http as tools_http
 
 log = logging.getLogger(__name__)
 
-HANDLER_MODULES = [projects, members, secrets, audit]
+HANDLER_MODULES = [projects, members, secrets, audit, tools_http, billing_handlers, runs]
 
 
 class EcodeApp(ExtensionApp):
@@ -126,9 +130,97 @@ class EcodeApp(ExtensionApp):
         help="Most projects one user may own (deleted ones count until purged). Default: 500.",
     ).tag(config=True)
 
+    model_prices = Dict(
+        help="""Model prices in micro-credits per million tokens (1 credit = 1,000,000
+        micro-credits), merged over the shipped defaults (list prices with 1 credit = 1 US
+        dollar), e.g. ``{"my-model": {"input": 3000000, "output": 15000000, "cache_write":
+        3750000, "cache_read": 300000}}``. Cache prices default to the input price. A model
+        with no price is refused unless it is in free_models. Default: {} (shipped table).""",
+    ).tag(config=True)
+
+    free_models = List(
+        Unicode(),
+        help="""Models that cost nothing, such as local models behind OPENAI_BASE_URL. The
+        `offline` provider is always free. Default: [].""",
+    ).tag(config=True)
+
+    monthly_allowance = Float(
+        5.0,
+        help="""Credits each user gets at the start of every month (UTC), on first use; what
+        is left of it lapses when the month ends (granted credits never lapse). Admins set
+        per-user allowances with PUT /api/ecode/billing/budgets. Default: 5 credits.""",
+    ).tag(config=True)
+
+    reservation_ttl_s = Float(
+        1800.0,
+        help="""Seconds a credit reservation for one model call may stay open before it is
+        released as expired (a crash mid-call). Default: 1800 s.""",
+    ).tag(config=True)
+
+    billing_sweep_interval_s = Float(
+        300.0,
+        help="Seconds between sweeps that release expired credit reservations. Default: 300 s.",
+    ).tag(config=True)
+
+    # -- the agent (agent/) -------------------------------------------------------------
+    agent_provider = Unicode(
+        "",
+        help="""Model provider of agent runs: anthropic, openai, openai-compatible or offline.
+        Default "": chosen from the environment (ANTHROPIC_API_KEY, then OPENAI_API_KEY, then
+        OPENAI_BASE_URL; with none of them the offline provider, which uses no AI).""",
+    ).tag(config=True)
+
+    agent_model = Unicode(
+        "",
+        help="""Model of agent runs that name none (a run's or project's model wins).
+        Default "": the provider's default model.""",
+    ).tag(config=True)
+
+    agent_max_steps = Int(40, help="Most model turns in one run. Default: 40.").tag(config=True)
+
+    agent_max_tokens = Int(
+        2_000_000,
+        help="Most tokens (input, cached and output) one run may use. Default: 2000000.",
+    ).tag(config=True)
+
+    agent_max_wall_time_s = Float(
+        1800.0, help="Seconds one run may take in all. Default: 1800 s."
+    ).tag(config=True)
+
+    agent_max_cost_micros = Int(
+        0,
+        help="""Most micro-credits one run may spend; 0 for no cap of its own (credit budgets
+        still apply). Default: 0.""",
+    ).tag(config=True)
+
+    agent_max_output_tokens = Int(
+        8192, help="Most output tokens of one model turn. Default: 8192."
+    ).tag(config=True)
+
+    agent_tool_result_chars = Int(
+        12_000,
+        help="""Characters of one tool result the model sees (head and tail kept).
+        Default: 12000.""",
+    ).tag(config=True)
+
+    agent_max_verify_attempts = Int(
+        3,
+        help="Times the tests may fail verification before the run fails. Default: 3.",
+    ).tag(config=True)
+
+    agent_max_concurrent_runs = Int(
+        4, help="Runs this server runs at once; others wait queued. Default: 4."
+    ).tag(config=True)
+
+    agent_offline_installs = Bool(
+        True,
+        help="""Let the offline provider install a template's missing requirements into the
+        project's .venv (needs a package index). Default: True.""",
+    ).tag(config=True)
+
     def build_context(self) -> EcodeContext:
         """The managers for this configuration (the CLI uses this too)."""
-        return build_context(
+        context = build_context(
             database_url=self.database_url,
             workspace_root=self.workspace_root,
             secrets_key=self.secrets_key,
@@ -140,6 +232,15 @@ class EcodeApp(ExtensionApp):
             max_projects_per_user=int(self.max_projects_per_user),
             auto_upgrade=self.db_auto_upgrade,
         )
+        # Credits around every model call (billing/): the agent, REST and the CLI use it.
+        context.extras["billing"] = make_billing_manager(
+            context.db,
+            model_prices=self.model_prices,
+            free_models=self.free_models,
+            monthly_allowance=self.monthly_allowance,
+            reservation_ttl_s=self.reservation_ttl_s,
+        )
+        return context
 
     def initialize_settings(self) -> None:
         try:
@@ -149,6 +250,12 @@ class EcodeApp(ExtensionApp):
             self.log.critical("%s", exc.message)
             raise SystemExit(1) from None
         self.log.info("ecode database: %s", redact_url(context.db.url))
+        # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the agent.
+        context.extras["tools"] = tools_http.create_tool_layer(self.serverapp, context)
+        # The agent (agent/): runs, their feeds on the server's event bus too.
+        context.extras["agent"] = create_agent_manager(
+            self, context, event_logger=getattr(self.serverapp, "event_logger", None)
+        )
         self.ecode = context
         self._tasks: list[asyncio.Task[Any]] = []
         self.settings.update({"ecode": context})
@@ -159,7 +266,12 @@ class EcodeApp(ExtensionApp):
         self.handlers.extend(fallback_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # Runs this server left running when it last stopped are marked interrupted.
+        await self.ecode.extras["agent"].start()
         self._tasks.append(asyncio.create_task(self._purge_loop()))
+        # Releases reservations a crash left open (now, at start-up, then periodically).
+        sweep = self.ecode.extras["billing"].sweep_forever(self.billing_sweep_interval_s)
+        self._tasks.append(asyncio.create_task(sweep))
 
     async def _purge_loop(self) -> None:
         while True:
@@ -170,6 +282,8 @@ class EcodeApp(ExtensionApp):
             await asyncio.sleep(self.purge_interval_s)
 
     async def stop_extension(self) -> None:
+        await self.ecode.extras["agent"].stop()
+        await self.ecode.extras["tools"].stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -172,8 +172,9 @@ class JupyterEventBus:
                 },
             )
         except Exception:  # a broken listener or schema must not stop the run
-            log.exception("emitting run event %s/%s on the event bus failed", event.run_id,
-                          event.seq)
+            log.exception(
+                "emitting run event %s/%s on the event bus failed", event.run_id, event.seq
+            )
 
 
 def _json_safe(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,21 +234,29 @@ class RunFeed:
         self.project_id = project_id
         self.redactor = redactor or Redactor()
         self.bus = bus
+        #: set once the run's final event is recorded; nothing is recorded after it
+        self.finished = False
         # Serializes seq allocation and publication, so subscribers see seq order.
         self._lock = asyncio.Lock()
 
     async def emit(
         self, type_: str, data: dict[str, Any], *, changes: Mapping[str, Any] | None = None
-    ) -> FeedEvent:
-        """Record an event; ``changes`` updates run columns in the same transaction."""
+    ) -> FeedEvent | None:
+        """Record an event; ``changes`` updates run columns in the same transaction.
+
+        Returns None (and records nothing) once the run's final event is recorded.
+        """
         if type_ not in EVENT_TYPES:
             msg = f"unknown run event type {type_!r}"
             raise ValueError(msg)
         clean = _json_safe(self.redactor.data(data))
         async with self._lock:
-            event = await self.db.run(
-                lambda s: append_event(s, self.run_id, type_, clean, changes)
-            )
+            if self.finished:
+                log.debug("run %s: %s after the final event not recorded", self.run_id, type_)
+                return None
+            event = await self.db.run(lambda s: append_event(s, self.run_id, type_, clean, changes))
+            if event.terminal:
+                self.finished = True
             self.hub.publish(event)
         if self.bus is not None:
             self.bus.emit(event, self.project_id)

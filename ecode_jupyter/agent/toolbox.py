@@ -99,8 +99,11 @@ def render_result(name: str, structured: dict[str, Any] | None, texts: list[str]
         status = f"exit code {structured['exit_code']}"
         if structured.get("timed_out"):
             status += " (timed out)"
-        extra = {k: v for k, v in structured.items() if k not in ("exit_code", "output",
-                                                                   "timed_out", "truncated")}
+        extra = {
+            k: v
+            for k, v in structured.items()
+            if k not in ("exit_code", "output", "timed_out", "truncated")
+        }
         head = status + (f" {json.dumps(extra, ensure_ascii=False)}" if extra else "")
         return f"{head}\n--- output ---\n{structured['output']}"
     if name in ("write_file", "delete_file") and "action" in structured:
@@ -128,8 +131,9 @@ class _FeedReporter:
             log.exception("recording a %s event failed", type_)
 
     async def progress(self, message: str) -> None:
-        await self._emit(COMMAND_OUTPUT, {"call_id": self.call_id, "text": message + "\n",
-                                          "kind": "progress"})
+        await self._emit(
+            COMMAND_OUTPUT, {"call_id": self.call_id, "text": message + "\n", "kind": "progress"}
+        )
 
     async def output(self, chunk: str) -> None:
         text = self.stream.feed(chunk)
@@ -185,8 +189,12 @@ class AgentToolbox:
         """
         await self.feed.emit(
             TOOL_CALL,
-            {"step": step, "call_id": call.id, "name": call.name,
-             "arguments": _trim_args(call.arguments)},
+            {
+                "step": step,
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": _trim_args(call.arguments),
+            },
         )
         started = time.monotonic()
         reporter = _FeedReporter(self.feed, call.id)
@@ -223,8 +231,9 @@ class AgentToolbox:
         except Exception:
             # A bug in one tool must not end the run; the model may try another way.
             log.exception("tool %s failed unexpectedly", call.name)
-            return ToolOutcome(call.name, f"internal: the tool {call.name} failed unexpectedly",
-                               True)
+            return ToolOutcome(
+                call.name, f"internal: the tool {call.name} failed unexpectedly", True
+            )
         texts: list[str] = []
         for block in result.content:
             text = getattr(block, "text", None)
@@ -241,5 +250,6 @@ class AgentToolbox:
             structured = inner if isinstance(inner, dict) else None
         is_error = bool(result.is_error)
         text = render_result(call.name, None if is_error else structured, texts)
-        return ToolOutcome(call.name, text, is_error,
-                           structured if isinstance(structured, dict) else None)
+        return ToolOutcome(
+            call.name, text, is_error, structured if isinstance(structured, dict) else None
+        )

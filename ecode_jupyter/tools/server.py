@@ -153,12 +153,22 @@ class ToolLayer:
         self.settings = settings or ToolSettings()
         self.kernels: kernel.KernelProvider = kernels or kernel.LocalKernels()
         self._listeners: list[ChangeListener] = []
-        self.mcp = _EcodeMCPServer(name="ecode", instructions=INSTRUCTIONS, version="0.1.0")
+        # MCPServer() calls logging.basicConfig with a rich handler, which would take over the
+        # root logger of the whole Jupyter server when it has none; a placeholder handler
+        # makes that call a no-op.
+        root = logging.getLogger()
+        placeholder = logging.NullHandler()
+        root.addHandler(placeholder)
+        try:
+            self.mcp = _EcodeMCPServer(name="ecode", instructions=INSTRUCTIONS, version="0.1.0")
+        finally:
+            root.removeHandler(placeholder)
         for module in (files, commands, kernel, notebooks, database):
             module.register(self)
         self._session_manager: StreamableHTTPSessionManager | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._http_stop: asyncio.Event | None = None
+        self._http_start_lock = asyncio.Lock()
 
     # -- used by the tools ---------------------------------------------------------------
 
@@ -258,9 +268,18 @@ class ToolLayer:
         return self._session_manager
 
     async def start_http(self) -> None:
-        """Start the streamable HTTP session manager (its task group lives until stop)."""
+        """Start the streamable HTTP session manager (its task group lives until stop).
+
+        Idempotent; the HTTP handler calls it before each request, so it starts with the
+        first MCP request on the server's running loop.
+        """
         if self._http_task is not None:
             return
+        async with self._http_start_lock:
+            if self._http_task is None:
+                await self._start_http()
+
+    async def _start_http(self) -> None:
         # Jupyter already checked the Host/Origin and the user's token before a request
         # reaches the bridge; the SDK's own DNS-rebinding check would reject proxied hosts.
         self.mcp.streamable_http_app(

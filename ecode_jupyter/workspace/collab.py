@@ -59,14 +59,21 @@ class JupyterLiveDocuments:
     since rooms are keyed by the file id of the path relative to it.
     """
 
-    def __init__(self, settings: Mapping[str, Any], root_dir: Path, ready_timeout_s: float = 5.0):
+    def __init__(
+        self,
+        settings: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        root_dir: Path,
+        ready_timeout_s: float = 5.0,
+    ):
+        # A callable defers the lookup: extensions load before the web app settings exist.
         self._settings = settings
         self._root = Path(os.path.realpath(root_dir))
         self._ready_timeout_s = ready_timeout_s
 
     async def open_document(self, path: Path, kind: DocumentKind) -> LiveDocument | None:
-        ydoc_ext = self._settings.get("jupyter_server_ydoc")
-        file_ids = self._settings.get("file_id_manager")
+        settings = self._settings() if callable(self._settings) else self._settings
+        ydoc_ext = settings.get("jupyter_server_ydoc")
+        file_ids = settings.get("file_id_manager")
         if ydoc_ext is None or file_ids is None:
             return None
         if not path.is_relative_to(self._root):
@@ -94,7 +101,11 @@ class JupyterLiveDocuments:
         deadline = loop.time() + self._ready_timeout_s
         while not getattr(room, "ready", True):
             if loop.time() > deadline:
-                log.warning("room %s is not ready after %.1fs; writing anyway", room_id, 5.0)
+                log.warning(
+                    "room %s is not ready after %.1fs; writing anyway",
+                    room_id,
+                    self._ready_timeout_s,
+                )
                 return
             await asyncio.sleep(0.02)
 

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 pytestmark = pytest.mark.browser
 
@@ -220,16 +221,24 @@ def open_lab(page: Page, lab: Lab) -> Locator:
 
 def run_palette_command(page: Page, label: str) -> None:
     """Run a command the way a keyboard user does: Ctrl+Shift+C, type, Enter."""
-    # From the page itself, not from a text field, as after a fresh load.
-    page.evaluate("() => document.activeElement?.blur()")
-    page.keyboard.press("Control+Shift+C")
     search = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-input")
-    expect(search).to_be_visible()
-    search.fill(label)
-    expect(page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item").first).to_contain_text(
-        label
-    )
-    page.keyboard.press("Enter")
+    first_item = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item").first
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        # From the page itself, not from a text field, as after a fresh load.
+        page.evaluate("() => document.activeElement?.blur()")
+        page.keyboard.press("Control+Shift+C")
+        try:
+            expect(search).to_be_visible(timeout=5_000)
+            search.fill(label, timeout=5_000)
+            expect(first_item).to_contain_text(label, timeout=5_000)
+            search.press("Enter", timeout=5_000)
+            return
+        except (AssertionError, PlaywrightTimeoutError):
+            # Lab may still be restoring its layout right after load; activating the launcher
+            # takes focus, and the modal palette closes when it loses focus. Open it again.
+            if attempt == attempts:
+                raise
 
 
 def create_via_rest(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +345,7 @@ def test_sidebar_keyboard_palette_and_dark_theme(lab: Lab, page: Page) -> None:
             json={"raw": json.dumps({"theme": "JupyterLab Dark"})},
         )
         assert reply.status_code == 204, reply.text
-        page.reload()
+        open_lab(page, lab)
         expect(page.locator("body")).to_have_attribute("data-jp-theme-light", "false")
         run_palette_command(page, "E-Code: Open sidebar")
         expect(panel.locator(".jp-EcodeProject", has_text="Made elsewhere")).to_be_visible()

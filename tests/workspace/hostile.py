@@ -27,7 +27,7 @@ class Sandbox:
     def snapshot(self) -> dict[str, str]:
         """Hash of every file outside the workspace, to show nothing there changed."""
         seen: dict[str, str] = {}
-        for base in (self.sibling, self.outside, self.root.parent):
+        for base in (self.sibling, self.outside, self.tmp):
             for path in sorted(base.rglob("*")):
                 if path.is_relative_to(self.root) or path.is_symlink() or not path.is_file():
                     continue
@@ -37,20 +37,25 @@ class Sandbox:
 
 def make_sandbox(tmp: Path) -> Sandbox:
     root = tmp / "ws" / "proj"
-    sibling = tmp / "ws" / "proj2"
-    outside = tmp / "outside"
+    root.mkdir(parents=True)
+    (tmp / "ws" / "secret.txt").write_text("parent secret\n")
+    return plant_sandbox(root, tmp / "outside")
+
+
+def plant_sandbox(root: Path, outside: Path) -> Sandbox:
+    """Surround an existing workspace ``root`` with targets and plant links in it."""
+    sibling = root.parent / (root.name + "2")
     for folder in (root / "nested" / "deeper", sibling, outside):
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
     (sibling / "secret.txt").write_text("sibling secret\n")
     (outside / "secret.txt").write_text("outside secret\n")
-    (tmp / "ws" / "secret.txt").write_text("parent secret\n")
     (root / "inside.txt").write_text("inside\n")
     (root / "notebook.ipynb").write_text(
         '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}\n'
     )
     os.symlink(outside, root / "link_out")
     os.symlink("/etc/passwd", root / "link_file")
-    os.symlink("../proj2", root / "link_sibling")
+    os.symlink(f"../{sibling.name}", root / "link_sibling")
     os.symlink("/", root / "link_root")
     os.symlink("../..", root / "nested" / "link_up")
     os.symlink(root / "chain2", root / "chain1")
@@ -58,7 +63,7 @@ def make_sandbox(tmp: Path) -> Sandbox:
     os.symlink(outside / "not-there-yet.txt", root / "dangling_out")
     os.symlink(outside / "secret.txt", root / "link_secret")
     os.symlink("inside.txt", root / "link_inside")
-    return Sandbox(tmp=tmp, root=root, sibling=sibling, outside=outside)
+    return Sandbox(tmp=root.parent, root=root, sibling=sibling, outside=outside)
 
 
 def hostile_paths(box: Sandbox) -> list[str]:
@@ -67,12 +72,12 @@ def hostile_paths(box: Sandbox) -> list[str]:
         "..",
         "../",
         "../secret.txt",
-        "../../outside/secret.txt",
-        "a/../../outside/secret.txt",
-        "./../proj2/secret.txt",
-        "../proj2/secret.txt",
+        f"../../{box.outside.name}/secret.txt",
+        f"a/../../{box.outside.name}/secret.txt",
+        f"./../{box.sibling.name}/secret.txt",
+        f"../{box.sibling.name}/secret.txt",
         "nested/deeper/../../../secret.txt",
-        "new_dir/../../outside/new.txt",
+        f"new_dir/../../{box.outside.name}/new.txt",
         "/etc/passwd",
         "//etc/passwd",
         str(box.outside / "secret.txt"),
@@ -84,7 +89,7 @@ def hostile_paths(box: Sandbox) -> list[str]:
         "c:/windows/win.ini",
         "C:secret.txt",
         "\\\\server\\share\\secret.txt",
-        "..\\..\\outside\\secret.txt",
+        f"..\\..\\{box.outside.name}\\secret.txt",
         "a\\..\\..\\secret.txt",
         "inside.txt\x00.png",
         "\x00",
@@ -98,7 +103,7 @@ def hostile_paths(box: Sandbox) -> list[str]:
         "link_file",
         "link_sibling/secret.txt",
         "link_root/etc/passwd",
-        "nested/link_up/outside/secret.txt",
+        f"nested/link_up/{box.outside.name}/secret.txt",
         "chain1/secret.txt",
         "dangling_out",
         "link_secret",

@@ -1,0 +1,502 @@
+"""The agent loop: model turns, tool calls, a verify step, and the limits that end a run.
+
+One :class:`AgentLoop` drives one run::
+
+    plan ─► [model turn ─► tool calls]* ─► model says it is done ─► verify (tests, preview)
+                 ▲                                                     │ failed
+                 └──────────────── "the tests fail: …" ◄───────────────┘
+
+Every model call goes through :class:`Metering` (reserve, settle, release) and reports a
+``usage`` event; every tool call goes through the tool layer as the run's user. The run ends
+``completed`` when verification passes, or ``failed`` with a reason: a limit (``max_steps``,
+``max_tokens``, ``max_wall_time``, ``max_cost``), ``insufficient_credits``, ``tests_failing``,
+``provider_error``, ``refused``. Cancelling the task that runs :meth:`AgentLoop.run` stops it
+anywhere — a running command's process group is killed by the tool layer's runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..exceptions import InsufficientCredits
+from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, RunFeed
+from .metering import Metering
+from .providers.base import (
+    STOP_MAX_TOKENS,
+    STOP_REFUSAL,
+    Message,
+    Provider,
+    ProviderError,
+    TextDelta,
+    ToolCall,
+    ToolCallReady,
+    ToolSpec,
+    TurnEnd,
+    TurnResult,
+    Usage,
+    UsageReport,
+)
+from .toolbox import CHANGING_TOOLS, AgentToolbox, ToolOutcome, trim_middle
+
+log = logging.getLogger(__name__)
+
+# pytest's exit code when it collected no tests: nothing failed, there is just nothing to run.
+PYTEST_NO_TESTS = 5
+VERIFY_OUTPUT_CHARS = 6000
+COMPACT_RESULT_CHARS = 800
+_PLAN_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$")
+# A command that runs the whole pytest suite: `pytest -q`, `python -m pytest -x --tb=short`
+# (flags only: a path or `-k expr` runs part of it, which does not verify the project).
+_WHOLE_PYTEST = re.compile(r"^\s*(?:\S*/)?(?:python[\d.]*\s+-m\s+)?pytest(?:\s+--?[\w=.-]+)*\s*$")
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """What one run may spend. ``max_cost_micros`` 0 means no cap of the run's own."""
+
+    max_steps: int = 40
+    max_total_tokens: int = 2_000_000
+    max_wall_time_s: float = 1800.0
+    max_cost_micros: int = 0
+    max_output_tokens: int = 8192
+    tool_result_chars: int = 12_000
+    context_chars: int = 400_000
+    max_verify_attempts: int = 3
+    max_turn_retries: int = 2
+    retry_backoff_s: float = 1.0
+    verify: bool = True
+    test_timeout_s: float = 600.0
+
+
+class RunStopped(Exception):
+    """The run ends as failed, for ``reason``; ``message`` tells the user why."""
+
+    def __init__(self, message: str, *, reason: str, **details: Any) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+
+@dataclass
+class VerifyResult:
+    command: str
+    passed: bool
+    exit_code: int | None
+    output: str
+    note: str = ""
+    reran: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "passed": self.passed,
+            "exit_code": self.exit_code,
+            "note": self.note,
+            "output_tail": self.output[-1500:],
+        }
+
+
+@dataclass
+class LoopResult:
+    """How the loop ended when it was not cancelled (cancellation raises)."""
+
+    status: str  # "completed" or "failed"
+    reason: str | None
+    message: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_steps(text: str) -> list[str]:
+    """The numbered or bulleted lines of a plan, as steps."""
+    return [m.group(1).strip() for line in text.splitlines() if (m := _PLAN_LINE.match(line))]
+
+
+def estimate_tokens(system: str, messages: list[Message], tools: list[ToolSpec]) -> int:
+    """A rough input size for a reservation: about four characters per token."""
+    chars = len(system) + sum(
+        len(m.text) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
+    )
+    chars += sum(len(t.description) + len(json.dumps(t.input_schema)) for t in tools)
+    return chars // 4 + 16 * len(messages)
+
+
+class _DeltaStream:
+    """Coalesces streamed text into ``message.delta`` events: at most one per interval."""
+
+    def __init__(self, feed: RunFeed, step: int, interval_s: float = 0.05) -> None:
+        self.feed = feed
+        self.step = step
+        self.interval_s = interval_s
+        self.parts: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.interval_s)
+        self._task = None
+        await self._flush()
+
+    async def _flush(self) -> None:
+        if not self.parts:
+            return
+        text, self.parts = "".join(self.parts), []
+        await self.feed.emit(MESSAGE_DELTA, {"step": self.step, "text": text})
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._flush()
+
+
+class AgentLoop:
+    """Runs one agent run to its end. Create per run; call :meth:`run` once."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        provider: Provider,
+        toolbox: AgentToolbox,
+        feed: RunFeed,
+        metering: Metering,
+        system: str,
+        messages: list[Message],
+        limits: RunLimits,
+        test_command: str,
+        served: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self.provider = provider
+        self.toolbox = toolbox
+        self.feed = feed
+        self.metering = metering
+        self.system = system
+        self.messages = messages
+        self.limits = limits
+        self.test_command = test_command
+        self.served = served
+        self.step = 0
+        self.files_changed: list[str] = []
+        self._started = time.monotonic()
+        self._planned = False
+        # Tests the model itself ran green after the last change need not run again.
+        self._tests_green: VerifyResult | None = None
+        self._changed_since_verify = True
+        self._verify_failures = 0
+        self._last_verify: VerifyResult | None = None
+        self._last_text = ""
+        # The running usage total of the current model call, for settling a cut stream.
+        self._seen_usage = Usage()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> LoopResult:
+        try:
+            async with asyncio.timeout(self.limits.max_wall_time_s):
+                return await self._run()
+        except TimeoutError:
+            minutes = self.limits.max_wall_time_s / 60
+            return self._failed(
+                "max_wall_time",
+                f"stopped after {minutes:g} minutes, the run's time limit "
+                "(c.EcodeApp.agent_max_wall_time_s)",
+            )
+        except RunStopped as stop:
+            return self._failed(stop.reason, stop.message, **stop.details)
+
+    async def _run(self) -> LoopResult:
+        await self.metering.check_model()
+        tools = await self.toolbox.specs()
+        while True:
+            self._check_limits()
+            self.step += 1
+            await self.feed.emit(
+                STEP_STARTED, {"step": self.step, "kind": "model"}, changes={"steps": self.step}
+            )
+            self._compact_history()
+            turn = await self._model_turn(tools)
+            self.messages.append(turn.to_message())
+            if turn.text.strip():
+                self._last_text = turn.text.strip()
+                if not self._planned:
+                    self._planned = True
+                    await self.feed.emit(
+                        PLAN,
+                        {
+                            "step": self.step,
+                            "text": turn.text.strip(),
+                            "steps": plan_steps(turn.text),
+                            "provider": self.provider.name,
+                            "model": self.provider.model,
+                            "ai": self.provider.name != "offline",
+                        },
+                    )
+            if turn.tool_calls:
+                for call in turn.tool_calls:
+                    outcome = await self.toolbox.call(call, step=self.step)
+                    self._note(call, outcome)
+                    self.messages.append(
+                        Message.tool_result(call.id, outcome.text, is_error=outcome.is_error)
+                    )
+                continue
+            if turn.stop_reason == STOP_REFUSAL:
+                msg = "the model declined to continue with this request"
+                raise RunStopped(msg, reason="refused")
+            if turn.stop_reason == STOP_MAX_TOKENS:
+                self.messages.append(
+                    Message.user("Your answer was cut off by the output limit; continue.")
+                )
+                continue
+            done = await self._verify_or_continue()
+            if done is not None:
+                return done
+
+    def _check_limits(self) -> None:
+        lim = self.limits
+        if self.step >= lim.max_steps:
+            msg = (
+                f"stopped after {self.step} model turns, the run's limit "
+                "(c.EcodeApp.agent_max_steps)"
+            )
+            raise RunStopped(msg, reason="max_steps")
+        usage = self.metering.usage
+        total = usage.total_input_tokens + usage.output_tokens
+        if total >= lim.max_total_tokens:
+            msg = f"stopped after {total} tokens, the run's limit (c.EcodeApp.agent_max_tokens)"
+            raise RunStopped(msg, reason="max_tokens")
+        if lim.max_cost_micros and self.metering.cost_micros >= lim.max_cost_micros:
+            msg = (
+                f"stopped after spending {self.metering.cost_micros} micro-credits, the run's "
+                "limit (c.EcodeApp.agent_max_cost_micros)"
+            )
+            raise RunStopped(msg, reason="max_cost")
+
+    def _compact_history(self) -> None:
+        """Shorten old tool results once the conversation outgrows its budget."""
+        size = sum(len(m.text) for m in self.messages)
+        if size <= self.limits.context_chars:
+            return
+        # The latest results are what the model is working on; older ones it has acted on.
+        for message in self.messages[:-6]:
+            if message.role == "tool" and len(message.text) > COMPACT_RESULT_CHARS:
+                message.text = trim_middle(message.text, COMPACT_RESULT_CHARS)
+                size = sum(len(m.text) for m in self.messages)
+                if size <= self.limits.context_chars:
+                    return
+
+    def _note(self, call: ToolCall, outcome: ToolOutcome) -> None:
+        """Track what a tool call changed and whether it ran the tests green."""
+        for path in outcome.changed:
+            if path not in self.files_changed:
+                self.files_changed.append(path)
+        if outcome.is_error:
+            return
+        if call.name in CHANGING_TOOLS:
+            self._tests_green = None
+            self._changed_since_verify = True
+        elif call.name == "run_command":
+            command = str(call.arguments.get("command", ""))
+            if outcome.exit_code == 0 and (
+                command.strip() == self.test_command or _WHOLE_PYTEST.match(command)
+            ):
+                self._tests_green = VerifyResult(
+                    command,
+                    True,
+                    0,
+                    str((outcome.structured or {}).get("output", "")),
+                    note="the agent's own test run",
+                    reran=False,
+                )
+
+    # -- one model turn ------------------------------------------------------------------
+
+    async def _model_turn(self, tools: list[ToolSpec]) -> TurnResult:
+        attempt = 0
+        while True:
+            key = f"{self.run_id}:{self.step}:{attempt}"
+            estimate = estimate_tokens(self.system, self.messages, tools)
+            try:
+                reservation = await self.metering.reserve(
+                    key, estimate, self.limits.max_output_tokens
+                )
+            except InsufficientCredits as exc:
+                raise RunStopped(exc.message, reason="insufficient_credits") from exc
+            self._seen_usage = Usage()
+            deltas = _DeltaStream(self.feed, self.step)
+            try:
+                try:
+                    result = await self._stream(tools, deltas)
+                finally:
+                    await deltas.close()
+            except ProviderError as exc:
+                used = exc.partial_usage if not exc.partial_usage.is_zero else self._seen_usage
+                cost = await self.metering.finish_call(reservation, used, key, "provider_error")
+                if not used.is_zero:
+                    await self._usage_event(used, cost, partial=True)
+                if exc.retryable and attempt < self.limits.max_turn_retries:
+                    attempt += 1
+                    log.info(
+                        "run %s: retrying model turn %d after %s", self.run_id, self.step, exc.kind
+                    )
+                    await asyncio.sleep(self.limits.retry_backoff_s * attempt)
+                    continue
+                raise RunStopped(exc.message, reason="provider_error", kind=exc.kind) from exc
+            except asyncio.CancelledError:
+                # Tokens the provider reported before the cut were billed upstream: settle them.
+                await self.metering.finish_call_shielded(
+                    reservation, self._seen_usage, key, "cancelled"
+                )
+                raise
+            except BaseException:
+                await self.metering.release(reservation, "error")
+                raise
+            cost = await self.metering.settle(reservation, result.usage, key)
+            await self._usage_event(result.usage, cost)
+            return result
+
+    async def _stream(self, tools: list[ToolSpec], deltas: _DeltaStream) -> TurnResult:
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        events = self.provider.stream_turn(
+            system=self.system,
+            messages=self.messages,
+            tools=tools,
+            max_tokens=self.limits.max_output_tokens,
+        )
+        async with contextlib.aclosing(events):  # type: ignore[type-var]
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    deltas.add(event.text)
+                elif isinstance(event, ToolCallReady):
+                    calls.append(event.call)
+                elif isinstance(event, UsageReport):
+                    self._seen_usage = event.usage
+                elif isinstance(event, TurnEnd):
+                    return TurnResult("".join(parts), calls, event.stop_reason, event.usage)
+        msg = "the provider's stream ended without a TurnEnd event"
+        raise RuntimeError(msg)
+
+    async def _usage_event(self, usage: Usage, cost: int, *, partial: bool = False) -> None:
+        total = self.metering.usage
+        await self.feed.emit(
+            USAGE,
+            {
+                "step": self.step,
+                "model": self.provider.model,
+                "provider": self.provider.name,
+                **usage.to_json(),
+                "cost_micros": cost,
+                "partial": partial,
+                "total": {**total.to_json(), "cost_micros": self.metering.cost_micros},
+            },
+        )
+
+    # -- verification --------------------------------------------------------------------
+
+    async def _verify_or_continue(self) -> LoopResult | None:
+        """The model says it is done: check. None means the loop goes on with a fix request."""
+        if not self.limits.verify or not await self.toolbox.has("run_command"):
+            return self._completed(None)
+        if not self._changed_since_verify and self._last_verify is not None:
+            # Asked to fix the failure, the model changed nothing: more turns will not help.
+            msg = (
+                f"the project's tests still fail (`{self._last_verify.command}` exited with "
+                f"{self._last_verify.exit_code}) and the agent made no further changes"
+            )
+            raise RunStopped(msg, reason="tests_failing", tests=self._last_verify.to_json())
+        result = await self._verify()
+        self._last_verify = result
+        self._changed_since_verify = False
+        if result.passed:
+            problem = await self._check_preview()
+            if problem is None:
+                return self._completed(result)
+            result = VerifyResult("start_preview", False, None, problem)
+            self._last_verify = result
+        self._verify_failures += 1
+        if self._verify_failures >= self.limits.max_verify_attempts:
+            msg = (
+                f"the project's tests still fail after {self._verify_failures} attempts "
+                f"(`{result.command}` exited with {result.exit_code})"
+            )
+            raise RunStopped(msg, reason="tests_failing", tests=result.to_json())
+        output = trim_middle(result.output, VERIFY_OUTPUT_CHARS)
+        self.messages.append(
+            Message.user(
+                f"Verification failed: `{result.command}` "
+                + (f"exited with {result.exit_code}" if result.exit_code is not None else "failed")
+                + f".\n{output}\n\nFix the project so that this passes, then stop."
+            )
+        )
+        return None
+
+    async def _verify(self) -> VerifyResult:
+        await self.feed.emit(
+            STEP_STARTED, {"step": self.step, "kind": "verify", "command": self.test_command}
+        )
+        if self._tests_green is not None:
+            return self._tests_green
+        call = ToolCall(
+            f"verify_{self.step}",
+            "run_command",
+            {"command": self.test_command, "timeout_s": self.limits.test_timeout_s},
+        )
+        outcome = await self.toolbox.call(call, step=self.step)
+        code = outcome.exit_code
+        output = str((outcome.structured or {}).get("output", outcome.text))
+        if outcome.is_error:
+            return VerifyResult(self.test_command, False, None, outcome.text)
+        if code == PYTEST_NO_TESTS and "pytest" in self.test_command:
+            return VerifyResult(self.test_command, True, code, output, note="no tests were found")
+        return VerifyResult(self.test_command, code == 0, code, output)
+
+    async def _check_preview(self) -> str | None:
+        """Start a served project's preview when the deploy tools exist; a problem, or None."""
+        if not self.served or not await self.toolbox.has("start_preview"):
+            return None
+        call = ToolCall(f"preview_{self.step}", "start_preview", {})
+        outcome = await self.toolbox.call(call, step=self.step)
+        return outcome.text if outcome.is_error else None
+
+    # -- endings -------------------------------------------------------------------------
+
+    def _summary(self) -> dict[str, Any]:
+        return {
+            "files": list(self.files_changed),
+            "steps": self.step,
+            "usage": self.metering.usage.to_json(),
+            "cost_micros": self.metering.cost_micros,
+            "message": self._last_text[-2000:],
+        }
+
+    def _completed(self, tests: VerifyResult | None) -> LoopResult:
+        summary = self._summary()
+        summary["tests"] = tests.to_json() if tests is not None else None
+        note = ""
+        if tests is not None:
+            note = f"; tests: {tests.note}" if tests.note else "; tests pass"
+        return LoopResult("completed", None, f"the project is built{note}", summary)
+
+    def _failed(self, reason: str, message: str, **details: Any) -> LoopResult:
+        summary = self._summary()
+        tests = details.get("tests")
+        if tests is None and self._last_verify is not None:
+            tests = self._last_verify.to_json()
+        summary["tests"] = tests
+        return LoopResult("failed", reason, message, summary)

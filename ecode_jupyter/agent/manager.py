@@ -1,0 +1,566 @@
+"""AgentManager: starts, runs, cancels and continues agent runs, and serves their feeds.
+
+One per Jupyter server (``ctx.extras["agent"]``) or per ``jupyter ecode new``. A run is a row
+in ``runs`` plus an asyncio task on this process's loop; at most one active run per project.
+Runs wait as ``queued`` while ``max_concurrent_runs`` others are running.
+
+Liveness across processes: a run's ``summary["runner"]`` names the process running it and
+its heartbeat. At start a server marks its own orphans (and runs whose heartbeat went stale)
+``interrupted``, with a ``run.interrupted`` event; such a run can be continued by a new run
+(``continued_from``) that starts from the files the first one left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..context import EcodeContext
+from ..db.models import Role, Run, utcnow
+from ..exceptions import Conflict, EcodeError, NotFound
+from ..identity import EcodeUser
+from ..projects import validation as v
+from ..projects.manager import ProjectContext
+from ..projects.templating import get_template
+from . import store
+from .events import (
+    RUN_CANCELLED,
+    RUN_COMPLETED,
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_STARTED,
+    EventHub,
+    FeedEvent,
+    JupyterEventBus,
+    RunFeed,
+    append_event,
+    load_events,
+)
+from .loop import AgentLoop, LoopResult, RunLimits
+from .metering import Metering
+from .prompt import ProjectFacts, build_system_prompt, verify_command
+from .providers.base import Message
+from .redaction import Redactor
+from .selection import ModelChoice, build_provider, choose_model
+from .toolbox import AgentToolbox
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The agent's configuration (``c.EcodeApp.agent_*``)."""
+
+    provider: str = ""
+    model: str = ""
+    limits: RunLimits = field(default_factory=RunLimits)
+    max_concurrent_runs: int = 4
+    offline_installs: bool = True
+    heartbeat_s: float = 15.0
+    provider_timeout_s: float = 600.0
+    provider_max_retries: int = 2
+
+
+def default_runner_id(owner: str, workspace_root: str) -> str:
+    """Stable across restarts of the same server, different between users' servers."""
+    return f"{socket.gethostname()}:{owner}:{workspace_root}"
+
+
+class AgentManager:
+    """The agent runs of one process."""
+
+    def __init__(
+        self,
+        ctx: EcodeContext,
+        settings: AgentSettings | None = None,
+        *,
+        runner_id: str | None = None,
+        event_logger: Any = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.db = ctx.db
+        self.settings = settings or AgentSettings()
+        self.runner_id = runner_id or default_runner_id(
+            ctx.owner_name, str(ctx.projects.workspace_root)
+        )
+        self.hub = EventHub()
+        self.bus = JupyterEventBus(event_logger) if event_logger is not None else None
+        self.env = env
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max(1, self.settings.max_concurrent_runs))
+        self._stopping = False
+        self._heartbeat_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Mark orphaned runs interrupted and start the heartbeat (server start)."""
+        await self.recover(own_only_fresh=False)
+        if self._heartbeat_task is None:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+
+    async def stop(self) -> None:
+        """Interrupt the runs in flight (they can be continued) and stop the heartbeat."""
+        self._stopping = True
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=15)
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(seconds=self.settings.heartbeat_s * 4)
+
+    async def recover(self, *, own_only_fresh: bool) -> list[str]:
+        """Mark orphaned active runs ``interrupted`` with a ``run.interrupted`` event."""
+        orphans = await self.db.run(
+            lambda s: store.orphaned_runs(
+                s, self.runner_id, self.stale_after, own_only_fresh=own_only_fresh
+            )
+        )
+        marked = []
+        for ref in orphans:
+            if ref.id in self._tasks:
+                continue
+            event = await self._finish_orphan(
+                ref,
+                store.INTERRUPTED,
+                RUN_INTERRUPTED,
+                {
+                    "reason": "server_restart",
+                    "message": "the server running this run stopped; continue the run to resume",
+                },
+            )
+            if event is not None:
+                marked.append(ref.id)
+        if marked:
+            log.info("marked %d orphaned agent runs interrupted", len(marked))
+        return marked
+
+    async def _finish_orphan(
+        self, ref: store.RunRef, status: str, type_: str, data: dict[str, Any]
+    ) -> FeedEvent | None:
+        def finish(session: Session) -> FeedEvent | None:
+            run = store.get_run_row(session, ref.id)
+            if run.status not in store.ACTIVE_STATUSES:
+                return None  # someone else finished it meanwhile
+            return append_event(
+                session,
+                ref.id,
+                type_,
+                data,
+                {"status": status, "reason": data.get("reason"), "finished_at": utcnow()},
+            )
+
+        event = await self.db.run(finish)
+        if event is not None:
+            self.hub.publish(event)
+            if self.bus is not None:
+                self.bus.emit(event, ref.project_id)
+        return event
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_s)
+            try:
+                ids = list(self._tasks)
+                if ids:
+                    requested = await self.db.run(functools.partial(self._beat, ids=ids))
+                    for run_id in requested:
+                        task = self._tasks.get(run_id)
+                        if task is not None:
+                            log.info("run %s: cancel requested through another server", run_id)
+                            task.cancel()
+                await self.recover(own_only_fresh=True)
+            except Exception:
+                log.exception("agent heartbeat failed")
+
+    def _beat(self, session: Session, *, ids: list[str]) -> list[str]:
+        store.heartbeat(session, ids, self.runner_id)
+        requested = []
+        for run_id in ids:
+            run = session.get(Run, run_id)
+            if run is not None and (run.summary or {}).get("cancel_requested"):
+                requested.append(run_id)
+        return requested
+
+    # -- starting runs -------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        user: EcodeUser,
+        project_id: str,
+        prompt: Any,
+        model: Any = None,
+        *,
+        continued_from: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a run of ``prompt`` on the project and start it; returns the run as JSON.
+
+        Needs the editor role. Raises Conflict when the project already has an active run.
+        """
+        clean_prompt = v.validate_prompt(prompt)
+        clean_model = v.validate_model(model) if model is not None else None
+        project = await self.ctx.projects.project_context(user, project_id, Role.editor)
+        choice = choose_model(
+            clean_model,
+            project_model=project.model,
+            configured_provider=self.settings.provider,
+            configured_model=self.settings.model,
+            env=self.env,
+        )
+        billing = self.ctx.extras.get("billing")
+        if billing is not None and hasattr(billing, "check_model"):
+            # An unpriced model is refused now, not after the run started.
+            metering = Metering(
+                billing,
+                self.db,
+                run_id="",
+                username=user.username,
+                project_id=project.id,
+                model=choice.model,
+            )
+            await metering.check_model()
+
+        def create(session: Session) -> dict[str, Any]:
+            active = store.active_run_of(session, project.id)
+            if active is not None:
+                msg = f"the project already has an active run ({active.id}); cancel it first"
+                raise Conflict(msg, run_id=active.id)
+            run = store.create_run(
+                session,
+                project_id=project.id,
+                user=user.username,
+                prompt=clean_prompt,
+                provider=choice.provider,
+                model=choice.model,
+                runner=self.runner_id,
+                continued_from=continued_from,
+            )
+            return store.run_to_json(run)
+
+        run = await self.db.run(create)
+        run_id = str(run["id"])
+        task = asyncio.create_task(self._execute(run_id, user, project, choice))
+        self._tasks[run_id] = task
+
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(run_id, None)
+
+        task.add_done_callback(forget)
+        log.info(
+            "run %s of project %s started by %s (%s %s)",
+            run["id"],
+            project.id,
+            user.username,
+            choice.provider,
+            choice.model,
+        )
+        return run
+
+    async def continue_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
+        """A new run that picks up an interrupted, failed or cancelled one."""
+        ref = await self._authorized_ref(user, run_id, Role.editor)
+        if ref.status not in store.CONTINUABLE_STATUSES:
+            msg = (
+                "only a failed, cancelled or interrupted run can be continued; "
+                f"this one is {ref.status}"
+            )
+            raise Conflict(msg)
+        model = ref.model if ref.provider != "offline" else "offline"
+        return await self.start_run(user, ref.project_id, ref.prompt, model, continued_from=ref.id)
+
+    async def cancel_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
+        """Cancel a run; its running command is killed. A finished run is returned as is."""
+        ref = await self._authorized_ref(user, run_id, Role.editor)
+        task = self._tasks.get(ref.id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=30)
+        elif ref.status in store.ACTIVE_STATUSES:
+            await self._cancel_elsewhere(ref, user)
+        return await self.get_run(user, run_id)
+
+    async def _cancel_elsewhere(self, ref: store.RunRef, user: EcodeUser) -> None:
+        """A run this process is not running: ask its runner, or end it if nobody runs it."""
+
+        def request(session: Session) -> bool:
+            run = store.get_run_row(session, ref.id)
+            info = (run.summary or {}).get("runner") or {}
+            beat = store._parse_time(info.get("heartbeat"))
+            stale = beat is None or utcnow() - beat > self.stale_after
+            if not stale and info.get("id") != self.runner_id:
+                run.summary = {**(run.summary or {}), "cancel_requested": user.username}
+                return False
+            return True
+
+        if await self.db.run(request):
+            await self._finish_orphan(
+                ref,
+                store.CANCELLED,
+                RUN_CANCELLED,
+                {
+                    "reason": "cancelled",
+                    "by": user.username,
+                },
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _authorized_ref(self, user: EcodeUser, run_id: Any, need: Role) -> store.RunRef:
+        ref = await self.db.run(lambda s: store.run_ref(s, run_id))
+        # Strangers to the project get the same answer as for a run that does not exist.
+        try:
+            await self.ctx.projects.project_context(user, ref.project_id, Role.viewer)
+        except NotFound:
+            msg = "no such run"
+            raise NotFound(msg) from None
+        if need is not Role.viewer:
+            await self.ctx.projects.project_context(user, ref.project_id, need)
+        return ref
+
+    async def get_run(self, user: EcodeUser, run_id: Any) -> dict[str, Any]:
+        await self._authorized_ref(user, run_id, Role.viewer)
+        return await self.db.run(lambda s: store.run_to_json(store.get_run_row(s, run_id)))
+
+    async def list_runs(
+        self, user: EcodeUser, project_id: str, *, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        project = await self.ctx.projects.project_context(user, project_id, Role.viewer)
+        return await self.db.run(lambda s: store.list_runs(s, project.id, limit))
+
+    async def authorize_feed(self, user: EcodeUser, run_id: Any) -> store.RunRef:
+        """The run, if ``user`` may read its feed (viewer on the project)."""
+        return await self._authorized_ref(user, run_id, Role.viewer)
+
+    async def events_after(self, run_id: str, after: int, limit: int = 500) -> list[FeedEvent]:
+        """Recorded events with ``seq > after`` (no authorization: callers checked it)."""
+        return await self.db.run(lambda s: load_events(s, run_id, after, limit))
+
+    async def run_status(self, run_id: str) -> str:
+        return await self.db.run(lambda s: store.get_run_row(s, run_id).status)
+
+    def is_local(self, run_id: str) -> bool:
+        return run_id in self._tasks
+
+    async def wait(self, run_id: str) -> None:
+        """Wait until this process's task for the run has ended (no-op when there is none)."""
+        task = self._tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait({task})
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _execute(
+        self, run_id: str, user: EcodeUser, project: ProjectContext, choice: ModelChoice
+    ) -> None:
+        secrets: dict[str, str] = {}
+        try:
+            secrets = await self.ctx.secrets.project_env(project.id)
+        except Exception:
+            log.exception("run %s: reading the project's secrets failed", run_id)
+        feed = RunFeed(
+            self.db, self.hub, run_id, project.id, redactor=Redactor(secrets), bus=self.bus
+        )
+        try:
+            async with self._slots:
+                ref = await self.db.run(lambda s: store.run_ref(s, run_id))
+                await feed.emit(
+                    RUN_STARTED,
+                    {
+                        "prompt": ref.prompt,
+                        "provider": choice.provider,
+                        "model": choice.model,
+                        "project_id": project.id,
+                        "continued_from": ref.continued_from,
+                    },
+                    changes={"status": store.RUNNING, "started_at": utcnow()},
+                )
+                result = await self._drive(ref, user, project, choice, feed, secrets)
+                await self._end(feed, result)
+        except asyncio.CancelledError:
+            await self._end_cancelled(feed)
+            raise
+        except Exception as exc:
+            log.exception("run %s failed unexpectedly", run_id)
+            message = exc.message if isinstance(exc, EcodeError) else "internal error"
+            reason = exc.code if isinstance(exc, EcodeError) else "internal"
+            await self._end(feed, LoopResult("failed", reason, message))
+
+    async def _drive(
+        self,
+        ref: store.RunRef,
+        user: EcodeUser,
+        project: ProjectContext,
+        choice: ModelChoice,
+        feed: RunFeed,
+        secrets: dict[str, str],
+    ) -> LoopResult:
+        layer = self.ctx.extras.get("tools")
+        if layer is None:
+            return LoopResult("failed", "no_tools", "the tool layer is not installed")
+        toolbox = AgentToolbox(
+            layer,
+            user=user,
+            project_id=project.id,
+            feed=feed,
+            result_budget_chars=self.settings.limits.tool_result_chars,
+        )
+        template = get_template(project.template) if project.template else None
+        provider = build_provider(
+            choice,
+            prompt=ref.prompt,
+            project_name=project.name,
+            slug=project.slug,
+            project_template=project.template,
+            offline_installs=self.settings.offline_installs,
+            env=self.env,
+            timeout=self.settings.provider_timeout_s,
+            max_retries=self.settings.provider_max_retries,
+        )
+        if template is None and choice.provider == "offline":
+            template = getattr(provider, "template", None)
+        try:
+            facts = await self._project_facts(layer, user, project, template, secrets)
+            loop = AgentLoop(
+                run_id=ref.id,
+                provider=provider,
+                toolbox=toolbox,
+                feed=feed,
+                metering=Metering(
+                    self.ctx.extras.get("billing"),
+                    self.db,
+                    run_id=ref.id,
+                    username=user.username,
+                    project_id=project.id,
+                    model=choice.model,
+                ),
+                system=build_system_prompt(facts),
+                messages=await self._first_messages(ref),
+                limits=self.settings.limits,
+                test_command=verify_command(template),
+                served=template is not None and template.run is not None,
+            )
+            return await loop.run()
+        finally:
+            await provider.aclose()
+
+    async def _project_facts(
+        self,
+        layer: Any,
+        user: EcodeUser,
+        project: ProjectContext,
+        template: Any,
+        secrets: dict[str, str],
+    ) -> ProjectFacts:
+        """What the system prompt tells the model about the project, read through the tools."""
+        files: list[str] = []
+        truncated = False
+        readme = None
+        try:
+            listing = await layer.call(
+                "list_files", {"project": project.id, "recursive": True}, user
+            )
+            data = listing.structured_content or {}
+            files = [e["path"] for e in data.get("entries", []) if e.get("type") == "file"]
+            truncated = bool(data.get("truncated"))
+        except EcodeError as exc:
+            log.info("run on %s: listing files failed: %s", project.id, exc.message)
+        if "README.md" in files:
+            try:
+                result = await layer.call(
+                    "read_file", {"project": project.id, "path": "README.md"}, user
+                )
+                readme = "\n".join(
+                    t for b in result.content if isinstance(t := getattr(b, "text", None), str)
+                )
+            except EcodeError as exc:
+                log.info("run on %s: reading README.md failed: %s", project.id, exc.message)
+        redactor = Redactor(secrets)
+        return ProjectFacts(
+            name=project.name,
+            owner=project.owner,
+            slug=project.slug,
+            template=template,
+            files=files,
+            files_truncated=truncated,
+            readme=redactor.text(readme) if readme else None,
+            secret_names=sorted(secrets),
+        )
+
+    async def _first_messages(self, ref: store.RunRef) -> list[Message]:
+        if ref.continued_from is None:
+            return [Message.user(ref.prompt)]
+        previous = await self.db.run(
+            lambda s: store.run_to_json(store.get_run_row(s, ref.continued_from))
+        )
+        reason = previous.get("reason") or previous["status"]
+        tests = (previous.get("summary") or {}).get("tests") or {}
+        text = (
+            f"Continue this task: {ref.prompt}\n\n"
+            f"A previous run ({previous['id']}) stopped before finishing ({previous['status']}: "
+            f"{reason}). Its files are in the workspace (listed in the system prompt): check "
+            "what is there, finish the work and make the tests pass."
+        )
+        if tests.get("output_tail"):
+            text += (
+                f"\n\nIts last test run (`{tests.get('command')}`, exit code "
+                f"{tests.get('exit_code')}) ended with:\n{tests['output_tail']}"
+            )
+        return [Message.user(text)]
+
+    async def _end(self, feed: RunFeed, result: LoopResult) -> None:
+        type_ = RUN_COMPLETED if result.status == store.COMPLETED else RUN_FAILED
+        data: dict[str, Any] = {"message": result.message, "summary": result.summary}
+        if result.reason:
+            data["reason"] = result.reason
+        await self._emit_final(feed, type_, data, result.status, result.reason, result.summary)
+
+    async def _end_cancelled(self, feed: RunFeed) -> None:
+        if feed.finished:
+            return  # cancelled while recording its final event, which stands
+        if self._stopping:
+            type_, status, reason = RUN_INTERRUPTED, store.INTERRUPTED, "server_stop"
+            message = "the server stopped during this run; continue the run to resume"
+        else:
+            type_, status, reason = RUN_CANCELLED, store.CANCELLED, "cancelled"
+            message = "the run was cancelled"
+        await self._emit_final(
+            feed, type_, {"reason": reason, "message": message}, status, reason, None
+        )
+
+    async def _emit_final(
+        self,
+        feed: RunFeed,
+        type_: str,
+        data: dict[str, Any],
+        status: str,
+        reason: str | None,
+        summary: dict[str, Any] | None,
+    ) -> None:
+        changes: dict[str, Any] = {"status": status, "reason": reason, "finished_at": utcnow()}
+        if summary is not None:
+            changes["summary"] = summary
+        # The final event must be recorded even while the task is being cancelled.
+        task = asyncio.ensure_future(feed.emit(type_, data, changes=changes))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+        log.info("run %s %s%s", feed.run_id, status, f" ({reason})" if reason else "")

@@ -1,0 +1,114 @@
+"""Which provider and model a run uses, and building it for the run's project.
+
+Precedence for the model: the run's request, then the project's model, then
+``c.EcodeApp.agent_model``, then the provider's default. The provider is
+``c.EcodeApp.agent_provider`` when set; otherwise a model name may pick it (``offline``,
+``anthropic:…``/``openai:…``/``openai-compatible:…``, or ``claude…`` / ``gpt…``), and else the
+environment does: ``ANTHROPIC_API_KEY`` → anthropic, ``OPENAI_API_KEY`` → openai,
+``OPENAI_BASE_URL`` → openai-compatible, nothing → offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..exceptions import InvalidInput
+from ..projects.templating import ProjectTemplate, best_match, get_template
+from .providers import DEFAULT_MODELS, PROVIDER_NAMES, configured_provider_names, make_provider
+from .providers.base import Provider
+from .providers.offline import OFFLINE_MODEL, OfflineProvider
+
+log = logging.getLogger(__name__)
+
+ALL_PROVIDERS = (*PROVIDER_NAMES, "offline")
+_MODEL_HINTS = (
+    ("claude", "anthropic"),
+    ("gpt-", "openai"),
+    ("o1", "openai"),
+    ("o3", "openai"),
+    ("o4", "openai"),
+)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    provider: str
+    model: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"provider": self.provider, "model": self.model}
+
+
+def choose_model(
+    requested: str | None,
+    *,
+    project_model: str | None = None,
+    configured_provider: str = "",
+    configured_model: str = "",
+    env: Mapping[str, str] | None = None,
+) -> ModelChoice:
+    """The provider and model for a new run (see the module docstring for the order)."""
+    env = os.environ if env is None else env
+    model = requested or project_model or configured_model or ""
+    provider = configured_provider
+    if ":" in model and model.split(":", 1)[0] in ALL_PROVIDERS:
+        provider, model = model.split(":", 1)
+    if model == OFFLINE_MODEL:
+        provider = "offline"
+    available = configured_provider_names(env)
+    if not provider:
+        lowered = model.lower()
+        hinted = next((p for prefix, p in _MODEL_HINTS if lowered.startswith(prefix)), None)
+        if hinted in available:
+            provider = hinted
+        elif available:
+            provider = available[0]
+        else:
+            provider = "offline"
+    if provider not in ALL_PROVIDERS:
+        msg = f"unknown provider {provider!r}; expected one of {', '.join(ALL_PROVIDERS)}"
+        raise InvalidInput(msg)
+    if provider == "offline":
+        return ModelChoice("offline", OFFLINE_MODEL)
+    if not model or model == OFFLINE_MODEL:
+        model = DEFAULT_MODELS.get(provider, "")
+    if not model:
+        msg = f"the {provider} provider needs a model name (c.EcodeApp.agent_model or `model`)"
+        raise InvalidInput(msg, field="model")
+    return ModelChoice(provider, model)
+
+
+def offline_template(prompt: str, project_template: str | None) -> tuple[ProjectTemplate, str]:
+    """The template the offline provider builds, and why it was chosen."""
+    if project_template:
+        return get_template(project_template), "the project's template"
+    match = best_match(prompt)
+    return match.template, match.explain()
+
+
+def build_provider(
+    choice: ModelChoice,
+    *,
+    prompt: str,
+    project_name: str,
+    slug: str,
+    project_template: str | None,
+    offline_installs: bool = True,
+    env: Mapping[str, str] | None = None,
+    **opts: Any,
+) -> Provider:
+    """A provider instance for one run."""
+    if choice.provider == "offline":
+        template, reason = offline_template(prompt, project_template)
+        return OfflineProvider(
+            template,
+            project_name=project_name,
+            slug=slug,
+            reason=reason,
+            install_packages=offline_installs,
+        )
+    return make_provider(choice.provider, choice.model, env=env, **opts)

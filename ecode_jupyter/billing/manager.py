@@ -1,0 +1,723 @@
+"""BillingManager: credits around every model call, grants, budgets and reports.
+
+Who calls what:
+
+* the agent, around each model call: ``check_model`` when a run starts, ``reserve`` before the
+  call (raises ``InsufficientCredits`` and the run stops with ``insufficient_credits``),
+  ``settle`` with the provider's usage after it — also the partial usage of a stream that was
+  cut — and ``release`` when the call failed before anything was billed; ``run_cost`` for a
+  run's cost so far;
+* the REST handlers (``handlers/billing.py``) and ``jupyter ecode credits``: ``account_summary``,
+  ``usage``, ``prices``, ``grant``, ``refund``, ``set_budget``, ``set_allowance``, ``quote``;
+* the server at start-up and then periodically: ``reconcile_expired`` releases reservations
+  whose call never reported back (a crash), so held credits do not stay locked.
+
+Amounts are integer micro-credits throughout; the JSON views add exact decimal strings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..audit.log import record_audit
+from ..db import Database
+from ..db.models import Project, utcnow
+from ..exceptions import Forbidden, InsufficientCredits, InvalidInput, NotFound
+from ..identity import EcodeUser
+from . import ledger, reports
+from .ledger import Reservation, period_of
+from .models import (
+    BudgetPeriod,
+    BudgetScope,
+    CreditAccount,
+    CreditBudget,
+    CreditReservation,
+    EntryKind,
+    LedgerEntry,
+    ReservationStatus,
+)
+from .prices import (
+    FREE,
+    MICROS_PER_CREDIT,
+    PriceTable,
+    UsageLike,
+    credits_to_micros,
+    format_credits,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_KEY_CHARS = 200
+MAX_USERNAME_CHARS = 255
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """Usage as stored: whole, non-negative token counts."""
+
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+
+    @classmethod
+    def of(cls, usage: UsageLike) -> _Tokens:
+        return cls(
+            *(
+                max(0, int(getattr(usage, name)))
+                for name in (
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                )
+            )
+        )
+
+
+def _username(user: EcodeUser | str) -> str:
+    name = user.username if isinstance(user, EcodeUser) else str(user)
+    if not name or len(name) > MAX_USERNAME_CHARS:
+        msg = "a user name is 1 to 255 characters"
+        raise InvalidInput(msg, field="user")
+    return name
+
+
+def _key(key: str, field: str = "key") -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_CHARS:
+        msg = f"{field} must be 1 to {MAX_KEY_CHARS} characters"
+        raise InvalidInput(msg, field=field)
+    return key
+
+
+def _require_admin(actor: EcodeUser) -> None:
+    if not actor.is_admin:
+        msg = "only an admin may do this"
+        raise Forbidden(msg)
+
+
+def money(**amounts: int | None) -> dict[str, Any]:
+    """``{"x_micros": 1500000, "x": "1.500000"}`` for each amount (None stays None)."""
+    out: dict[str, Any] = {}
+    for name, micros in amounts.items():
+        out[f"{name}_micros"] = micros
+        out[name] = format_credits(micros) if micros is not None else None
+    return out
+
+
+def _month_start(now: datetime) -> datetime:
+    return datetime(now.year, now.month, 1, tzinfo=UTC)
+
+
+def _next_month(now: datetime) -> datetime:
+    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _budget_json(row: CreditBudget, name: str | None = None) -> dict[str, Any]:
+    left = None
+    if row.limit_micros is not None:
+        left = max(0, row.limit_micros - row.spent_micros - row.reserved_micros)
+    data: dict[str, Any] = {
+        "scope": row.scope,
+        "subject": row.subject,
+        "period": row.period,
+        "period_key": row.period_key,
+        **money(
+            limit=row.limit_micros, spent=row.spent_micros, reserved=row.reserved_micros, left=left
+        ),
+        "updated_at": row.updated_at.isoformat(),
+        "updated_by": row.updated_by,
+    }
+    if name is not None:
+        data["name"] = name
+    return data
+
+
+class BillingManager:
+    def __init__(
+        self,
+        db: Database,
+        prices: PriceTable,
+        *,
+        monthly_allowance_micros: int = 0,
+        reservation_ttl_s: float = 1800.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if monthly_allowance_micros < 0:
+            msg = "the monthly allowance cannot be negative"
+            raise InvalidInput(msg)
+        self.db = db
+        self.prices = prices
+        self.monthly_allowance_micros = monthly_allowance_micros
+        self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
+        # Tests move the clock to cross months and expire reservations.
+        self.clock = clock
+
+    # -- around a model call (the agent) ------------------------------------------------
+    async def check_model(self, model: str) -> None:
+        """Raise InvalidInput when ``model`` has no price and is not configured free."""
+        self.prices.price(model)
+
+    def estimate(self, model: str, input_tokens_estimate: int, max_output_tokens: int) -> int:
+        """The most a call can cost: what ``reserve`` holds."""
+        if input_tokens_estimate < 0 or max_output_tokens < 0:
+            msg = "token counts cannot be negative"
+            raise InvalidInput(msg)
+        return self.prices.price(model).estimate(input_tokens_estimate, max_output_tokens)
+
+    async def reserve(
+        self,
+        *,
+        user: EcodeUser | str,
+        project_id: str,
+        run_id: str,
+        model: str,
+        input_tokens_estimate: int,
+        max_output_tokens: int,
+        key: str,
+    ) -> Reservation:
+        """Hold what the call may cost. Idempotent by ``key``: a retry gets the same hold.
+
+        Raises InsufficientCredits (402) when the balance or a budget cannot cover it.
+        """
+        username = _username(user)
+        key = _key(key)
+        amount = self.estimate(model, input_tokens_estimate, max_output_tokens)
+        now = self.clock()
+
+        def tx(session: Session) -> Reservation:
+            return ledger.reserve(
+                session,
+                username=username,
+                project_id=project_id or None,
+                run_id=run_id or None,
+                model=model,
+                amount=amount,
+                key=key,
+                now=now,
+                ttl=self.reservation_ttl,
+                default_allowance=self.monthly_allowance_micros,
+            )
+
+        try:
+            reservation = await self.db.run(tx)
+        except IntegrityError:
+            # The same key reserved concurrently: that reservation is this one.
+            existing = await self.db.run(lambda s: ledger.reservation_by_key(s, key))
+            if existing is None:
+                raise
+            return existing
+        except InsufficientCredits:
+            log.info("reservation refused for %s on %s: %s micro-credits", username, model, amount)
+            raise
+        log.debug("reserved %s for %s (run %s, %s)", amount, username, run_id, model)
+        return reservation
+
+    async def settle(self, reservation: Reservation, usage: UsageLike, *, key: str) -> int:
+        """Charge the call's real usage, release the rest of the hold; returns the charge.
+
+        Idempotent by ``key``. Works for partial usage (a stream cut after the provider
+        billed tokens) and after the reservation expired. The charge never takes the balance
+        below zero or a budget past its cap (see ``ledger``).
+        """
+        key = _key(key)
+        tokens = _Tokens.of(usage)
+        try:
+            cost = self.prices.price(reservation.model).cost(tokens)
+        except InvalidInput:
+            # The model lost its price since the call started (config change and restart):
+            # charge what was held rather than nothing.
+            log.warning("model %s has no price any more; charging its hold", reservation.model)
+            cost = reservation.amount_micros
+        now = self.clock()
+
+        def tx(session: Session) -> int:
+            return ledger.settle(
+                session,
+                reservation_id=reservation.id,
+                cost=cost,
+                usage=tokens,
+                key=key,
+                now=now,
+            )
+
+        try:
+            return await self.db.run(tx)
+        except IntegrityError:
+            # The same report settled concurrently: return what that one charged.
+            prior = await self.db.run(lambda s: ledger.entry_by_key(s, f"settlement:{key}"))
+            if prior is None:
+                raise
+            return -prior.amount_micros
+
+    async def release(self, reservation: Reservation, *, reason: str) -> None:
+        """Let the hold go without a charge (the call failed or was cancelled). Idempotent."""
+        now = self.clock()
+        released = await self.db.run(
+            lambda s: ledger.release(s, reservation_id=reservation.id, reason=reason, now=now)
+        )
+        if released:
+            log.debug("released reservation %s: %s", reservation.id, reason)
+
+    async def run_cost(self, run_id: str) -> int:
+        """What a run has been charged so far, net of refunds, in micro-credits."""
+        return await self.db.run(lambda s: ledger.run_charges(s, run_id))
+
+    # -- start-up and sweeps ------------------------------------------------------------
+    async def reconcile_expired(self) -> int:
+        """Release every reservation past its expiry; returns how many were released."""
+        now = self.clock()
+        released = 0
+        while True:
+            ids = await self.db.run(partial(ledger.expired_reservation_ids, now=now))
+            for rid in ids:
+                # One transaction each: a batch would lock many accounts in no fixed order.
+                if await self.db.run(
+                    partial(ledger.release, reservation_id=rid, reason="expired", now=now)
+                ):
+                    released += 1
+            if len(ids) < ledger.EXPIRY_BATCH:
+                break
+        if released:
+            log.info("released %d expired credit reservations", released)
+        return released
+
+    async def sweep_forever(self, interval_s: float) -> None:
+        """Reconcile now (start-up), then every ``interval_s`` seconds."""
+        while True:
+            try:
+                await self.reconcile_expired()
+            except Exception:
+                log.exception("releasing expired credit reservations failed")
+            await asyncio.sleep(interval_s)
+
+    # -- admin: grants, refunds, budgets, allowances ------------------------------------
+    async def grant(
+        self,
+        actor: EcodeUser,
+        *,
+        username: str,
+        amount_micros: int,
+        note: str = "",
+        key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Add credits to a user's account (admins only); idempotent by ``key``."""
+        return await self._credit(
+            actor,
+            EntryKind.grant,
+            username=username,
+            amount_micros=amount_micros,
+            note=note,
+            key=key,
+            run_id=None,
+        )
+
+    async def refund(
+        self,
+        actor: EcodeUser,
+        *,
+        username: str,
+        run_id: str,
+        amount_micros: int,
+        note: str = "",
+        key: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Give back up to what ``run_id`` cost ``username`` (admins only)."""
+        return await self._credit(
+            actor,
+            EntryKind.refund,
+            username=username,
+            amount_micros=amount_micros,
+            note=note,
+            key=key,
+            run_id=run_id,
+        )
+
+    async def _credit(
+        self,
+        actor: EcodeUser,
+        kind: EntryKind,
+        *,
+        username: str,
+        amount_micros: int,
+        note: str,
+        key: str | None,
+        run_id: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        _require_admin(actor)
+        username = _username(username)
+        ledger_key = f"{kind.value}:{_key(key) if key else uuid.uuid4().hex}"
+        now = self.clock()
+
+        def tx(session: Session) -> tuple[dict[str, Any], bool]:
+            entry, created = ledger.credit(
+                session,
+                username=username,
+                amount=amount_micros,
+                kind=kind,
+                key=ledger_key,
+                actor=actor.username,
+                note=note,
+                now=now,
+                default_allowance=self.monthly_allowance_micros,
+                run_id=run_id,
+            )
+            if created:
+                record_audit(
+                    session,
+                    actor=actor.username,
+                    action=f"credits.{kind.value}",
+                    target_type="user",
+                    target_id=username,
+                    project_id=entry.project_id,
+                    remote_ip=actor.remote_ip,
+                    details={
+                        "amount_micros": entry.amount_micros,
+                        "key": ledger_key,
+                        "run_id": run_id,
+                    },
+                )
+            return ledger.entry_to_json(entry), created
+
+        try:
+            entry, created = await self.db.run(tx)
+        except IntegrityError:
+            prior = await self.db.run(
+                lambda s: (lambda e: ledger.entry_to_json(e) if e else None)(
+                    ledger.entry_by_key(s, ledger_key)
+                )
+            )
+            if prior is None:
+                raise
+            return prior, False
+        if created:
+            log.info(
+                "%s: %s gave %s %s credits", kind.value, actor.username, username, entry["amount"]
+            )
+        return entry, created
+
+    async def set_allowance(
+        self, actor: EcodeUser, *, username: str, monthly_micros: int | None
+    ) -> dict[str, Any]:
+        """A user's monthly allowance (None: the configured default), from next month on."""
+        _require_admin(actor)
+        username = _username(username)
+        if monthly_micros is not None and monthly_micros < 0:
+            msg = "the monthly allowance cannot be negative"
+            raise InvalidInput(msg, field="monthly_allowance")
+        now = self.clock()
+
+        def tx(session: Session) -> dict[str, Any]:
+            ledger._insert_ignore(
+                session,
+                CreditAccount,
+                {
+                    "username": username,
+                    "balance_micros": 0,
+                    "reserved_micros": 0,
+                    "allowance_left_micros": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                },
+            )
+            acct = session.execute(
+                select(CreditAccount).where(CreditAccount.username == username).with_for_update()
+            ).scalar_one()
+            acct.monthly_allowance_micros = monthly_micros
+            acct.updated_at = now
+            record_audit(
+                session,
+                actor=actor.username,
+                action="credits.allowance",
+                target_type="user",
+                target_id=username,
+                remote_ip=actor.remote_ip,
+                details={"monthly_allowance_micros": monthly_micros},
+            )
+            effective = (
+                monthly_micros if monthly_micros is not None else self.monthly_allowance_micros
+            )
+            return {
+                "user": username,
+                **money(monthly_allowance=effective),
+                "configured_default": monthly_micros is None,
+                # An allowance already given this month stays; the new one applies next.
+                "from_period": period_of(now)
+                if acct.allowance_period is None
+                else period_of(_next_month(now)),
+            }
+
+        return await self.db.run(tx)
+
+    async def set_budget(
+        self,
+        actor: EcodeUser,
+        *,
+        scope: BudgetScope,
+        subject: str,
+        limit_micros: int | None,
+        period: BudgetPeriod | None = None,
+    ) -> dict[str, Any]:
+        """Cap what a user or project may spend per period (None: no cap). Admins only."""
+        _require_admin(actor)
+        if limit_micros is not None and limit_micros < 0:
+            msg = "a budget cannot be negative"
+            raise InvalidInput(msg, field="budget")
+        subject = _username(subject) if scope is BudgetScope.user else subject
+        now = self.clock()
+
+        def tx(session: Session) -> dict[str, Any]:
+            name = None
+            if scope is BudgetScope.project:
+                name = session.scalar(select(Project.name).where(Project.id == subject))
+                if name is None:
+                    msg = f"no project {subject}"
+                    raise NotFound(msg)
+            default_period = (
+                BudgetPeriod.total if scope is BudgetScope.project else (BudgetPeriod.month)
+            )
+            ledger._insert_ignore(
+                session,
+                CreditBudget,
+                {
+                    "scope": scope.value,
+                    "subject": subject,
+                    "limit_micros": limit_micros,
+                    "period": (period or default_period).value,
+                    "period_key": "",
+                    "spent_micros": 0,
+                    "reserved_micros": 0,
+                    "updated_at": now,
+                    "updated_by": actor.username,
+                },
+            )
+            row = session.execute(
+                select(CreditBudget)
+                .where(CreditBudget.scope == scope.value, CreditBudget.subject == subject)
+                .with_for_update()
+            ).scalar_one()
+            new_period = period.value if period is not None else row.period
+            key = period_of(now) if new_period == BudgetPeriod.month.value else "total"
+            if row.period_key != key or row.period != new_period:
+                # A new budget, or a new way of counting: start from what the ledger says.
+                row.spent_micros = self._spent(session, scope, subject, new_period, now)
+            row.period, row.period_key = new_period, key
+            row.limit_micros = limit_micros
+            row.updated_at, row.updated_by = now, actor.username
+            record_audit(
+                session,
+                actor=actor.username,
+                action="credits.budget",
+                target_type=scope.value,
+                target_id=subject,
+                project_id=subject if scope is BudgetScope.project else None,
+                remote_ip=actor.remote_ip,
+                details={"limit_micros": limit_micros, "period": new_period},
+            )
+            session.flush()
+            return _budget_json(row, name)
+
+        return await self.db.run(tx)
+
+    @staticmethod
+    def _spent(
+        session: Session, scope: BudgetScope, subject: str, period: str, now: datetime
+    ) -> int:
+        stmt = select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+            LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value])
+        )
+        if scope is BudgetScope.user:
+            stmt = stmt.where(LedgerEntry.username == subject)
+        else:
+            stmt = stmt.where(LedgerEntry.project_id == subject)
+        if period == BudgetPeriod.month.value:
+            stmt = stmt.where(LedgerEntry.ts >= _month_start(now))
+        return max(0, -int(session.scalar(stmt) or 0))
+
+    # -- reading ------------------------------------------------------------------------
+    def prices_json(self) -> dict[str, Any]:
+        return self.prices.to_json()
+
+    async def account_summary(self, user: EcodeUser | str) -> dict[str, Any]:
+        """Balance, holds, allowance, budgets and this month's spend of one user.
+
+        What ``GET billing/account``, ``jupyter ecode credits`` and ``%ecode credits`` show.
+        """
+        username = _username(user)
+        now = self.clock()
+
+        def tx(session: Session) -> dict[str, Any]:
+            ledger.ensure_account(session, username, now, self.monthly_allowance_micros)
+            acct = session.execute(
+                select(CreditAccount).where(CreditAccount.username == username)
+            ).scalar_one()
+            spent = -int(
+                session.scalar(
+                    select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                        LedgerEntry.username == username,
+                        LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value]),
+                        LedgerEntry.ts >= _month_start(now),
+                    )
+                )
+                or 0
+            )
+            open_holds = int(
+                session.scalar(
+                    select(func.count()).where(
+                        CreditReservation.username == username,
+                        CreditReservation.status == ReservationStatus.open.value,
+                    )
+                )
+                or 0
+            )
+            user_budget = session.scalar(
+                select(CreditBudget).where(
+                    CreditBudget.scope == BudgetScope.user.value, CreditBudget.subject == username
+                )
+            )
+            project_budgets = session.execute(
+                select(CreditBudget, Project.name)
+                .join(Project, Project.id == CreditBudget.subject)
+                .where(
+                    CreditBudget.scope == BudgetScope.project.value,
+                    Project.owner == username,
+                    Project.deleted_at.is_(None),
+                )
+                .order_by(Project.name)
+            ).all()
+            allowance = (
+                acct.monthly_allowance_micros
+                if acct.monthly_allowance_micros is not None
+                else self.monthly_allowance_micros
+            )
+            return {
+                "user": username,
+                "unit": {"name": "credit", "micros_per_credit": MICROS_PER_CREDIT},
+                **money(
+                    balance=acct.balance_micros,
+                    reserved=acct.reserved_micros,
+                    available=acct.balance_micros - acct.reserved_micros,
+                ),
+                "open_reservations": open_holds,
+                "allowance": {
+                    **money(monthly=allowance, left=acct.allowance_left_micros),
+                    "period": acct.allowance_period,
+                    "renews_at": _next_month(now).isoformat(),
+                },
+                "month": {"period": period_of(now), **money(spent=spent)},
+                "budgets": {
+                    "user": _budget_json(user_budget) if user_budget is not None else None,
+                    "projects": [_budget_json(b, name) for b, name in project_budgets],
+                },
+            }
+
+        return await self.db.run(tx)
+
+    async def usage(
+        self,
+        username: str | None,
+        *,
+        group: str = "model",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Calls, tokens and cost grouped by model, project, day or run."""
+        if group not in reports.GROUPS:
+            msg = f"group must be one of {', '.join(reports.GROUPS)}"
+            raise InvalidInput(msg, field="group")
+        return await self.db.run(
+            lambda s: reports.usage_rows(
+                s, username=username, group=group, since=since, until=until
+            )
+        )
+
+    async def quote(
+        self,
+        user: EcodeUser | str,
+        *,
+        model: str,
+        input_tokens_estimate: int,
+        max_output_tokens: int,
+        project_id: str | None = None,
+    ) -> dict[str, Any]:
+        """What a call may cost and whether it is affordable now (holds nothing).
+
+        Raises InsufficientCredits, with the same details a reservation would, when not.
+        """
+        username = _username(user)
+        amount = self.estimate(model, input_tokens_estimate, max_output_tokens)
+        now = self.clock()
+
+        def tx(session: Session) -> dict[str, Any]:
+            ledger.ensure_account(session, username, now, self.monthly_allowance_micros)
+            acct = session.execute(
+                select(CreditAccount.balance_micros, CreditAccount.reserved_micros).where(
+                    CreditAccount.username == username
+                )
+            ).one()
+            available = acct.balance_micros - acct.reserved_micros
+            limit = "credits"
+            subjects = [(BudgetScope.user, username)]
+            if project_id:
+                subjects.append((BudgetScope.project, project_id))
+            for scope, subject in subjects:
+                row = session.scalar(
+                    select(CreditBudget).where(
+                        CreditBudget.scope == scope.value, CreditBudget.subject == subject
+                    )
+                )
+                if row is None or row.limit_micros is None:
+                    continue
+                spent = row.spent_micros
+                if row.period == BudgetPeriod.month.value and row.period_key < period_of(now):
+                    spent = 0
+                room = max(0, row.limit_micros - spent - row.reserved_micros)
+                if room < available:
+                    available, limit = room, f"{scope.value}_budget"
+            return {"available": available, "limit": limit}
+
+        state = await self.db.run(tx)
+        if amount > state["available"]:
+            msg = (
+                f"this model call may cost up to {format_credits(amount)} credits and "
+                f"{format_credits(state['available'])} are available"
+            )
+            raise InsufficientCredits(
+                msg,
+                needed_micros=amount,
+                available_micros=state["available"],
+                limit=state["limit"],
+            )
+        return {
+            "model": model,
+            **money(estimate=amount, available=state["available"]),
+            "free": self.prices.price(model) == FREE,
+        }
+
+
+def make_billing_manager(
+    db: Database,
+    *,
+    model_prices: dict[str, Any],
+    free_models: list[str],
+    monthly_allowance: float,
+    reservation_ttl_s: float,
+) -> BillingManager:
+    """The manager for ``c.EcodeApp``'s billing traits (server and CLI alike)."""
+    return BillingManager(
+        db,
+        PriceTable(model_prices, free_models),
+        monthly_allowance_micros=credits_to_micros(monthly_allowance, field="monthly_allowance"),
+        reservation_ttl_s=reservation_ttl_s,
+    )

@@ -1,0 +1,164 @@
+"""What crosses the proxy between a browser and a project's app, and what never does.
+
+``public_prefix`` below is the path the app is served under, without a trailing slash.
+
+Requests to the app lose everything that could let it act as the user in Jupyter: the
+``Authorization`` header, Jupyter's and JupyterHub's cookies, the ``_xsrf`` cookie and header,
+and the ``token`` / ``_xsrf`` query parameters. The ``Referer`` survives only when it points
+inside the app itself (the lab's URL may carry a token).
+
+Responses from the app get a ``Content-Security-Policy: sandbox`` without ``allow-same-origin``
+(on the Jupyter origin), so its pages run in an opaque origin and cannot script Jupyter or read
+its cookies; headers that act on the whole origin (HSTS, Clear-Site-Data, Service-Worker-
+Allowed) are dropped; cookies the app sets are confined to its own path and may not shadow
+Jupyter's; redirects to ``/x`` are put back under the app's prefix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from tornado.httputil import HTTPHeaders
+
+# Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
+     "upgrade", "proxy-authorization", "proxy-authenticate"}
+)
+# Credentials of the user in Jupyter, never shown to an app.
+STRIPPED_REQUEST_HEADERS = frozenset(
+    {"authorization", "x-xsrftoken", "x-csrftoken", "cookie", "referer", "content-length",
+     "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
+     "x-real-ip", "forwarded"}
+)
+# Headers an app must not set for the whole origin it is served from.
+STRIPPED_RESPONSE_HEADERS = frozenset(
+    {"strict-transport-security", "clear-site-data", "service-worker-allowed",
+     "content-length", "set-cookie", "public-key-pins", "alt-svc"}
+) | HOP_BY_HOP
+STRIPPED_QUERY_PARAMS = frozenset({"token", "_xsrf"})
+PROTECTED_COOKIE_PREFIXES = ("jupyterhub-", "username-", "_xsrf")
+
+SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
+
+
+def sandbox_policy(allow_same_origin: bool) -> str:
+    """The CSP every proxied response carries.
+
+    Without ``allow-same-origin`` the page runs in an opaque origin: no access to Jupyter's
+    DOM, storage or cookies. On a separate preview origin the app may keep its own origin.
+    """
+    return SANDBOX + (" allow-same-origin" if allow_same_origin else "")
+
+
+def is_protected_cookie(name: str, extra: Iterable[str] = ()) -> bool:
+    return name.startswith(PROTECTED_COOKIE_PREFIXES) or name in set(extra)
+
+
+def filter_cookie_header(value: str, protected: Iterable[str] = ()) -> str:
+    """The ``Cookie`` header without Jupyter's and JupyterHub's cookies."""
+    names = set(protected)
+    kept = []
+    for part in value.split(";"):
+        name, _, _rest = part.strip().partition("=")
+        if name and not is_protected_cookie(name, names):
+            kept.append(part.strip())
+    return "; ".join(kept)
+
+
+def filter_query(query: str) -> str:
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(key in STRIPPED_QUERY_PARAMS for key, _ in pairs):
+        return query  # untouched: keeps the app's own encoding and order
+    return urlencode([(k, v) for k, v in pairs if k not in STRIPPED_QUERY_PARAMS])
+
+
+def request_headers(
+    incoming: HTTPHeaders,
+    *,
+    public_prefix: str,
+    host: str,
+    proto: str,
+    remote_ip: str | None,
+    protected_cookies: Iterable[str] = (),
+    websocket: bool = False,
+) -> HTTPHeaders:
+    """Headers for the request to the app."""
+    out = HTTPHeaders()
+    for name, value in incoming.get_all():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
+            continue
+        if websocket and lower.startswith("sec-websocket-"):
+            continue  # the proxy's own client handshake sets these
+        out.add(name, value)
+    cookie = incoming.get("Cookie")
+    if cookie:
+        kept = filter_cookie_header(cookie, protected_cookies)
+        if kept:
+            out["Cookie"] = kept
+    referer = incoming.get("Referer")
+    if referer:
+        parts = urlsplit(referer)
+        if parts.netloc == host and _under(parts.path, public_prefix):
+            out["Referer"] = referer
+    out["Host"] = host
+    out["X-Forwarded-Host"] = host
+    out["X-Forwarded-Proto"] = proto
+    out["X-Forwarded-Prefix"] = public_prefix
+    if remote_ip:
+        out["X-Forwarded-For"] = remote_ip
+    return out
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def rewrite_set_cookie(
+    value: str, *, public_prefix: str, protected: Iterable[str] = ()
+) -> str | None:
+    """The app's cookie, confined to its prefix and host; None when it may not be set."""
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(value)
+    except CookieError:
+        return None
+    if len(cookie) != 1:
+        return None
+    (name, morsel), = cookie.items()
+    if is_protected_cookie(name, protected):
+        return None
+    path = morsel["path"] or "/"
+    # An app told its base path names paths inside it; one that thinks it is at "/" gets its
+    # paths moved under the prefix. Either way the cookie never reaches Jupyter's paths.
+    if not _under(path, public_prefix):
+        morsel["path"] = public_prefix + (path if path.startswith("/") else "/" + path)
+    morsel["domain"] = ""
+    return morsel.OutputString()
+
+
+def rewrite_location(location: str, *, public_prefix: str, host: str) -> str:
+    """Redirects to ``/x`` on the app's own host go to ``<prefix>/x``."""
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc:
+        if parts.netloc.split(":")[0] in {"127.0.0.1", "localhost"} or parts.netloc == host:
+            rest = parts._replace(scheme="", netloc="").geturl()
+            return rewrite_location(rest, public_prefix=public_prefix, host=host)
+        return location
+    if not location.startswith("/") or _under(parts.path, public_prefix):
+        return location
+    return public_prefix + location
+
+
+_TOKEN_IN_TEXT = re.compile(r"([?&]token=)[^&#\s]+")
+
+
+def redact_tokens(text: str) -> str:
+    """For log lines: URLs with a token lose it."""
+    return _TOKEN_IN_TEXT.sub(r"\1[redacted]", text)

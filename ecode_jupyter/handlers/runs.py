@@ -1,0 +1,242 @@
+"""Agent runs: start, list, read, cancel, continue, and the progress feed.
+
+``WS runs/{id}/events?after=N`` replays the recorded events after N, then sends live ones,
+each exactly once and in order, and closes after the run's final event. The same URL without
+a WebSocket upgrade answers ``{"events": [...]}`` (replay only) for simple polling clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, cast
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..agent.events import FeedEvent, Subscription
+from ..agent.manager import AgentManager
+from ..agent.store import FINAL_STATUSES
+from ..context import EcodeContext
+from ..exceptions import EcodeError, InvalidInput
+from ..identity import EcodeUser, resolve_user
+from .base import AUTH_RESOURCE, EcodeHandler
+
+log = logging.getLogger(__name__)
+
+PROJECT = r"(?P<project_id>[^/]+)"
+RUN = r"(?P<run_id>[^/]+)"
+REPLAY_BATCH = 500
+# How often a feed re-reads the database while no event arrives in-process: a run of this
+# server publishes here at once; one run by another server of the deployment only shows there.
+LOCAL_POLL_S = 10.0
+REMOTE_POLL_S = 1.0
+
+
+def _agent(ctx: EcodeContext) -> AgentManager:
+    return cast(AgentManager, ctx.extras["agent"])
+
+
+class ProjectRunsHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        limit = self.query_int("limit", 50, lo=1, hi=500)
+        runs = await _agent(self.ecode).list_runs(self.ecode_user, project_id, limit=limit)
+        self.finish_json({"runs": runs})
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"prompt", "model"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        if "prompt" not in body:
+            msg = "prompt is required"
+            raise InvalidInput(msg, field="prompt")
+        run = await _agent(self.ecode).start_run(
+            self.ecode_user, project_id, body["prompt"], body.get("model")
+        )
+        self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
+        self.finish_json(run, status=201)
+
+
+class RunHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        self.finish_json(await _agent(self.ecode).get_run(self.ecode_user, run_id))
+
+
+class RunCancelHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        self.finish_json(await _agent(self.ecode).cancel_run(self.ecode_user, run_id))
+
+
+class RunContinueHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str) -> None:
+        run = await _agent(self.ecode).continue_run(self.ecode_user, run_id)
+        self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
+        self.finish_json(run, status=201)
+
+
+class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """The progress feed of one run, over a WebSocket (or as JSON without an upgrade)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self) -> None:
+        """Undo JupyterHandler's defaults, which make no sense for a WebSocket."""
+
+    @property
+    def ecode(self) -> EcodeContext:
+        return cast(EcodeContext, self.settings["ecode"])
+
+    def _ecode_user(self) -> EcodeUser:
+        ctx = self.ecode
+        user = resolve_user(
+            self.current_user,
+            self.identity_provider,
+            owner_name=ctx.owner_name,
+            admin_users=ctx.admin_users,
+            owner_is_admin=ctx.owner_is_admin,
+        )
+        return EcodeUser(user.username, user.display_name, user.is_admin, self.request.remote_ip)
+
+    def _fail(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    @ws_authenticated
+    async def get(self, run_id: str) -> None:
+        allowed = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
+        )
+        if not allowed:
+            self._fail(403, {"error": {"code": "forbidden", "message": "not allowed"}})
+            return
+        agent = _agent(self.ecode)
+        try:
+            raw_after = self.get_query_argument("after", "0")
+            try:
+                after = int(raw_after)
+            except ValueError:
+                msg = "after must be an integer"
+                raise InvalidInput(msg, field="after") from None
+            if after < 0:
+                msg = "after must not be negative"
+                raise InvalidInput(msg, field="after")
+            ref = await agent.authorize_feed(self._ecode_user(), run_id)
+        except EcodeError as exc:
+            self._fail(exc.status, exc.to_json())
+            return
+        self.run_id = ref.id
+        self.after = after
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            events = await agent.events_after(ref.id, after, REPLAY_BATCH)
+            self._fail(200, {"events": [e.to_json() for e in events]})
+            return
+        # Subscribe before reading the database: an event recorded in between is then in the
+        # replay, in the queue, or both (and sent once, by seq).
+        self.subscription: Subscription | None = agent.hub.subscribe(ref.id)
+        self._pump: asyncio.Task[None] | None = None
+        try:
+            await super().get(run_id)
+        except BaseException:
+            self.subscription.close()
+            raise
+
+    def open(self, run_id: str) -> None:
+        super().open()
+        # Each event is a small message; Nagle's algorithm would hold it back ~40 ms.
+        self.set_nodelay(True)
+        self._pump = asyncio.create_task(self._send_feed())
+
+    def on_message(self, message: str | bytes) -> None:
+        """Clients only listen; anything they send is ignored."""
+
+    def on_close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+
+    async def _send(self, event: FeedEvent) -> bool:
+        """Send one event; False when the feed is over (final event sent, or socket gone)."""
+        try:
+            await self.write_message(json.dumps(event.to_json()))
+        except WebSocketClosedError:
+            return False
+        self.after = event.seq
+        if event.terminal:
+            self.close(1000, "run finished")
+            return False
+        return True
+
+    async def _send_recorded(self) -> bool:
+        """Send every recorded event after ``self.after``; False when the feed is over."""
+        agent = _agent(self.ecode)
+        while True:
+            batch = await agent.events_after(self.run_id, self.after, REPLAY_BATCH)
+            for event in batch:
+                if not await self._send(event):
+                    return False
+            if len(batch) < REPLAY_BATCH:
+                return True
+
+    async def _deliver(self, event: FeedEvent) -> bool:
+        """Send a live event unless the replay sent it; fill a gap before it from the DB."""
+        if event.seq <= self.after:
+            return True
+        if event.seq > self.after + 1 and not await self._send_recorded():
+            return False
+        if event.seq > self.after:
+            return await self._send(event)
+        return True
+
+    async def _send_feed(self) -> None:
+        agent = _agent(self.ecode)
+        sub = self.subscription
+        assert sub is not None
+        try:
+            if not await self._send_recorded():
+                return
+            while True:
+                poll = LOCAL_POLL_S if agent.is_local(self.run_id) else REMOTE_POLL_S
+                event = await sub.get(timeout=poll)
+                if event is None:
+                    if not await self._send_recorded():
+                        return
+                    if await agent.run_status(self.run_id) in FINAL_STATUSES:
+                        # Every final status comes with a final event; this is a safety net.
+                        self.close(1000, "run finished")
+                        return
+                    continue
+                if not await self._deliver(event):
+                    return
+        except Exception:
+            log.exception("run feed %s failed", self.run_id)
+            self.close(1011, "feed error")
+
+
+_ = AUTH_RESOURCE
+default_handlers = [
+    (rf"/api/ecode/projects/{PROJECT}/runs", ProjectRunsHandler),
+    (rf"/api/ecode/runs/{RUN}", RunHandler),
+    (rf"/api/ecode/runs/{RUN}/cancel", RunCancelHandler),
+    (rf"/api/ecode/runs/{RUN}/continue", RunContinueHandler),
+    (rf"/api/ecode/runs/{RUN}/events", RunEventsHandler),
+]

@@ -1,0 +1,69 @@
+"""A scripted model builds a Flask app through the real SDKs and the loopback servers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .feed import events, of_type, wait_final
+from .scripts import TEST_COMMAND, flask_build_script
+
+
+def configure(provider: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    if provider == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "openai"])
+async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
+    provider: str,
+    ecode_api: Any,
+    ecode_workspace_root: Path,
+    ecode_anthropic_loopback: Any,
+    ecode_openai_loopback: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loopback = ecode_anthropic_loopback if provider == "anthropic" else ecode_openai_loopback
+    server = loopback(flask_build_script())
+    configure(provider, server, monkeypatch)
+    project = (await ecode_api("POST", "projects", body={"name": "todo"})).body
+    resp = await ecode_api(
+        "POST", f"projects/{project['id']}/runs", body={"prompt": "a Flask todo API with tests"}
+    )
+    assert resp.status == 201, resp.body
+    assert resp.body["provider"] == provider
+    run = await wait_final(ecode_api, resp.body["id"])
+
+    assert run["status"] == "completed", run
+    assert run["summary"]["tests"]["passed"] is True
+    assert sorted(run["summary"]["files"]) == ["app.py", "tests/test_app.py"]
+    # The model saw the failing test, then the passing one, in the tool results it was sent.
+    first_run, second_run = server.requests[2], server.requests[4]
+    assert "exit code 1" in first_run.tool_results()[0].content
+    assert "assert 200 == 201" in first_run.tool_results()[0].content
+    assert "exit code 0" in second_run.tool_results()[0].content
+    assert "-1 -1" not in second_run.tool_results()[0].content
+    # Every model call was reported and billed: usage on the run, one usage event per turn.
+    assert run["usage"]["input_tokens"] > 0 and run["usage"]["output_tokens"] > 0
+    feed = await events(ecode_api, run["id"])
+    assert len(of_type(feed, "usage")) == 5
+    assert [e["seq"] for e in feed] == list(range(1, len(feed) + 1))
+    assert of_type(feed, "plan")[0]["data"]["steps"][0] == "Write the Flask app."
+    edits = [e for e in of_type(feed, "file.changed") if e["data"]["action"] == "modified"]
+    assert "+    return jsonify(todo), 201" in edits[0]["data"]["diff"]
+    # And the project it left behind passes its own tests, run from scratch.
+    workspace = ecode_workspace_root / project["id"]
+    check = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=workspace, capture_output=True, text=True, timeout=120,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert TEST_COMMAND in [e["data"]["arguments"].get("command") for e in of_type(feed, "tool.call")]
