@@ -18,15 +18,26 @@ from .agent.config import create_agent_manager
 from .billing import make_billing_manager
 from .context import EcodeContext, build_context
 from .db.session import redact_url
+from .deploy.manager import create_deploy_manager
 from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, projects, runs, secrets
 from .handlers import billing as billing_handlers
+from .handlers import deploy as deploy_handlers
 from .handlers.base import fallback_handlers
 from .tools import http as tools_http
 
 log = logging.getLogger(__name__)
 
-HANDLER_MODULES = [projects, members, secrets, audit, tools_http, billing_handlers, runs]
+HANDLER_MODULES = [
+    projects,
+    members,
+    secrets,
+    audit,
+    tools_http,
+    billing_handlers,
+    runs,
+    deploy_handlers,
+]
 
 
 class EcodeApp(ExtensionApp):
@@ -218,6 +229,40 @@ class EcodeApp(ExtensionApp):
         project's .venv (needs a package index). Default: True.""",
     ).tag(config=True)
 
+    # -- previews and releases (deploy/) --------------------------------------------------
+    preview_origin = Unicode(
+        "",
+        help="""Origin that serves project apps, e.g. `https://apps.example.com` (a host that
+        reaches this server). Default "": apps are served on the Jupyter origin inside a
+        `Content-Security-Policy: sandbox` without `allow-same-origin`, so their pages cannot
+        script Jupyter; on a separate origin they keep an origin of their own (cookies,
+        localStorage) and Jupyter's pages redirect there.""",
+    ).tag(config=True)
+
+    app_idle_timeout_s = Float(
+        3600.0,
+        help="""Seconds a preview may go without a request before it is stopped; 0 never
+        stops one. Live releases are not stopped for idleness. Default: 3600 s.""",
+    ).tag(config=True)
+
+    app_start_timeout_s = Float(
+        60.0,
+        help="""Seconds an app has after starting to answer its health check. Default: 60 s.""",
+    ).tag(config=True)
+
+    app_log_lines = Int(
+        2000, help="Lines of each app's log kept in memory for the log stream. Default: 2000."
+    ).tag(config=True)
+
+    releases_dir = Unicode(
+        help="""Folder of the release store (content-addressed file blobs) and the folders
+        releases run from. Default: `ecode/releases` in the Jupyter data dir.""",
+    ).tag(config=True)
+
+    @default("releases_dir")
+    def _default_releases_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "ecode" / "releases")
+
     def build_context(self) -> EcodeContext:
         """The managers for this configuration (the CLI uses this too)."""
         context = build_context(
@@ -256,6 +301,8 @@ class EcodeApp(ExtensionApp):
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)
         )
+        # Previews, releases and the app proxy (deploy/).
+        context.extras["deploy"] = create_deploy_manager(self, context)
         self.ecode = context
         self._tasks: list[asyncio.Task[Any]] = []
         self.settings.update({"ecode": context})
@@ -268,6 +315,8 @@ class EcodeApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # Runs this server left running when it last stopped are marked interrupted.
         await self.ecode.extras["agent"].start()
+        # Live releases this server ran when it stopped go live again.
+        await self.ecode.extras["deploy"].start()
         self._tasks.append(asyncio.create_task(self._purge_loop()))
         # Releases reservations a crash left open (now, at start-up, then periodically).
         sweep = self.ecode.extras["billing"].sweep_forever(self.billing_sweep_interval_s)
@@ -284,6 +333,7 @@ class EcodeApp(ExtensionApp):
     async def stop_extension(self) -> None:
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
+        await self.ecode.extras["deploy"].stop_all()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -55,9 +56,10 @@ USAGE = """\
                               new run in the current project
 %%ecode [options]             the same, with the cell body as the prompt
   options (before the prompt): --new NAME (a new project), --project REF (that project),
-  --model NAME, --template ID (with a new project), --detach (start and return), -- (end)
+  --model NAME, --template ID (with a new project), --detach (start and return);
+  `%ecode -- PROMPT` makes a prompt that starts like a subcommand a prompt
 %ecode projects               your projects (* marks the current one)
-%ecode use REF                make a project current (id, slug, @owner/slug or name)
+%ecode use REF                make a project current (id, slug, @owner/slug or "name")
 %ecode runs [REF]             runs of the current (or given) project
 %ecode status [RUN]           the current (or given) run: status, usage, cost
 %ecode watch [RUN]            follow a run's progress again (e.g. after --detach)
@@ -123,6 +125,23 @@ def parse_prompt_line(line: str) -> tuple[RunOptions, str]:
     return opts, rest.strip()
 
 
+def subcommand_of(line: str) -> list[str] | None:
+    """``[name, *args]`` when ``line`` is a subcommand, None when it is a prompt.
+
+    A line is a subcommand when its first word is one and the argument count fits, so
+    "%ecode status" is a subcommand and "%ecode status page for my shop" a prompt. Arguments
+    may be quoted (``use "My App"``); a line starting with ``--`` is always a prompt.
+    """
+    try:
+        words = shlex.split(line)
+    except ValueError:  # an apostrophe in a prompt ("that's") is not a quote
+        words = line.split()
+    if not words or words[0] not in SUBCOMMANDS or line.lstrip().startswith("--"):
+        return None
+    least, most = SUBCOMMANDS[words[0]]
+    return words if least <= len(words) - 1 <= most else None
+
+
 def name_from_prompt(prompt: str) -> str:
     """A project name from the first line of a prompt, cut at a word boundary."""
     first = next((ln.strip() for ln in prompt.splitlines() if ln.strip()), "")
@@ -181,6 +200,11 @@ class RunView:
             return
         self.redraw()
 
+    def flush(self) -> None:
+        """Draw what a throttled event held back (called while the feed is quiet)."""
+        if self._dirty:
+            self.redraw()
+
     def redraw(self) -> None:
         if self._handle is not None:
             self._handle.update(self._bundle(), raw=True)
@@ -238,12 +262,11 @@ class EcodeMagics(Magics):
                     raise UsageError(msg)
                 self._prompt(cell.strip(), opts)
                 return
-            words = line.split()
-            if not words:
+            if not line.strip():
                 print(USAGE)
                 return
-            limits = SUBCOMMANDS.get(words[0])
-            if limits is not None and limits[0] <= len(words) - 1 <= limits[1]:
+            words = subcommand_of(line)
+            if words is not None:
                 command: Callable[..., None] = getattr(self, f"_cmd_{words[0]}")
                 command(*words[1:])
                 return
@@ -396,7 +419,7 @@ class EcodeMagics(Magics):
         view.show()
         interrupted = False
         try:
-            follow_events(client.server, progress.run_id, view.on_event)
+            follow_events(client.server, progress.run_id, view.on_event, tick=view.flush)
         except KeyboardInterrupt:
             interrupted = True
             self._cancel_and_wait(client, view)
@@ -425,6 +448,7 @@ class EcodeMagics(Magics):
                 client.server,
                 run_id,
                 view.on_event,
+                tick=view.flush,
                 after=view.progress.last_seq,
                 deadline=time.monotonic() + CANCEL_WAIT_S,
             )

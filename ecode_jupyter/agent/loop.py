@@ -202,6 +202,7 @@ class AgentLoop:
         self._last_text = ""
         # The running usage total of the current model call, for settling a cut stream.
         self._seen_usage = Usage()
+        self._stream_began = False
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -337,6 +338,7 @@ class AgentLoop:
             except InsufficientCredits as exc:
                 raise RunStopped(exc.message, reason="insufficient_credits") from exc
             self._seen_usage = Usage()
+            self._stream_began = False
             deltas = _DeltaStream(self.feed, self.step)
             try:
                 try:
@@ -348,7 +350,9 @@ class AgentLoop:
                 cost = await self.metering.finish_call(reservation, used, key, "provider_error")
                 if not used.is_zero:
                     await self._usage_event(used, cost, partial=True)
-                if exc.retryable and attempt < self.limits.max_turn_retries:
+                # The SDK already retried what failed before the stream began; a stream that
+                # broke off part-way is this loop's to retry.
+                if exc.retryable and self._stream_began and attempt < self.limits.max_turn_retries:
                     attempt += 1
                     log.info(
                         "run %s: retrying model turn %d after %s", self.run_id, self.step, exc.kind
@@ -380,6 +384,7 @@ class AgentLoop:
         )
         async with contextlib.aclosing(events):  # type: ignore[type-var]
             async for event in events:
+                self._stream_began = True
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     deltas.add(event.text)

@@ -49,7 +49,7 @@ from .metering import Metering
 from .prompt import ProjectFacts, build_system_prompt, verify_command
 from .providers.base import Message
 from .redaction import Redactor
-from .selection import ModelChoice, build_provider, choose_model
+from .selection import ModelChoice, build_provider, choose_model, preload_provider
 from .toolbox import AgentToolbox
 
 log = logging.getLogger(__name__)
@@ -99,18 +99,32 @@ class AgentManager:
         self._slots = asyncio.Semaphore(max(1, self.settings.max_concurrent_runs))
         self._stopping = False
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._preload: asyncio.Future[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
         """Mark orphaned runs interrupted and start the heartbeat (server start)."""
         await self.recover(own_only_fresh=False)
+        # Import the configured provider's SDK now, off the loop, so the first run starts fast.
+        with contextlib.suppress(EcodeError):
+            choice = choose_model(
+                None,
+                configured_provider=self.settings.provider,
+                configured_model=self.settings.model,
+                env=self.env,
+            )
+            self._preload = asyncio.ensure_future(
+                asyncio.to_thread(preload_provider, choice.provider)
+            )
         if self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
         """Interrupt the runs in flight (they can be continued) and stop the heartbeat."""
         self._stopping = True
+        if self._preload is not None:
+            self._preload.cancel()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -217,25 +231,7 @@ class AgentManager:
         clean_prompt = v.validate_prompt(prompt)
         clean_model = v.validate_model(model) if model is not None else None
         project = await self.ctx.projects.project_context(user, project_id, Role.editor)
-        choice = choose_model(
-            clean_model,
-            project_model=project.model,
-            configured_provider=self.settings.provider,
-            configured_model=self.settings.model,
-            env=self.env,
-        )
-        billing = self.ctx.extras.get("billing")
-        if billing is not None and hasattr(billing, "check_model"):
-            # An unpriced model is refused now, not after the run started.
-            metering = Metering(
-                billing,
-                self.db,
-                run_id="",
-                username=user.username,
-                project_id=project.id,
-                model=choice.model,
-            )
-            await metering.check_model()
+        choice = await self.choose(user, clean_model, project_model=project.model)
 
         def create(session: Session) -> dict[str, Any]:
             active = store.active_run_of(session, project.id)
@@ -272,6 +268,31 @@ class AgentManager:
             choice.model,
         )
         return run
+
+    async def choose(
+        self, user: EcodeUser, model: str | None, *, project_model: str | None = None
+    ) -> ModelChoice:
+        """The provider and model a run would use; an unpriced model is refused (400) now,
+        not after the run started."""
+        choice = choose_model(
+            model,
+            project_model=project_model,
+            configured_provider=self.settings.provider,
+            configured_model=self.settings.model,
+            env=self.env,
+        )
+        billing = self.ctx.extras.get("billing")
+        if billing is not None:
+            metering = Metering(
+                billing,
+                self.db,
+                run_id="",
+                username=user.username,
+                project_id="",
+                model=choice.model,
+            )
+            await metering.check_model()
+        return choice
 
     async def continue_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
         """A new run that picks up an interrupted, failed or cancelled one."""
@@ -422,6 +443,7 @@ class AgentManager:
             result_budget_chars=self.settings.limits.tool_result_chars,
         )
         template = get_template(project.template) if project.template else None
+        await asyncio.to_thread(preload_provider, choice.provider)
         provider = build_provider(
             choice,
             prompt=ref.prompt,

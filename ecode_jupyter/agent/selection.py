@@ -10,6 +10,7 @@ environment does: ``ANTHROPIC_API_KEY`` → anthropic, ``OPENAI_API_KEY`` → op
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Mapping
@@ -88,6 +89,21 @@ def offline_template(prompt: str, project_template: str | None) -> tuple[Project
         return get_template(project_template), "the project's template"
     match = best_match(prompt)
     return match.template, match.explain()
+
+
+_PROVIDER_MODULES = {
+    "anthropic": "ecode_jupyter.agent.providers.anthropic",
+    "openai": "ecode_jupyter.agent.providers.openai",
+    "openai-compatible": "ecode_jupyter.agent.providers.openai",
+}
+
+
+def preload_provider(name: str) -> None:
+    """Import a provider's SDK. Blocking (the SDKs take seconds to import on a cold start):
+    call it in a worker thread so the server's event loop is not held up."""
+    module = _PROVIDER_MODULES.get(name)
+    if module is not None:
+        importlib.import_module(module)
 
 
 def build_provider(

@@ -32,11 +32,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Update, and_, case, func, or_, select, update
-from sqlalchemy.engine import CursorResult
+from sqlalchemy import (
+    BindParameter,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, CursorResult, Result
 from sqlalchemy.orm import Session
 
-from ..db.models import new_id
+from ..db.models import UTCDateTime, new_id
 from ..exceptions import InsufficientCredits, InvalidInput, NotFound
 from .models import (
     BudgetPeriod,
@@ -51,6 +62,133 @@ from .models import (
 from .prices import UsageLike, format_credits
 
 log = logging.getLogger(__name__)
+
+EXPIRY_BATCH = 500
+
+accounts = cast(Table, CreditAccount.__table__)
+entries = cast(Table, LedgerEntry.__table__)
+holds = cast(Table, CreditReservation.__table__)
+budgets = cast(Table, CreditBudget.__table__)
+
+
+def _now_param() -> BindParameter[datetime]:
+    return bindparam("ts_now", type_=UTCDateTime())
+
+
+# The statements of the hot path are built once: constructing a SQLAlchemy statement costs
+# more Python time than SQLite takes to run it. Parameter names differ from column names,
+# which SQLAlchemy reserves in SET clauses.
+
+# The reservation: one conditional UPDATE, no read before it. It also requires this month's
+# allowance to have been given, so a new month (or a new user) takes the slow path once.
+_HOLD = (
+    update(accounts)
+    .where(
+        accounts.c.username == bindparam("u"),
+        accounts.c.allowance_period >= bindparam("pk"),
+        accounts.c.balance_micros - accounts.c.reserved_micros >= bindparam("amt"),
+    )
+    .values(reserved_micros=accounts.c.reserved_micros + bindparam("amt"), updated_at=_now_param())
+)
+_AVAILABLE = select(accounts.c.balance_micros - accounts.c.reserved_micros).where(
+    accounts.c.username == bindparam("u")
+)
+_ACCOUNT_LOCKED = (
+    select(accounts.c.balance_micros, accounts.c.reserved_micros)
+    .where(accounts.c.username == bindparam("u"))
+    .with_for_update()
+)
+_CHARGE = (
+    update(accounts)
+    .where(accounts.c.username == bindparam("u"))
+    .values(
+        balance_micros=accounts.c.balance_micros - bindparam("charge"),
+        reserved_micros=accounts.c.reserved_micros - bindparam("unhold"),
+        # Spending draws on this month's allowance first.
+        allowance_left_micros=case(
+            (
+                accounts.c.allowance_left_micros > bindparam("charge"),
+                accounts.c.allowance_left_micros - bindparam("charge"),
+            ),
+            else_=0,
+        ),
+        updated_at=_now_param(),
+    )
+)
+_ADD = (
+    update(accounts)
+    .where(accounts.c.username == bindparam("u"))
+    .values(balance_micros=accounts.c.balance_micros + bindparam("amt"), updated_at=_now_param())
+)
+
+_BUDGET_COLUMNS = (
+    budgets.c.scope,
+    budgets.c.subject,
+    budgets.c.limit_micros,
+    budgets.c.spent_micros,
+    budgets.c.reserved_micros,
+    budgets.c.period,
+    budgets.c.period_key,
+)
+_BUDGETS = select(*_BUDGET_COLUMNS).where(
+    or_(
+        and_(budgets.c.scope == BudgetScope.user.value, budgets.c.subject == bindparam("u")),
+        and_(budgets.c.scope == BudgetScope.project.value, budgets.c.subject == bindparam("p")),
+    )
+)
+_BUDGETS_LOCKED = _BUDGETS.with_for_update()
+_ONE_BUDGET = and_(budgets.c.scope == bindparam("sc"), budgets.c.subject == bindparam("sj"))
+# A monthly budget counts from the first of the month: a new month starts from zero.
+_ROLL_BUDGET = (
+    update(budgets)
+    .where(
+        _ONE_BUDGET,
+        budgets.c.period == BudgetPeriod.month.value,
+        budgets.c.period_key < bindparam("pk"),
+    )
+    .values(period_key=bindparam("pk"), spent_micros=0)
+)
+_HOLD_BUDGET = (
+    update(budgets)
+    .where(
+        _ONE_BUDGET,
+        or_(
+            budgets.c.limit_micros.is_(None),
+            budgets.c.spent_micros + budgets.c.reserved_micros + bindparam("amt")
+            <= budgets.c.limit_micros,
+        ),
+    )
+    .values(reserved_micros=budgets.c.reserved_micros + bindparam("amt"))
+)
+_SPEND_BUDGET = (
+    update(budgets)
+    .where(_ONE_BUDGET)
+    .values(
+        spent_micros=budgets.c.spent_micros + bindparam("spend"),
+        reserved_micros=budgets.c.reserved_micros - bindparam("unhold"),
+        updated_at=_now_param(),
+    )
+)
+
+# Moving a reservation from one status to the next, once: the guard against every race.
+_CLAIM = (
+    update(holds)
+    .where(holds.c.id == bindparam("rid"), holds.c.status == bindparam("from_st"))
+    .values(status=bindparam("to_st"), closed_at=_now_param(), reason=bindparam("why"))
+    .returning(
+        holds.c.username,
+        holds.c.project_id,
+        holds.c.run_id,
+        holds.c.model,
+        holds.c.amount_micros,
+        holds.c.user_budget_held,
+        holds.c.project_budget_held,
+    )
+)
+_GET_HOLD = select(holds.c.status, holds.c.cost_micros).where(holds.c.id == bindparam("rid"))
+_SET_COST = update(holds).where(holds.c.id == bindparam("rid")).values(cost_micros=bindparam("c"))
+_INSERT_HOLD = insert(holds)
+_INSERT_ENTRY = insert(entries)
 
 
 @dataclass(frozen=True)
@@ -87,22 +225,31 @@ def period_of(now: datetime) -> str:
     return f"{now.year:04d}-{now.month:02d}"
 
 
-def _count(session: Session, stmt: Update) -> int:
-    """Run an UPDATE and say how many rows it changed."""
-    result = session.execute(stmt.execution_options(synchronize_session=False))
+def _rowcount(result: Result[Any]) -> int:
     return int(cast(CursorResult[Any], result).rowcount)
 
 
-def _insert_ignore(session: Session, model: type[Any], values: dict[str, Any]) -> None:
+def insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> None:
     """INSERT … ON CONFLICT DO NOTHING, on SQLite and PostgreSQL."""
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        session.execute(pg_insert(model).values(**values).on_conflict_do_nothing())
+        session.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(sqlite_insert(model).values(**values).on_conflict_do_nothing())
+        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+
+
+def new_account(username: str, now: datetime) -> dict[str, Any]:
+    return {
+        "username": username,
+        "balance_micros": 0,
+        "reserved_micros": 0,
+        "allowance_left_micros": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 # -- accounts and the monthly allowance -------------------------------------------------
@@ -112,38 +259,27 @@ def ensure_account(session: Session, username: str, now: datetime, default_allow
     """Make sure the account exists and has this month's allowance (first use each month)."""
     period = period_of(now)
     current = session.execute(
-        select(CreditAccount.allowance_period).where(CreditAccount.username == username)
+        select(accounts.c.allowance_period).where(accounts.c.username == username)
     ).first()
     if current is None:
-        _insert_ignore(
-            session,
-            CreditAccount,
-            {
-                "username": username,
-                "balance_micros": 0,
-                "reserved_micros": 0,
-                "allowance_left_micros": 0,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        insert_ignore(session, accounts, new_account(username, now))
     elif current.allowance_period is not None and current.allowance_period >= period:
         return
-    _roll_allowance(session, username, period, now, default_allowance)
+    _roll_allowance(session.connection(), username, period, now, default_allowance)
 
 
 def _roll_allowance(
-    session: Session, username: str, period: str, now: datetime, default_allowance: int
+    conn: Connection, username: str, period: str, now: datetime, default_allowance: int
 ) -> None:
-    acct = session.execute(
+    acct = conn.execute(
         select(
-            CreditAccount.balance_micros,
-            CreditAccount.reserved_micros,
-            CreditAccount.monthly_allowance_micros,
-            CreditAccount.allowance_period,
-            CreditAccount.allowance_left_micros,
+            accounts.c.balance_micros,
+            accounts.c.reserved_micros,
+            accounts.c.monthly_allowance_micros,
+            accounts.c.allowance_period,
+            accounts.c.allowance_left_micros,
         )
-        .where(CreditAccount.username == username)
+        .where(accounts.c.username == username)
         .with_for_update()
     ).one()
     # Only ever forward: a server whose clock lags must not re-open last month.
@@ -159,103 +295,40 @@ def _roll_allowance(
         # Unspent allowance lapses, but never credits a call in flight has been promised.
         expired = min(acct.allowance_left_micros, acct.balance_micros - acct.reserved_micros)
     if expired > 0:
-        session.add(
-            LedgerEntry(
-                key=f"expiry:{username}:{acct.allowance_period}",
-                ts=now,
-                username=username,
-                kind=EntryKind.expiry.value,
-                amount_micros=-expired,
-                note=f"unspent allowance of {acct.allowance_period}",
-            )
+        conn.execute(
+            _INSERT_ENTRY,
+            {
+                "key": f"expiry:{username}:{acct.allowance_period}",
+                "ts": now,
+                "username": username,
+                "kind": EntryKind.expiry.value,
+                "amount_micros": -expired,
+                "note": f"unspent allowance of {acct.allowance_period}",
+            },
         )
     if allowance > 0:
-        session.add(
-            LedgerEntry(
-                key=f"allowance:{username}:{period}",
-                ts=now,
-                username=username,
-                kind=EntryKind.allowance.value,
-                amount_micros=allowance,
-                note=f"monthly allowance for {period}",
-            )
+        conn.execute(
+            _INSERT_ENTRY,
+            {
+                "key": f"allowance:{username}:{period}",
+                "ts": now,
+                "username": username,
+                "kind": EntryKind.allowance.value,
+                "amount_micros": allowance,
+                "note": f"monthly allowance for {period}",
+            },
         )
-    _count(
-        session,
-        update(CreditAccount)
-        .where(CreditAccount.username == username)
+    conn.execute(
+        update(accounts)
+        .where(accounts.c.username == username)
         .values(
-            balance_micros=CreditAccount.balance_micros - expired + allowance,
+            balance_micros=accounts.c.balance_micros - expired + allowance,
             allowance_period=period,
             allowance_left_micros=allowance,
             updated_at=now,
-        ),
+        )
     )
     log.info("allowance for %s: %s credits for %s", username, format_credits(allowance), period)
-
-
-# -- budgets ----------------------------------------------------------------------------
-
-
-def _budget_filter(scope: BudgetScope, subject: str) -> Any:
-    return and_(CreditBudget.scope == scope.value, CreditBudget.subject == subject)
-
-
-def _roll_budget(session: Session, scope: BudgetScope, subject: str, now: datetime) -> None:
-    """Start a new month's count for a monthly budget (a no-op within the month)."""
-    period = period_of(now)
-    _count(
-        session,
-        update(CreditBudget)
-        .where(
-            _budget_filter(scope, subject),
-            CreditBudget.period == BudgetPeriod.month.value,
-            CreditBudget.period_key < period,
-        )
-        .values(period_key=period, spent_micros=0),
-    )
-
-
-def _hold_budget(
-    session: Session, scope: BudgetScope, subject: str, amount: int, now: datetime
-) -> None:
-    _roll_budget(session, scope, subject, now)
-    held = _count(
-        session,
-        update(CreditBudget)
-        .where(
-            _budget_filter(scope, subject),
-            or_(
-                CreditBudget.limit_micros.is_(None),
-                CreditBudget.spent_micros + CreditBudget.reserved_micros + amount
-                <= CreditBudget.limit_micros,
-            ),
-        )
-        .values(reserved_micros=CreditBudget.reserved_micros + amount),
-    )
-    if held:
-        return
-    row = session.execute(
-        select(
-            CreditBudget.limit_micros, CreditBudget.spent_micros, CreditBudget.reserved_micros
-        ).where(_budget_filter(scope, subject))
-    ).one()
-    room = max(0, (row.limit_micros or 0) - row.spent_micros - row.reserved_micros)
-    what = "your budget" if scope is BudgetScope.user else "the project's budget"
-    msg = (
-        f"this model call may cost up to {format_credits(amount)} credits, but {what} has "
-        f"{format_credits(room)} credits left"
-    )
-    raise InsufficientCredits(
-        msg, needed_micros=amount, available_micros=room, limit=f"{scope.value}_budget"
-    )
-
-
-def _existing_budgets(session: Session, username: str, project_id: str | None) -> set[BudgetScope]:
-    conds = [_budget_filter(BudgetScope.user, username)]
-    if project_id:
-        conds.append(_budget_filter(BudgetScope.project, project_id))
-    return {BudgetScope(s) for s in session.scalars(select(CreditBudget.scope).where(or_(*conds)))}
 
 
 # -- reserve / settle / release ---------------------------------------------------------
@@ -264,6 +337,11 @@ def _existing_budgets(session: Session, username: str, project_id: str | None) -
 def reservation_by_key(session: Session, key: str) -> Reservation | None:
     row = session.scalar(select(CreditReservation).where(CreditReservation.key == key))
     return Reservation.from_row(row) if row is not None else None
+
+
+def _user_first(rows: list[Any]) -> list[Any]:
+    # Budgets are locked user first, then project: the same order in every transaction.
+    return sorted(rows, key=lambda row: row.scope != BudgetScope.user.value)
 
 
 def reserve(
@@ -279,44 +357,39 @@ def reserve(
     ttl: timedelta,
     default_allowance: int,
 ) -> Reservation:
-    """Hold ``amount`` for a model call, or raise InsufficientCredits and change nothing."""
-    existing = reservation_by_key(session, key)
-    if existing is not None:
-        return existing
-    ensure_account(session, username, now, default_allowance)
+    """Hold ``amount`` for a model call, or raise InsufficientCredits and change nothing.
+
+    A replayed ``key`` returns the first reservation; when the replay races the first one,
+    the insert below fails on the unique key and the caller returns the winner.
+    """
+    conn = session.connection()
+    hold = {"u": username, "pk": period_of(now), "amt": amount, "ts_now": now}
     user_held = project_held = False
-    if amount > 0:
-        # The one statement that decides whether the credits exist: no read comes first.
-        held = _count(
-            session,
-            update(CreditAccount)
-            .where(
-                CreditAccount.username == username,
-                CreditAccount.balance_micros - CreditAccount.reserved_micros >= amount,
-            )
-            .values(reserved_micros=CreditAccount.reserved_micros + amount, updated_at=now),
-        )
-        if not held:
-            available = session.scalar(
-                select(CreditAccount.balance_micros - CreditAccount.reserved_micros).where(
-                    CreditAccount.username == username
-                )
-            )
+    if amount <= 0:
+        ensure_account(session, username, now, default_allowance)
+    elif not _rowcount(conn.execute(_HOLD, hold)):
+        # Not enough credits — or a replay, or the first call this month: find out which.
+        existing = reservation_by_key(session, key)
+        if existing is not None:
+            return existing
+        ensure_account(session, username, now, default_allowance)
+        if not _rowcount(conn.execute(_HOLD, hold)):
+            available = int(conn.execute(_AVAILABLE, {"u": username}).scalar() or 0)
             msg = (
                 f"this model call may cost up to {format_credits(amount)} credits and "
-                f"{format_credits(available or 0)} are available; ask an admin for credits"
+                f"{format_credits(available)} are available; ask an admin for credits"
             )
             raise InsufficientCredits(
-                msg, needed_micros=amount, available_micros=available or 0, limit="credits"
+                msg, needed_micros=amount, available_micros=available, limit="credits"
             )
-        budgets = _existing_budgets(session, username, project_id)
-        if BudgetScope.user in budgets:
-            _hold_budget(session, BudgetScope.user, username, amount, now)
-            user_held = True
-        if project_id and BudgetScope.project in budgets:
-            _hold_budget(session, BudgetScope.project, project_id, amount, now)
-            project_held = True
-    row = CreditReservation(
+    if amount > 0:
+        for budget in _user_first(conn.execute(_BUDGETS, {"u": username, "p": project_id}).all()):
+            _hold_budget(conn, budget, amount, hold["pk"])
+            if budget.scope == BudgetScope.user.value:
+                user_held = True
+            else:
+                project_held = True
+    reservation = Reservation(
         id=new_id(),
         key=key,
         username=username,
@@ -324,93 +397,69 @@ def reserve(
         run_id=run_id,
         model=model,
         amount_micros=amount,
-        user_budget_held=user_held,
-        project_budget_held=project_held,
-        status=ReservationStatus.open.value,
-        created_at=now,
         expires_at=now + ttl,
+        status=ReservationStatus.open.value,
     )
-    session.add(row)
-    session.add(
-        LedgerEntry(
-            key=f"reservation:{key}",
-            ts=now,
-            username=username,
-            kind=EntryKind.reservation.value,
-            hold_micros=amount,
-            project_id=project_id,
-            run_id=run_id,
-            reservation_id=row.id,
-            model=model,
-        )
+    conn.execute(
+        _INSERT_HOLD,
+        {
+            "id": reservation.id,
+            "key": key,
+            "username": username,
+            "project_id": project_id,
+            "run_id": run_id,
+            "model": model,
+            "amount_micros": amount,
+            "user_budget_held": user_held,
+            "project_budget_held": project_held,
+            "status": reservation.status,
+            "created_at": now,
+            "expires_at": reservation.expires_at,
+        },
     )
-    # A concurrent reservation with the same key makes this flush fail; the caller rolls
-    # back and returns that one instead.
-    session.flush()
-    return Reservation.from_row(row)
+    conn.execute(
+        _INSERT_ENTRY,
+        {
+            "key": f"reservation:{key}",
+            "ts": now,
+            "username": username,
+            "kind": EntryKind.reservation.value,
+            "hold_micros": amount,
+            "project_id": project_id,
+            "run_id": run_id,
+            "reservation_id": reservation.id,
+            "model": model,
+        },
+    )
+    return reservation
 
 
-def _unhold_budgets(
-    session: Session,
-    row: CreditReservation,
-    *,
-    spent: int,
-    hold: int,
-    held: bool,
-    now: datetime,
-) -> None:
-    """Count ``spent`` against the budgets and let go of the holds this reservation has."""
-    scopes = [(BudgetScope.user, row.username, held and row.user_budget_held)]
-    if row.project_id:
-        scopes.append((BudgetScope.project, row.project_id, held and row.project_budget_held))
-    for scope, subject, budget_held in scopes:
-        if not budget_held and spent == 0:
-            continue
-        _roll_budget(session, scope, subject, now)
-        _count(
-            session,
-            update(CreditBudget)
-            .where(_budget_filter(scope, subject))
-            .values(
-                spent_micros=CreditBudget.spent_micros + spent,
-                reserved_micros=CreditBudget.reserved_micros - (hold if budget_held else 0),
-                updated_at=now,
-            ),
-        )
-
-
-def _payable(
-    session: Session, row: CreditReservation, cost: int, hold: int, held: bool, now: datetime
-) -> int:
-    """The most of ``cost`` that can be charged without a negative balance or a broken cap."""
-    acct = session.execute(
-        select(CreditAccount.balance_micros, CreditAccount.reserved_micros)
-        .where(CreditAccount.username == row.username)
-        .with_for_update()
+def _hold_budget(conn: Connection, budget: Any, amount: int, period: str) -> None:
+    which = {"sc": budget.scope, "sj": budget.subject}
+    if budget.period == BudgetPeriod.month.value and budget.period_key < period:
+        conn.execute(_ROLL_BUDGET, {**which, "pk": period})
+    if _rowcount(conn.execute(_HOLD_BUDGET, {**which, "amt": amount})):
+        return
+    row = conn.execute(
+        select(budgets.c.limit_micros, budgets.c.spent_micros, budgets.c.reserved_micros).where(
+            _ONE_BUDGET
+        ),
+        which,
     ).one()
-    charge = min(cost, max(0, acct.balance_micros - acct.reserved_micros + hold))
-    scopes = [(BudgetScope.user, row.username, held and row.user_budget_held)]
-    if row.project_id:
-        scopes.append((BudgetScope.project, row.project_id, held and row.project_budget_held))
-    for scope, subject, budget_held in scopes:
-        _roll_budget(session, scope, subject, now)
-        budget = session.execute(
-            select(
-                CreditBudget.limit_micros, CreditBudget.spent_micros, CreditBudget.reserved_micros
-            )
-            .where(_budget_filter(scope, subject))
-            .with_for_update()
-        ).first()
-        if budget is None or budget.limit_micros is None:
-            continue
-        room = int(
-            budget.limit_micros
-            - budget.spent_micros
-            - budget.reserved_micros
-            + (hold if budget_held else 0)
-        )
-        charge = min(charge, max(0, room))
-    return int(charge)
+    room = max(0, (row.limit_micros or 0) - row.spent_micros - row.reserved_micros)
+    what = "your budget" if budget.scope == BudgetScope.user.value else "the project's budget"
+    msg = (
+        f"this model call may cost up to {format_credits(amount)} credits, but {what} has "
+        f"{format_credits(room)} credits left"
+    )
+    raise InsufficientCredits(
+        msg, needed_micros=amount, available_micros=room, limit=f"{budget.scope}_budget"
+    )
+
+
+def _claim(conn: Connection, rid: str, from_st: str, to_st: str, why: str, now: datetime) -> Any:
+    params = {"rid": rid, "from_st": from_st, "to_st": to_st, "why": why[:500], "ts_now": now}
+    return conn.execute(_CLAIM, params).first()
 
 
 def settle(
@@ -423,142 +472,143 @@ def settle(
     now: datetime,
 ) -> int:
     """Charge a call's real cost against its reservation and let the rest go."""
-    ledger_key = f"settlement:{key}"
-    prior = session.scalar(select(LedgerEntry.amount_micros).where(LedgerEntry.key == ledger_key))
-    if prior is not None:
-        return -prior
-    open_ = ReservationStatus.open.value
-    claimed = _count(
-        session,
-        update(CreditReservation)
-        .where(CreditReservation.id == reservation_id, CreditReservation.status == open_)
-        .values(status=ReservationStatus.settled.value, closed_at=now),
-    )
-    row = session.get(CreditReservation, reservation_id, populate_existing=True)
+    conn = session.connection()
+    open_, settled = ReservationStatus.open.value, ReservationStatus.settled.value
+    row = _claim(conn, reservation_id, open_, settled, "settled", now)
+    held = row is not None
     if row is None:
-        msg = f"no reservation {reservation_id}"
-        raise NotFound(msg)
-    held = True
-    if not claimed:
-        if row.status == ReservationStatus.settled.value:
-            # One reservation is one model call: a second report under another key is the
-            # same usage again, so it charges nothing more.
-            log.warning("reservation %s is already settled; not charging again", row.id)
-            return row.cost_micros or 0
+        current = conn.execute(_GET_HOLD, {"rid": reservation_id}).first()
+        if current is None:
+            msg = f"no reservation {reservation_id}"
+            raise NotFound(msg)
+        if current.status == settled:
+            # A replayed report — or another report of the same call: one reservation is
+            # one model call, so it is charged once.
+            return int(current.cost_micros or 0)
         # Released (expired, or let go before the usage arrived): the provider still billed
-        # the tokens, so charge them now without a hold to let go.
-        late = _count(
-            session,
-            update(CreditReservation)
-            .where(
-                CreditReservation.id == reservation_id,
-                CreditReservation.status == ReservationStatus.released.value,
-            )
-            .values(status=ReservationStatus.settled.value, closed_at=now),
+        # the tokens, so charge them now, with no hold left to let go.
+        row = _claim(
+            conn,
+            reservation_id,
+            ReservationStatus.released.value,
+            settled,
+            "settled after release",
+            now,
         )
-        if not late:
-            session.refresh(row)
-            return row.cost_micros or 0
-        held = False
-    hold = row.amount_micros if held else 0
-    charge = _payable(session, row, cost, hold, held, now)
-    _count(
-        session,
-        update(CreditAccount)
-        .where(CreditAccount.username == row.username)
-        .values(
-            balance_micros=CreditAccount.balance_micros - charge,
-            reserved_micros=CreditAccount.reserved_micros - hold,
-            # Spending draws on this month's allowance first.
-            allowance_left_micros=case(
-                (
-                    CreditAccount.allowance_left_micros > charge,
-                    CreditAccount.allowance_left_micros - charge,
-                ),
-                else_=0,
-            ),
-            updated_at=now,
-        ),
+        if row is None:  # settled by a concurrent report in between
+            return int(conn.execute(_GET_HOLD, {"rid": reservation_id}).one().cost_micros or 0)
+    hold = int(row.amount_micros) if held else 0
+    acct = conn.execute(_ACCOUNT_LOCKED, {"u": row.username}).first()
+    # The most that can be charged: never below zero, never past a budget's cap.
+    charge = min(cost, max(0, acct.balance_micros - acct.reserved_micros + hold)) if acct else 0
+    period = period_of(now)
+    found = _user_first(
+        conn.execute(_BUDGETS_LOCKED, {"u": row.username, "p": row.project_id}).all()
     )
-    _unhold_budgets(session, row, spent=charge, hold=hold, held=held, now=now)
-    row.cost_micros = charge
-    row.reason = "settled" if held else f"settled late ({row.reason})"
+    unholds: list[tuple[Any, int]] = []
+    for budget in found:
+        budget_held = held and (
+            row.user_budget_held
+            if budget.scope == BudgetScope.user.value
+            else row.project_budget_held
+        )
+        unhold = hold if budget_held else 0
+        spent = budget.spent_micros
+        if budget.period == BudgetPeriod.month.value and budget.period_key < period:
+            conn.execute(_ROLL_BUDGET, {"sc": budget.scope, "sj": budget.subject, "pk": period})
+            spent = 0
+        if budget.limit_micros is not None:
+            room = budget.limit_micros - spent - budget.reserved_micros + unhold
+            charge = min(charge, max(0, room))
+        unholds.append((budget, unhold))
+    for budget, unhold in unholds:
+        conn.execute(
+            _SPEND_BUDGET,
+            {
+                "sc": budget.scope,
+                "sj": budget.subject,
+                "spend": charge,
+                "unhold": unhold,
+                "ts_now": now,
+            },
+        )
+    if acct is not None:
+        conn.execute(_CHARGE, {"u": row.username, "charge": charge, "unhold": hold, "ts_now": now})
+    conn.execute(_SET_COST, {"rid": reservation_id, "c": charge})
     details: dict[str, Any] = {"cost_micros": cost}
     if charge < cost:
         details["uncharged_micros"] = cost - charge
         log.warning(
             "reservation %s: call cost %s credits, only %s could be charged",
-            row.id,
+            reservation_id,
             format_credits(cost),
             format_credits(charge),
         )
     if not held:
         details["late"] = True
-    session.add(
-        LedgerEntry(
-            key=ledger_key,
-            ts=now,
-            username=row.username,
-            kind=EntryKind.settlement.value,
-            amount_micros=-charge,
-            hold_micros=-hold,
-            project_id=row.project_id,
-            run_id=row.run_id,
-            reservation_id=row.id,
-            model=row.model,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_tokens,
-            cache_write_tokens=usage.cache_write_tokens,
-            details=details,
-        )
+    conn.execute(
+        _INSERT_ENTRY,
+        {
+            "key": f"settlement:{key}",
+            "ts": now,
+            "username": row.username,
+            "kind": EntryKind.settlement.value,
+            "amount_micros": -charge,
+            "hold_micros": -hold,
+            "project_id": row.project_id,
+            "run_id": row.run_id,
+            "reservation_id": reservation_id,
+            "model": row.model,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cache_read_tokens": usage.cache_read_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "details": details,
+        },
     )
-    session.flush()
-    return charge
+    return int(charge)
 
 
 def release(session: Session, *, reservation_id: str, reason: str, now: datetime) -> bool:
     """Let a reservation go without a charge; False when it was no longer open."""
-    claimed = _count(
-        session,
-        update(CreditReservation)
-        .where(
-            CreditReservation.id == reservation_id,
-            CreditReservation.status == ReservationStatus.open.value,
-        )
-        .values(status=ReservationStatus.released.value, closed_at=now, reason=reason[:500]),
+    conn = session.connection()
+    row = _claim(
+        conn,
+        reservation_id,
+        ReservationStatus.open.value,
+        ReservationStatus.released.value,
+        reason,
+        now,
     )
-    if not claimed:
+    if row is None:
         return False
-    row = session.get(CreditReservation, reservation_id, populate_existing=True)
-    assert row is not None  # the UPDATE above just found it
-    hold = row.amount_micros
-    _count(
-        session,
-        update(CreditAccount)
-        .where(CreditAccount.username == row.username)
-        .values(reserved_micros=CreditAccount.reserved_micros - hold, updated_at=now),
+    hold = int(row.amount_micros)
+    if hold:
+        conn.execute(_CHARGE, {"u": row.username, "charge": 0, "unhold": hold, "ts_now": now})
+        scopes = [(BudgetScope.user.value, row.username, row.user_budget_held)]
+        scopes.append((BudgetScope.project.value, row.project_id, row.project_budget_held))
+        for scope, subject, budget_held in scopes:
+            if budget_held:
+                conn.execute(
+                    _SPEND_BUDGET,
+                    {"sc": scope, "sj": subject, "spend": 0, "unhold": hold, "ts_now": now},
+                )
+    conn.execute(
+        _INSERT_ENTRY,
+        {
+            "key": f"release:{reservation_id}",
+            "ts": now,
+            "username": row.username,
+            "kind": EntryKind.release.value,
+            "hold_micros": -hold,
+            "project_id": row.project_id,
+            "run_id": row.run_id,
+            "reservation_id": reservation_id,
+            "model": row.model,
+            "note": reason[:500],
+        },
     )
-    _unhold_budgets(session, row, spent=0, hold=hold, held=True, now=now)
-    session.add(
-        LedgerEntry(
-            key=f"release:{row.id}",
-            ts=now,
-            username=row.username,
-            kind=EntryKind.release.value,
-            hold_micros=-hold,
-            project_id=row.project_id,
-            run_id=row.run_id,
-            reservation_id=row.id,
-            model=row.model,
-            note=reason[:500],
-        )
-    )
-    session.flush()
     return True
-
-
-EXPIRY_BATCH = 500
 
 
 def expired_reservation_ids(
@@ -640,11 +690,7 @@ def credit(
             msg = "a refund names the run it gives back"
             raise InvalidInput(msg, field="run_id")
         # Lock the account first, so two refunds of one run cannot both see its full cost.
-        session.execute(
-            select(CreditAccount.username)
-            .where(CreditAccount.username == username)
-            .with_for_update()
-        ).one()
+        session.execute(_ACCOUNT_LOCKED, {"u": username}).one()
         refundable = run_charges(session, run_id, username)
         if refundable <= 0:
             msg = f"run {run_id} has nothing left to refund to {username}"
@@ -653,12 +699,7 @@ def credit(
         project_id = session.scalar(
             select(LedgerEntry.project_id).where(LedgerEntry.run_id == run_id).limit(1)
         )
-    _count(
-        session,
-        update(CreditAccount)
-        .where(CreditAccount.username == username)
-        .values(balance_micros=CreditAccount.balance_micros + amount, updated_at=now),
-    )
+    session.execute(_ADD, {"u": username, "amt": amount, "ts_now": now})
     entry = LedgerEntry(
         key=key,
         ts=now,

@@ -419,18 +419,7 @@ class BillingManager:
         now = self.clock()
 
         def tx(session: Session) -> dict[str, Any]:
-            ledger._insert_ignore(
-                session,
-                CreditAccount,
-                {
-                    "username": username,
-                    "balance_micros": 0,
-                    "reserved_micros": 0,
-                    "allowance_left_micros": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                },
-            )
+            ledger.insert_ignore(session, ledger.accounts, ledger.new_account(username, now))
             acct = session.execute(
                 select(CreditAccount).where(CreditAccount.username == username).with_for_update()
             ).scalar_one()
@@ -487,9 +476,9 @@ class BillingManager:
             default_period = (
                 BudgetPeriod.total if scope is BudgetScope.project else (BudgetPeriod.month)
             )
-            ledger._insert_ignore(
+            ledger.insert_ignore(
                 session,
-                CreditBudget,
+                ledger.budgets,
                 {
                     "scope": scope.value,
                     "subject": subject,

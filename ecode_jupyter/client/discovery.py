@@ -1,7 +1,7 @@
 """Finding the Jupyter server a kernel (or a shell) should talk to, and its token.
 
 In order: an explicit URL (``%ecode connect``), ``ECODE_SERVER_URL`` from the environment,
-then the running-server list (``jupyter_server.serverapp.list_running_servers``) — the server
+then the running-server list (the ``jpserver-*.json`` files in the runtime dir) — the server
 that started this kernel first (``JPY_PARENT_PID``), then the one whose ``root_dir`` holds the
 working directory, then the only one — and last a JupyterHub user server's own URL.
 
@@ -11,6 +11,7 @@ The token comes from the same place as the URL; ``ECODE_TOKEN``, ``JUPYTER_TOKEN
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -105,16 +106,40 @@ def choose_running_server(
     return None
 
 
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 def running_servers(runtime_dir: str | None = None) -> list[dict[str, Any]]:
-    try:
-        from jupyter_server.serverapp import list_running_servers
-    except ImportError:  # a kernel without jupyter_server installed
+    """The ``jpserver-*.json`` files of live servers, as ``list_running_servers`` reads them.
+
+    Read here rather than through ``jupyter_server.serverapp``, whose import costs a kernel
+    about two seconds; stale files are skipped, not deleted (they are the server's to clean).
+    """
+    if runtime_dir is None:
+        from jupyter_core.paths import jupyter_runtime_dir
+
+        runtime_dir = jupyter_runtime_dir()
+    folder = Path(runtime_dir)
+    if not folder.is_dir():
         return []
-    try:
-        return [dict(info) for info in list_running_servers(runtime_dir)]
-    except OSError as exc:
-        log.debug("could not read the running-server list: %s", exc)
-        return []
+    found = []
+    for path in sorted(folder.glob("jpserver-*.json")):
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # being written, or not ours to read
+        if isinstance(info, dict) and _alive(info.get("pid")):
+            found.append(info)
+    return found
 
 
 def find_server(

@@ -30,6 +30,8 @@ MAX_ATTEMPTS = 8
 # Without any frame for this long the socket is presumed dead (a proxy dropped it silently)
 # and is replaced; replay from the last seq makes that lossless.
 IDLE_RECONNECT_S = 60.0
+#: how often ``tick`` runs while the feed is quiet
+TICK_S = 0.25
 # Close codes a server uses for "this will not get better by retrying" (4000-4999 are the
 # application's own; 1008 is policy violation, e.g. not allowed).
 PERMANENT_CLOSE_CODES = frozenset({1008}) | frozenset(range(4000, 5000))
@@ -79,13 +81,16 @@ def follow_events(
     idle_timeout: float = IDLE_RECONNECT_S,
     max_attempts: int = MAX_ATTEMPTS,
     sleep: Callable[[float], None] = time.sleep,
+    tick: Callable[[], None] | None = None,
+    tick_interval: float = TICK_S,
 ) -> int:
     """Call ``on_event`` for every event after ``after`` until the run's terminal event.
 
     Returns the last seq seen. With ``deadline`` (a ``time.monotonic()`` value) it also
     returns when that time passes, terminal event or not. Raises :class:`FeedLost` when
     ``max_attempts`` connections in a row brought no event, and :class:`ApiError` at once for
-    a refusal that retrying cannot fix (401, 403, 404).
+    a refusal that retrying cannot fix (401, 403, 404). ``tick`` is called about every
+    ``tick_interval`` seconds while no event arrives (a display flushes what it held back).
     """
     last = after
     failures = 0
@@ -97,9 +102,23 @@ def follow_events(
         reason = ""
         try:
             ws = _open(server, run_id, last, timeout=min(idle_timeout, 30.0))
-            ws.settimeout(_slice(idle_timeout, deadline))
+            heard = time.monotonic()
             while True:
-                opcode, data = ws.recv_data()
+                wait = _slice(idle_timeout - (time.monotonic() - heard), deadline)
+                ws.settimeout(min(wait, tick_interval) if tick is not None else wait)
+                try:
+                    opcode, data = ws.recv_data()
+                except websocket.WebSocketTimeoutException:
+                    # The frame reader keeps partial frames, so waiting on is safe.
+                    quiet = time.monotonic() - heard
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return last
+                    if quiet >= idle_timeout:
+                        raise
+                    if tick is not None:
+                        tick()
+                    continue
+                heard = time.monotonic()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
                     code, text = _close_info(data)
                     if code in PERMANENT_CLOSE_CODES:
@@ -123,7 +142,6 @@ def follow_events(
                     return last
                 if deadline is not None and time.monotonic() >= deadline:
                     return last
-                ws.settimeout(_slice(idle_timeout, deadline))
         except ApiError as exc:
             if exc.status < 500 and exc.status != 429:
                 raise
@@ -148,10 +166,11 @@ def follow_events(
             sleep(delay)
 
 
-def _slice(idle_timeout: float, deadline: float | None) -> float:
-    if deadline is None:
-        return idle_timeout
-    return max(0.01, min(idle_timeout, deadline - time.monotonic()))
+def _slice(wait: float, deadline: float | None) -> float:
+    """``wait`` seconds, or less to wake at the deadline; never zero (that means no wait)."""
+    if deadline is not None:
+        wait = min(wait, deadline - time.monotonic())
+    return max(0.01, wait)
 
 
 def _parse(data: Any) -> Event | None:

@@ -35,7 +35,7 @@ def credits_text(micros: int | float | None) -> str:
     """Micro-credits as credits: ``1_250_000`` → ``1.25 credits``."""
     value = (micros or 0) / 1_000_000
     text = f"{value:,.6f}".rstrip("0").rstrip(".")
-    return f"{text} credits"
+    return f"{text} credit" if text == "1" else f"{text} credits"
 
 
 @dataclass
@@ -101,6 +101,7 @@ class RunProgress:
     events: int = 0
     started_ts: str | None = None
     finished_ts: str | None = None
+    _open_line: bool = field(default=False, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -184,10 +185,15 @@ class RunProgress:
 
     def _on_command_output(self, data: dict[str, Any], event: dict[str, Any]) -> None:
         text = str(data.get("text") or data.get("output") or "")
-        lines = text.splitlines()
-        if self.output and lines and not self.output[-1].endswith("\n"):
-            # A chunk may end mid-line; glue its continuation on.
+        if not text:
+            return
+        lines = text.split("\n")
+        if self._open_line and self.output:
+            # The previous chunk ended mid-line (pytest's dots); this one continues it.
             self.output[-1] += lines.pop(0)
+        self._open_line = not text.endswith("\n")
+        if not self._open_line:
+            lines.pop()  # the empty string after the final newline
         self.output.extend(lines)
 
     def _on_file_changed(self, data: dict[str, Any], event: dict[str, Any]) -> None:

@@ -37,8 +37,7 @@ _SNIFF_BYTES = 256 * 1024
 _PY_ENTRIES = ("app.py", "main.py", "streamlit_app.py", "server.py", "wsgi.py", "asgi.py")
 _STATIC_DIRS = (".", "public", "dist", "build", "site", "static")
 _STREAMLIT_FLAGS = (
-    "--server.headless true --browser.gatherUsageStats false "
-    "--server.baseUrlPath {base_path}"
+    "--server.headless true --browser.gatherUsageStats false --server.baseUrlPath {base_path}"
 )
 
 
@@ -172,8 +171,9 @@ def _from_template(workspace: Path, template_id: str) -> RunSpec | None:
         return None
     command = template.run
     if "streamlit" in command:
-        return _streamlit(f"{command} --server.runOnSave true", template.entry,
-                          template.health, "template")
+        return _streamlit(
+            f"{command} --server.runOnSave true", template.entry, template.health, "template"
+        )
     if "uvicorn" in command and "--root-path" not in command:
         # uvicorn serves stripped paths and puts the prefix in links (/docs -> openapi.json).
         command = f"{command} --root-path {{base_path}}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import logging
 import time
 from collections import deque
@@ -41,11 +40,19 @@ class _Closed:
 _CLOSED = _Closed()
 
 
+class _Listener:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[LogLine | _Closed] = asyncio.Queue(_QUEUE_LINES)
+        # Set when the reader fell too far behind: it gets what is queued, then ends (and can
+        # reconnect with after= the last line it saw).
+        self.cut = False
+
+
 class LogBuffer:
     def __init__(self, capacity: int = 2000) -> None:
         self._lines: deque[LogLine] = deque(maxlen=max(1, capacity))
         self._seq = 0
-        self._listeners: set[asyncio.Queue[LogLine | _Closed]] = set()
+        self._listeners: set[_Listener] = set()
         self._partial = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._closed = False
@@ -60,15 +67,13 @@ class LogBuffer:
         self._seq += 1
         line = LogLine(self._seq, time.time(), stream, text)
         self._lines.append(line)
-        for queue in list(self._listeners):
+        for listener in list(self._listeners):
             try:
-                queue.put_nowait(line)
+                listener.queue.put_nowait(line)
             except asyncio.QueueFull:
-                # A stuck reader must not hold the app back: it is cut off and told so.
-                self._listeners.discard(queue)
-                with contextlib.suppress(asyncio.QueueFull):
-                    queue.get_nowait()
-                    queue.put_nowait(_CLOSED)
+                # A stuck reader must not hold the app back: it is cut off.
+                listener.cut = True
+                self._listeners.discard(listener)
         return line
 
     def system(self, text: str) -> LogLine:
@@ -98,31 +103,33 @@ class LogBuffer:
     def close(self) -> None:
         """No more lines: followers finish after what they already have."""
         self._closed = True
-        for queue in list(self._listeners):
-            with contextlib.suppress(asyncio.QueueFull):
-                queue.put_nowait(_CLOSED)
+        for listener in list(self._listeners):
+            try:
+                listener.queue.put_nowait(_CLOSED)
+            except asyncio.QueueFull:
+                listener.cut = True
         self._listeners.clear()
 
     async def follow(self, after: int = 0) -> AsyncIterator[LogLine]:
         """Lines after ``after`` from the buffer, then live ones until the buffer closes."""
-        queue: asyncio.Queue[LogLine | _Closed] = asyncio.Queue(_QUEUE_LINES)
+        listener = _Listener()
         # Registered before the replay is taken, and de-duplicated by seq, so no line is lost
         # or repeated between the replay and the live part.
         if not self._closed:
-            self._listeners.add(queue)
+            self._listeners.add(listener)
         try:
             last = after
             for line in self.since(after):
                 last = line.seq
                 yield line
-            if self._closed:
-                return
-            while True:
-                item = await queue.get()
+            while not self._closed or not listener.queue.empty():
+                if listener.cut and listener.queue.empty():
+                    return
+                item = await listener.queue.get()
                 if isinstance(item, _Closed):
                     return
                 if item.seq > last:
                     last = item.seq
                     yield item
         finally:
-            self._listeners.discard(queue)
+            self._listeners.discard(listener)

@@ -23,6 +23,7 @@ import contextlib
 import logging
 import secrets as pysecrets
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -158,8 +159,10 @@ class DeployManager:
             )
             resume = []
             for row in rows:
-                if row.kind == "release" and row.release_id and (
-                    row.resume or row.status in ACTIVE
+                if (
+                    row.kind == "release"
+                    and row.release_id
+                    and (row.resume or row.status in ACTIVE)
                 ):
                     resume.append((row.project_id, row.release_id))
                 if row.status in ACTIVE:
@@ -182,8 +185,10 @@ class DeployManager:
                 await self._sweeper
         apps = list(self._apps.values())
         await asyncio.gather(
-            *(self._stop_app(app, "the server stopped", resume=app.kind == "release")
-              for app in apps),
+            *(
+                self._stop_app(app, "the server stopped", resume=app.kind == "release")
+                for app in apps
+            ),
             return_exceptions=True,
         )
         for task in list(self._tasks):
@@ -208,12 +213,19 @@ class DeployManager:
         return f"{self.options.preview_origin.rstrip('/')}{path}/"
 
     # -- starting and stopping apps --------------------------------------------------------
-    async def _environment(self, workspace: Path, project_id: str,
-                           names: list[str] | None = None) -> dict[str, str]:
+    async def _environment(
+        self, workspace: Path, project_id: str, names: list[str] | None = None
+    ) -> dict[str, str]:
         secret_env = await self.secrets.project_env(project_id)
         if names is not None:
             secret_env = {k: v for k, v in secret_env.items() if k in names}
         env = base_environment(project_environment(workspace, secret_env))
+        database = env.get("DATABASE_URL", "")
+        if database.startswith("sqlite:///"):
+            # The project's own database folder may not exist before its first command.
+            folder = Path(database.removeprefix("sqlite:///")).parent
+            if folder.resolve().is_relative_to(workspace.resolve()):
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         # Without a project venv, "python" is the server's own interpreter.
         env["PATH"] = f"{env['PATH']}:{Path(sys.executable).parent}"
         return env
@@ -296,12 +308,12 @@ class DeployManager:
             }
             if sup.state in ("stopped", "failed"):
                 values["stopped_at"] = utcnow()
+
+            def write(session: Session, values: dict[str, Any] = values) -> None:
+                session.execute(update(Deployment).where(Deployment.id == app.id).values(**values))
+
             try:
-                await self.db.run(
-                    lambda s, v=values: s.execute(
-                        update(Deployment).where(Deployment.id == app.id).values(**v)
-                    )
-                )
+                await self.db.run(write)
             except Exception:
                 log.exception("could not record the state of deployment %s", app.id)
             if not app.persist_again:
@@ -377,15 +389,24 @@ class DeployManager:
             if current is not None:
                 await self._stop_app(current, "replaced by a new preview")
             env = await self._environment(project.workspace, project.id)
-            dep_id = await self._insert_deployment(project.id, "preview", spec, user.username,
-                                                   None)
+            dep_id = await self._insert_deployment(project.id, "preview", spec, user.username, None)
             app = await self._new_app(
-                project, kind="preview", spec=spec, cwd=project.workspace, env=env,
-                created_by=user.username, deployment_id=dep_id,
+                project,
+                kind="preview",
+                spec=spec,
+                cwd=project.workspace,
+                env=env,
+                created_by=user.username,
+                deployment_id=dep_id,
             )
             self._slots[(project.id, "preview")] = app
-        await self._audit(user, "deploy.preview", project.id, app.id,
-                          {"framework": spec.framework, "source": spec.source})
+        await self._audit(
+            user,
+            "deploy.preview",
+            project.id,
+            app.id,
+            {"framework": spec.framework, "source": spec.source},
+        )
         await app.supervisor.start()
         return await self._app_json(app, Role.editor, with_logs=True)
 
@@ -394,15 +415,23 @@ class DeployManager:
         project = await self.projects.project_context(user, project_id, Role.editor)
         app = self._slots.get((project.id, "preview"))
         if app is None:
-            return {"project_id": project.id, "running": False, "status": "not started",
-                    "preview": None}
+            return {
+                "project_id": project.id,
+                "running": False,
+                "status": "not started",
+                "preview": None,
+            }
         app.supervisor.touch()
         body = await self._app_json(app, Role.editor, with_logs=True)
         instance = app.supervisor.instance
         code = await instance.check_health() if instance and app.supervisor.port else None
         body["health"] = {"path": app.spec.health or "/", "status": code}
-        return {"project_id": project.id, "running": app.supervisor.port is not None,
-                "status": app.supervisor.state, "preview": body}
+        return {
+            "project_id": project.id,
+            "running": app.supervisor.port is not None,
+            "status": app.supervisor.state,
+            "preview": body,
+        }
 
     # -- releases ------------------------------------------------------------------------
     async def deploy_release(
@@ -419,9 +448,12 @@ class DeployManager:
         )
 
         def insert(session: Session) -> Release:
-            number = (session.scalar(
-                select(func.max(Release.number)).where(Release.project_id == project.id)
-            ) or 0) + 1
+            number = (
+                session.scalar(
+                    select(func.max(Release.number)).where(Release.project_id == project.id)
+                )
+                or 0
+            ) + 1
             row = Release(
                 project_id=project.id,
                 number=number,
@@ -434,10 +466,16 @@ class DeployManager:
             )
             session.add(row)
             session.flush()
-            record_audit(session, actor=user.username, action="deploy.release",
-                         target_type="release", target_id=row.id, project_id=project.id,
-                         remote_ip=user.remote_ip,
-                         details={"number": number, "files": len(snapshot.files)})
+            record_audit(
+                session,
+                actor=user.username,
+                action="deploy.release",
+                target_type="release",
+                target_id=row.id,
+                project_id=project.id,
+                remote_ip=user.remote_ip,
+                details={"number": number, "files": len(snapshot.files)},
+            )
             return row
 
         for _attempt in range(3):
@@ -455,22 +493,31 @@ class DeployManager:
         """Make an earlier release live again (after its health check passes)."""
         project = await self.projects.project_context(user, project_id, Role.editor)
         release = await self._release_row(project.id, release_id)
-        await self._audit(user, "deploy.rollback", project.id, release.id,
-                          {"number": release.number})
+        await self._audit(
+            user, "deploy.rollback", project.id, release.id, {"number": release.number}
+        )
         return await self._go_live(user.username, project, release)
 
-    async def _go_live(self, username: str, project: ProjectContext,
-                       release: Release) -> dict[str, Any]:
+    async def _go_live(
+        self, username: str, project: ProjectContext, release: Release
+    ) -> dict[str, Any]:
         spec = spec_from_json(release.spec)
         async with self._lock(project.id):
-            dep_id = await self._insert_deployment(project.id, "release", spec, username,
-                                                   release.id)
+            dep_id = await self._insert_deployment(
+                project.id, "release", spec, username, release.id
+            )
             run_dir = self.store.run_dir(dep_id)
             await asyncio.to_thread(self.store.materialize, release.manifest_digest, run_dir)
             env = await self._environment(project.workspace, project.id, release.env_names)
             app = await self._new_app(
-                project, kind="release", spec=spec, cwd=run_dir, env=env, created_by=username,
-                deployment_id=dep_id, release=release,
+                project,
+                kind="release",
+                spec=spec,
+                cwd=run_dir,
+                env=env,
+                created_by=username,
+                deployment_id=dep_id,
+                release=release,
             )
             app.run_dir = dep_id
             app.logs.system(f"release {release.number}: {release.file_count} files")
@@ -492,8 +539,15 @@ class DeployManager:
         log.info("release %s of project %s is live", release.number, project.id)
         return await self._app_json(app, Role.editor)
 
-    async def _set_release(self, release_id: str, *, status: str, reason: str | None,
-                           live: bool = False, keep_ready: bool = False) -> None:
+    async def _set_release(
+        self,
+        release_id: str,
+        *,
+        status: str,
+        reason: str | None,
+        live: bool = False,
+        keep_ready: bool = False,
+    ) -> None:
         def change(session: Session) -> None:
             row = session.get(Release, release_id)
             if row is None:
@@ -526,24 +580,30 @@ class DeployManager:
         project = await self.projects.project_context(user, project_id, Role.viewer)
 
         def query(session: Session) -> list[Release]:
-            rows = list(session.scalars(
-                select(Release).where(Release.project_id == project.id)
-                .order_by(Release.number.desc())
-            ))
+            rows = list(
+                session.scalars(
+                    select(Release)
+                    .where(Release.project_id == project.id)
+                    .order_by(Release.number.desc())
+                )
+            )
             for row in rows:
                 session.expunge(row)
             return rows
 
         return [self._release_json(r) for r in await self.db.run(query)]
 
-    async def get_release(self, user: EcodeUser, project_id: Any,
-                          release_id: Any) -> dict[str, Any]:
+    async def get_release(
+        self, user: EcodeUser, project_id: Any, release_id: Any
+    ) -> dict[str, Any]:
         project = await self.projects.project_context(user, project_id, Role.viewer)
         row = await self._release_row(project.id, release_id)
         body = self._release_json(row)
         manifest = await asyncio.to_thread(self.store.manifest, row.manifest_digest)
-        body["files"] = [{"path": path, "size": entry.size, "sha256": entry.digest}
-                         for path, entry in sorted(manifest.items())]
+        body["files"] = [
+            {"path": path, "size": entry.size, "sha256": entry.digest}
+            for path, entry in sorted(manifest.items())
+        ]
         return body
 
     def _release_json(self, row: Release) -> dict[str, Any]:
@@ -570,6 +630,7 @@ class DeployManager:
     async def _resume_release(self, project_id: str, release_id: str) -> None:
         """After a restart: the release that was live goes live again."""
         try:
+
             def load(session: Session) -> tuple[Project | None, Release | None]:
                 project = session.get(Project, project_id)
                 release = session.get(Release, release_id)
@@ -582,28 +643,40 @@ class DeployManager:
             if project is None or release is None or project.deleted_at is not None:
                 return
             context = ProjectContext(
-                id=project.id, owner=project.owner, slug=project.slug, name=project.name,
-                workspace=self.projects.workspace_path(project.id), role=Role.owner,
-                template=project.template, prompt=project.prompt, model=project.model,
+                id=project.id,
+                owner=project.owner,
+                slug=project.slug,
+                name=project.name,
+                workspace=self.projects.workspace_path(project.id),
+                role=Role.owner,
+                template=project.template,
+                prompt=project.prompt,
+                model=project.model,
             )
             result = await self._go_live("system", context, release)
-            log.info("resumed release %s of project %s: %s", release.number, project_id,
-                     result["status"])
+            log.info(
+                "resumed release %s of project %s: %s", release.number, project_id, result["status"]
+            )
         except Exception:
             log.exception("could not resume the live release of project %s", project_id)
 
     # -- listing and stopping ----------------------------------------------------------------
-    async def list_deployments(self, user: EcodeUser, project_id: Any,
-                               limit: int = 50) -> list[dict[str, Any]]:
+    async def list_deployments(
+        self, user: EcodeUser, project_id: Any, limit: int = 50
+    ) -> list[dict[str, Any]]:
         project = await self.projects.project_context(user, project_id, Role.viewer)
         visibility = await self._visibility(project.id)
         show = may_view_app(visibility, project.role)
 
         def query(session: Session) -> list[Deployment]:
-            rows = list(session.scalars(
-                select(Deployment).where(Deployment.project_id == project.id)
-                .order_by(Deployment.created_at.desc()).limit(limit)
-            ))
+            rows = list(
+                session.scalars(
+                    select(Deployment)
+                    .where(Deployment.project_id == project.id)
+                    .order_by(Deployment.created_at.desc())
+                    .limit(limit)
+                )
+            )
             for row in rows:
                 session.expunge(row)
             return rows
@@ -618,8 +691,9 @@ class DeployManager:
                 out.append(self._row_json(row))
         return out
 
-    async def get_deployment(self, user: EcodeUser, project_id: Any,
-                             deployment_id: Any) -> dict[str, Any]:
+    async def get_deployment(
+        self, user: EcodeUser, project_id: Any, deployment_id: Any
+    ) -> dict[str, Any]:
         project = await self.projects.project_context(user, project_id, Role.viewer)
         app = self._apps.get(str(deployment_id))
         if app is not None and app.project_id == project.id:
@@ -643,8 +717,9 @@ class DeployManager:
 
         return await self.db.run(query)
 
-    async def stop_deployments(self, user: EcodeUser, project_id: Any,
-                               kind: str | None = None) -> list[dict[str, Any]]:
+    async def stop_deployments(
+        self, user: EcodeUser, project_id: Any, kind: str | None = None
+    ) -> list[dict[str, Any]]:
         if kind is not None and kind not in KINDS:
             msg = "kind must be preview or release"
             raise InvalidInput(msg, field="kind")
@@ -656,12 +731,14 @@ class DeployManager:
                     await self._stop_app(app, f"stopped by {user.username}")
                     stopped.append(await self._app_json(app, project.role))
         if stopped:
-            await self._audit(user, "deploy.stop", project.id, None,
-                              {"deployments": [d["id"] for d in stopped]})
+            await self._audit(
+                user, "deploy.stop", project.id, None, {"deployments": [d["id"] for d in stopped]}
+            )
         return stopped
 
-    async def stop_deployment(self, user: EcodeUser, project_id: Any,
-                              deployment_id: Any) -> dict[str, Any]:
+    async def stop_deployment(
+        self, user: EcodeUser, project_id: Any, deployment_id: Any
+    ) -> dict[str, Any]:
         project = await self.projects.project_context(user, project_id, Role.editor)
         async with self._lock(project.id):
             app = self._apps.get(str(deployment_id))
@@ -685,8 +762,9 @@ class DeployManager:
         """The log of a running or recently stopped deployment (editors: logs may show
         what the app prints of its secrets)."""
         app = self._apps.get(str(deployment_id)) or self._recent.get(str(deployment_id))
-        project_id = app.project_id if app else (
-            await self._deployment_row(None, deployment_id)).project_id
+        project_id = (
+            app.project_id if app else (await self._deployment_row(None, deployment_id)).project_id
+        )
         await self.projects.project_context(user, project_id, Role.editor)
         if app is None:
             logs = LogBuffer(1)
@@ -696,8 +774,9 @@ class DeployManager:
         return app.logs
 
     # -- export ----------------------------------------------------------------------------
-    async def export(self, user: EcodeUser, project_id: Any, *, release_id: Any = None,
-                     archive: bool = False) -> tuple[ExportBundle, bytes | None, str]:
+    async def export(
+        self, user: EcodeUser, project_id: Any, *, release_id: Any = None, archive: bool = False
+    ) -> tuple[ExportBundle, bytes | None, str]:
         """The generated files (and, with ``archive``, a .tar.gz of the build context)."""
         project = await self.projects.project_context(user, project_id, Role.viewer)
         env_names = sorted(await self.secrets.project_env(project.id))
@@ -719,9 +798,15 @@ class DeployManager:
                 self._export_folder, project, folder, spec, release.env_names, archive, top
             )
 
-    def _export_folder(self, project: ProjectContext, folder: Path, spec: RunSpec,
-                       env_names: list[str], archive: bool,
-                       top: str) -> tuple[ExportBundle, bytes | None, str]:
+    def _export_folder(
+        self,
+        project: ProjectContext,
+        folder: Path,
+        spec: RunSpec,
+        env_names: list[str],
+        archive: bool,
+        top: str,
+    ) -> tuple[ExportBundle, bytes | None, str]:
         files = dict(walk_files(folder))
 
         def read_text(rel: str) -> str | None:
@@ -733,8 +818,14 @@ class DeployManager:
             except OSError:
                 return None
 
-        bundle = build_export(sorted(files), read_text, spec, project_name=project.name,
-                              slug=project.slug, env_names=env_names)
+        bundle = build_export(
+            sorted(files),
+            read_text,
+            spec,
+            project_name=project.name,
+            slug=project.slug,
+            env_names=env_names,
+        )
         data = write_archive(bundle, files, top=top) if archive else None
         return bundle, data, top
 
@@ -783,9 +874,9 @@ class DeployManager:
         return role
 
     async def _visibility(self, project_id: str) -> str:
-        value = await self.db.run(lambda s: s.scalar(
-            select(Project.visibility).where(Project.id == project_id)
-        ))
+        value = await self.db.run(
+            lambda s: s.scalar(select(Project.visibility).where(Project.id == project_id))
+        )
         return str(value or "private")
 
     # -- housekeeping ------------------------------------------------------------------------
@@ -809,22 +900,43 @@ class DeployManager:
         ids = {app.project_id for app in self._apps.values()}
         if not ids:
             return
-        alive = set(await self.db.run(lambda s: list(s.scalars(
-            select(Project.id).where(Project.id.in_(ids), Project.deleted_at.is_(None))
-        ))))
+        alive = set(
+            await self.db.run(
+                lambda s: list(
+                    s.scalars(
+                        select(Project.id).where(Project.id.in_(ids), Project.deleted_at.is_(None))
+                    )
+                )
+            )
+        )
         for project_id in ids - alive:
             await self.stop_project(project_id)
 
-    async def _audit(self, user: EcodeUser, action: str, project_id: str,
-                     target: str | None, details: dict[str, Any]) -> None:
-        await self.db.run(lambda s: record_audit(
-            s, actor=user.username, action=action, target_type="deployment", target_id=target,
-            project_id=project_id, remote_ip=user.remote_ip, details=details,
-        ))
+    async def _audit(
+        self,
+        user: EcodeUser,
+        action: str,
+        project_id: str,
+        target: str | None,
+        details: dict[str, Any],
+    ) -> None:
+        await self.db.run(
+            lambda s: record_audit(
+                s,
+                actor=user.username,
+                action=action,
+                target_type="deployment",
+                target_id=target,
+                project_id=project_id,
+                remote_ip=user.remote_ip,
+                details=details,
+            )
+        )
 
     # -- JSON ------------------------------------------------------------------------------
-    async def _app_json(self, app: LiveApp, role: Role | None, *, show_url: bool = True,
-                        with_logs: bool = False) -> dict[str, Any]:
+    async def _app_json(
+        self, app: LiveApp, role: Role | None, *, show_url: bool = True, with_logs: bool = False
+    ) -> dict[str, Any]:
         sup = app.supervisor
         entry = self.entry_path(app.kind, app.owner, app.slug)
         body: dict[str, Any] = {
@@ -837,8 +949,9 @@ class DeployManager:
             "live": self._slots.get((app.project_id, app.kind)) is app,
             "url": self.public_url(app.base_path) if show_url else None,
             "entry_url": self.public_url(entry),
-            "release": ({"id": app.release_id, "number": app.release_number}
-                        if app.release_id else None),
+            "release": (
+                {"id": app.release_id, "number": app.release_number} if app.release_id else None
+            ),
             "framework": app.spec.framework,
             "source": app.spec.source,
             "command": app.spec.command,
@@ -876,3 +989,21 @@ class DeployManager:
             "stopped_at": row.stopped_at.isoformat() if row.stopped_at else None,
             "logs": f"api/ecode/deployments/{row.id}/logs",
         }
+
+
+def create_deploy_manager(app: Any, context: Any) -> DeployManager:
+    """The DeployManager for an EcodeApp's configuration (its traits named ``app_*``,
+    ``preview_origin`` and ``releases_dir``)."""
+    serverapp = app.serverapp
+    base_url = str(getattr(serverapp, "base_url", "/") or "/")
+    port = getattr(serverapp, "port", 0)
+    options = DeployOptions(
+        releases_dir=Path(app.releases_dir).expanduser(),
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+        preview_origin=str(app.preview_origin).rstrip("/"),
+        idle_timeout_s=float(app.app_idle_timeout_s),
+        log_lines=int(app.app_log_lines),
+        server_id=f"{socket.gethostname()}:{port}{base_url}",
+        supervisor=SupervisorOptions(start_timeout_s=float(app.app_start_timeout_s)),
+    )
+    return DeployManager(context.db, context.projects, context.secrets, options)

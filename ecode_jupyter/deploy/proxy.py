@@ -25,20 +25,51 @@ from tornado.httputil import HTTPHeaders
 
 # Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-     "upgrade", "proxy-authorization", "proxy-authenticate"}
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+    }
 )
 # Credentials of the user in Jupyter, never shown to an app.
 STRIPPED_REQUEST_HEADERS = frozenset(
-    {"authorization", "x-xsrftoken", "x-csrftoken", "cookie", "referer", "content-length",
-     "host", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix",
-     "x-real-ip", "forwarded"}
+    {
+        "authorization",
+        "x-xsrftoken",
+        "x-csrftoken",
+        "cookie",
+        "referer",
+        "content-length",
+        "host",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-prefix",
+        "x-real-ip",
+        "forwarded",
+    }
 )
 # Headers an app must not set for the whole origin it is served from.
-STRIPPED_RESPONSE_HEADERS = frozenset(
-    {"strict-transport-security", "clear-site-data", "service-worker-allowed",
-     "content-length", "set-cookie", "public-key-pins", "alt-svc"}
-) | HOP_BY_HOP
+STRIPPED_RESPONSE_HEADERS = (
+    frozenset(
+        {
+            "strict-transport-security",
+            "clear-site-data",
+            "service-worker-allowed",
+            "content-length",
+            "set-cookie",
+            "public-key-pins",
+            "alt-svc",
+        }
+    )
+    | HOP_BY_HOP
+)
 STRIPPED_QUERY_PARAMS = frozenset({"token", "_xsrf"})
 PROTECTED_COOKIE_PREFIXES = ("jupyterhub-", "username-", "_xsrf")
 
@@ -131,7 +162,7 @@ def rewrite_set_cookie(
         return None
     if len(cookie) != 1:
         return None
-    (name, morsel), = cookie.items()
+    ((name, morsel),) = cookie.items()
     if is_protected_cookie(name, protected):
         return None
     path = morsel["path"] or "/"

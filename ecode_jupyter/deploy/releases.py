@@ -29,8 +29,20 @@ from ..exceptions import EcodeError, InvalidInput
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SKIPPED_DIRS = frozenset(
-    {".venv", "venv", "node_modules", "__pycache__", ".git", ".ipynb_checkpoints",
-     ".pytest_cache", ".ruff_cache", ".mypy_cache", ".ecode", ".jupyter", ".cache"}
+    {
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".git",
+        ".ipynb_checkpoints",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+        ".ecode",
+        ".jupyter",
+        ".cache",
+    }
 )
 SNAPSHOT_SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})
 MANIFEST_VERSION = 1
@@ -190,8 +202,13 @@ class BlobStore:
             files[rel] = entry
             new_blobs += int(new)
         digest, new = self.put_bytes(_manifest_bytes(files))
-        log.info("snapshot of %s: %d files, %d bytes, %d new blobs", workspace.name,
-                 len(files), total, new_blobs + int(new))
+        log.info(
+            "snapshot of %s: %d files, %d bytes, %d new blobs",
+            workspace.name,
+            len(files),
+            total,
+            new_blobs + int(new),
+        )
         return Snapshot(digest, files, new_blobs + int(new), tuple(skipped))
 
     def manifest(self, digest: str) -> dict[str, FileEntry]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ..workspace.commands import Launcher, LaunchSpec, LocalLauncher, ResourceLimits
 from .detection import RunSpec
@@ -34,13 +34,43 @@ log = logging.getLogger(__name__)
 APP_LIMITS = ResourceLimits(cpu_seconds=None)
 # Source files whose change restarts a watched app; data files an app writes do not.
 WATCHED_SUFFIXES = frozenset(
-    {".py", ".js", ".mjs", ".cjs", ".ts", ".html", ".htm", ".css", ".json", ".toml", ".cfg",
-     ".ini", ".yaml", ".yml", ".jinja", ".jinja2", ".j2", ".txt", ".env"}
+    {
+        ".py",
+        ".js",
+        ".mjs",
+        ".cjs",
+        ".ts",
+        ".html",
+        ".htm",
+        ".css",
+        ".json",
+        ".toml",
+        ".cfg",
+        ".ini",
+        ".yaml",
+        ".yml",
+        ".jinja",
+        ".jinja2",
+        ".j2",
+        ".txt",
+        ".env",
+    }
 )
 WATCHED_NAMES = frozenset({"Procfile", "requirements.txt", "package.json"})
 SKIPPED_DIRS = frozenset(
-    {".venv", "venv", "node_modules", "__pycache__", ".git", ".ipynb_checkpoints",
-     ".pytest_cache", ".ruff_cache", ".mypy_cache", ".ecode", ".jupyter"}
+    {
+        ".venv",
+        "venv",
+        "node_modules",
+        "__pycache__",
+        ".git",
+        ".ipynb_checkpoints",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".mypy_cache",
+        ".ecode",
+        ".jupyter",
+    }
 )
 MAX_WATCHED_FILES = 5000
 
@@ -107,14 +137,16 @@ class AppInstance:
             port=self.port, base_path=launch.base_path, python=launch.python, shell=launch.shell
         )
         env = dict(launch.env)
-        env.update({"PORT": str(self.port), "HOST": "127.0.0.1",
-                    "ECODE_BASE_PATH": launch.base_path})
+        env.update(
+            {"PORT": str(self.port), "HOST": "127.0.0.1", "ECODE_BASE_PATH": launch.base_path}
+        )
         self._proc = await self._launcher.launch(
             LaunchSpec(argv=argv, cwd=launch.cwd, env=env, limits=launch.limits)
         )
         self._reader = asyncio.create_task(self._pump())
-        log.info("app started: pid %s on port %s (%s)", self._proc.pid, self.port,
-                 launch.spec.framework)
+        log.info(
+            "app started: pid %s on port %s (%s)", self._proc.pid, self.port, launch.spec.framework
+        )
 
     async def _pump(self) -> None:
         proc = self._proc
@@ -150,8 +182,8 @@ class AppInstance:
         )
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        except OSError:
-            return None
+        except (OSError, HTTPClientError):
+            return None  # refused, reset or timed out: not up (yet)
         return None if response.code == 599 else response.code
 
     async def wait_healthy(self, timeout_s: float) -> str | None:
@@ -342,9 +374,7 @@ class Supervisor:
         first = True
         try:
             while True:
-                self.logs.system(
-                    "starting: " + " ".join(self.launch.spec.command.split())[:500]
-                )
+                self.logs.system("starting: " + " ".join(self.launch.spec.command.split())[:500])
                 inst, problem = await self._start_instance()
                 if problem is None:
                     self._set_state("running")

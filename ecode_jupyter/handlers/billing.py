@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -112,7 +113,9 @@ class UsageHandler(BillingHandler):
         until = _day_or_time(self.get_query_argument("until", None), "until", end=True)
         rows = await self.billing.usage(username, group=group, since=since, until=until)
         if fmt == "csv":
-            name = f"ecode-usage-{username or 'all'}-by-{group}.csv"
+            # User names may hold any character; a header value must not.
+            who = re.sub(r"[^A-Za-z0-9._-]", "_", username or "all")
+            name = f"ecode-usage-{who}-by-{group}.csv"
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
             self.finish(usage_csv(rows), set_content_type="text/csv; charset=utf-8")
             return

@@ -246,7 +246,8 @@ def _apply_message(result: ExecutionResult, kind: str, content: dict[str, Any]) 
             kinds = ", ".join(sorted(data))
             piece = f"[rich output ({kinds}) with no text form]\n"
     elif kind == "error":
-        result.status = "error"
+        if result.status == "ok":  # the KeyboardInterrupt of a timeout stays a timeout
+            result.status = "error"
         traceback = "\n".join(_ANSI.sub("", line) for line in content.get("traceback", []))
         piece = (
             traceback + "\n" if traceback else f"{content.get('ename')}: {content.get('evalue')}\n"

@@ -23,6 +23,8 @@ export interface IProject {
   model?: string | null;
   /** The project's page, `/ecode/@owner/slug`. */
   url?: string;
+  /** Present on a create reply when the prompt started an agent run (issue 3's shape). */
+  run?: { id: string; status?: string };
 }
 
 /** A project template the server can scaffold. */

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ecode_jupyter.testing import ScriptedToolCall, ScriptedTurn, text_turn, tool_turn
 
-BUGGY_APP = '''\
+BUGGY_APP = """\
 from flask import Flask, jsonify, request
 
 app = Flask(__name__)
@@ -21,9 +21,9 @@ def add_todo():
     todo = {"id": len(TODOS) + 1, "title": request.get_json()["title"]}
     TODOS.append(todo)
     return jsonify(todo), 200
-'''
+"""
 
-APP_TEST = '''\
+APP_TEST = """\
 from app import TODOS, app
 
 
@@ -33,7 +33,7 @@ def test_add_then_list():
     created = client.post("/todos", json={"title": "milk"})
     assert created.status_code == 201
     assert client.get("/todos").get_json() == [{"id": 1, "title": "milk"}]
-'''
+"""
 
 PLAN = "Plan:\n1. Write the Flask app.\n2. Write a test.\n3. Run the tests and fix failures.\n"
 TEST_COMMAND = "python -m pytest -q"

@@ -107,7 +107,9 @@ async def test_runs_follow_project_roles(ecode_api: Any) -> None:
         ("GET", f"projects/{pid}/runs"),
         ("POST", f"projects/{pid}/runs"),
     ):
-        resp = await ecode_api(method, path, user="bob", body={"prompt": "x"} if method == "POST" else None)
+        resp = await ecode_api(
+            method, path, user="bob", body={"prompt": "x"} if method == "POST" else None
+        )
         assert resp.status == 404, (method, path, resp.body)
     # A viewer reads runs and the feed but may not start, cancel or continue one.
     assert (await ecode_api("GET", f"runs/{run['id']}", user="carol")).status == 200

@@ -63,7 +63,12 @@ async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
     workspace = ecode_workspace_root / project["id"]
     check = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=workspace, capture_output=True, text=True, timeout=120,
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert check.returncode == 0, check.stdout + check.stderr
-    assert TEST_COMMAND in [e["data"]["arguments"].get("command") for e in of_type(feed, "tool.call")]
+    assert TEST_COMMAND in [
+        e["data"]["arguments"].get("command") for e in of_type(feed, "tool.call")
+    ]

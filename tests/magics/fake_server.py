@@ -24,8 +24,13 @@ TERMINAL = {"run.completed", "run.failed", "run.cancelled", "run.interrupted"}
 
 
 def event(seq: int, type_: str, run_id: str = "run1", **data: Any) -> dict[str, Any]:
-    return {"seq": seq, "run_id": run_id, "ts": f"2025-01-01T00:00:{seq:02d}+00:00",
-            "type": type_, "data": data}
+    return {
+        "seq": seq,
+        "run_id": run_id,
+        "ts": f"2025-01-01T00:00:{seq:02d}+00:00",
+        "type": type_,
+        "data": data,
+    }
 
 
 @dataclass
@@ -41,11 +46,21 @@ class FakeRun:
     cancel_requests: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "project_id": self.project_id, "prompt": self.prompt,
-                "status": self.status, "provider": "offline", "model": "offline",
-                "reason": None, "usage": {"input_tokens": 0, "output_tokens": 0},
-                "cost_micros": 0, "steps": 1, "summary": {}, "last_seq": len(self.events),
-                "created_at": "2025-01-01T00:00:00+00:00"}
+        return {
+            "id": self.id,
+            "project_id": self.project_id,
+            "prompt": self.prompt,
+            "status": self.status,
+            "provider": "offline",
+            "model": "offline",
+            "reason": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "cost_micros": 0,
+            "steps": 1,
+            "summary": {},
+            "last_seq": len(self.events),
+            "created_at": "2025-01-01T00:00:00+00:00",
+        }
 
 
 class FakeState:
@@ -55,6 +70,7 @@ class FakeState:
         self.connections: list[int] = []  # the `after` of each feed connection, in order
         self.script: list[dict[str, Any]] = []  # events a newly started run gets
         self.changed: asyncio.Condition | None = None
+        self.fail_create: tuple[int, str, str] | None = None  # status, code, message
 
     def new_run(self, project_id: str, prompt: str) -> FakeRun:
         run_id = f"run{len(self.runs) + 1}"
@@ -92,11 +108,22 @@ class Projects(_Base):
         self.finish({"projects": self.state.projects})
 
     def post(self) -> None:
+        if self.state.fail_create is not None:
+            status, code, message = self.state.fail_create
+            self.set_status(status)
+            self.finish({"error": {"code": code, "message": message}})
+            return
         body = self.body()
         pid = f"p{len(self.state.projects) + 1}"
-        project = {"id": pid, "name": body["name"], "slug": body["name"].lower().replace(" ", "-"),
-                   "owner": "alice", "role": "owner", "template": None,
-                   "updated_at": "2025-01-01T00:00:00+00:00"}
+        project = {
+            "id": pid,
+            "name": body["name"],
+            "slug": body["name"].lower().replace(" ", "-"),
+            "owner": "alice",
+            "role": "owner",
+            "template": None,
+            "updated_at": "2025-01-01T00:00:00+00:00",
+        }
         self.state.projects.append(project)
         run = self.state.new_run(pid, body.get("prompt", ""))
         self.set_status(201)
@@ -120,8 +147,9 @@ class Cancel(_Base):
         run = self.state.runs[run_id]
         run.cancel_requests += 1
         if run.status == "running":
-            await self.state.append(run, "run.cancelled", reason="cancelled",
-                                    message="the run was cancelled")
+            await self.state.append(
+                run, "run.cancelled", reason="cancelled", message="the run was cancelled"
+            )
         self.finish(run.to_json())
 
 
@@ -201,13 +229,15 @@ def fake_ecode_server() -> Iterator[FakeServer]:
         async def start() -> None:
             state.changed = asyncio.Condition()
             kw = {"state": state}
-            app = web.Application([
-                (r"/api/ecode/projects", Projects, kw),
-                (r"/api/ecode/projects/([^/]+)/runs", ProjectRuns, kw),
-                (r"/api/ecode/runs/([^/]+)", Run, kw),
-                (r"/api/ecode/runs/([^/]+)/cancel", Cancel, kw),
-                (r"/api/ecode/runs/([^/]+)/events", Events, kw),
-            ])
+            app = web.Application(
+                [
+                    (r"/api/ecode/projects", Projects, kw),
+                    (r"/api/ecode/projects/([^/]+)/runs", ProjectRuns, kw),
+                    (r"/api/ecode/runs/([^/]+)", Run, kw),
+                    (r"/api/ecode/runs/([^/]+)/cancel", Cancel, kw),
+                    (r"/api/ecode/runs/([^/]+)/events", Events, kw),
+                ]
+            )
             sockets = bind_sockets(0, "127.0.0.1")
             server = HTTPServer(app)
             server.add_sockets(sockets)
@@ -228,6 +258,7 @@ def fake_ecode_server() -> Iterator[FakeServer]:
     try:
         yield FakeServer(f"http://127.0.0.1:{holder['port']}/", state, loop)
     finally:
+
         def stop() -> None:
             holder["server"].stop()
             for task in asyncio.all_tasks(loop):

@@ -43,8 +43,14 @@ def test_browser_urls_become_the_server_base_url() -> None:
 
 def test_the_server_that_started_the_kernel_wins(tmp_path: Path) -> None:
     _server_file(tmp_path, "a", url="http://127.0.0.1:1111/", token="ta", root_dir=str(tmp_path))
-    _server_file(tmp_path, "b", url="http://127.0.0.1:2222/", token="tb", root_dir="/elsewhere",
-                 pid=os.getppid())
+    _server_file(
+        tmp_path,
+        "b",
+        url="http://127.0.0.1:2222/",
+        token="tb",
+        root_dir="/elsewhere",
+        pid=os.getppid(),
+    )
     env = {"JPY_PARENT_PID": str(os.getppid())}
     server = find_server(env, cwd=tmp_path, runtime_dir=str(tmp_path))
     assert server is not None
@@ -57,8 +63,9 @@ def test_else_the_server_whose_root_holds_the_cwd(tmp_path: Path) -> None:
     _server_file(tmp_path, "a", url="http://127.0.0.1:1111/", token="ta", root_dir="/elsewhere")
     _server_file(tmp_path, "b", url="http://127.0.0.1:2222/", token="tb", root_dir=str(tmp_path))
     _server_file(tmp_path, "c", url="http://127.0.0.1:3333/", token="tc", root_dir=str(work))
-    _server_file(tmp_path, "d", url="http+unix://sock/", token="td", root_dir=str(work),
-                 sock="/tmp/x.sock")
+    _server_file(
+        tmp_path, "d", url="http+unix://sock/", token="td", root_dir=str(work), sock="/tmp/x.sock"
+    )
     env = {"JPY_PARENT_PID": "999999999"}
     server = find_server(env, cwd=work / "sub", runtime_dir=str(tmp_path))
     assert server is not None
@@ -68,8 +75,9 @@ def test_else_the_server_whose_root_holds_the_cwd(tmp_path: Path) -> None:
 
 
 def test_a_server_without_a_token_borrows_the_hub_token(tmp_path: Path) -> None:
-    _server_file(tmp_path, "a", url="http://127.0.0.1:1111/user/alice/", token="",
-                 root_dir="/elsewhere")
+    _server_file(
+        tmp_path, "a", url="http://127.0.0.1:1111/user/alice/", token="", root_dir="/elsewhere"
+    )
     env = {"JPY_PARENT_PID": "999999999", "JUPYTERHUB_API_TOKEN": "hub-token"}
     server = find_server(env, cwd=tmp_path, runtime_dir=str(tmp_path))
     assert server is not None and server.token == "hub-token"

@@ -76,8 +76,7 @@ def test_live_events_arrive_after_the_replay(fake: FakeServer) -> None:
                 asyncio.run_coroutine_threadsafe(fake.state.append(run, type_), fake.loop)
 
     follow_events(_server(fake), run_id, on_event)
-    assert seen == ["message.delta", "message.delta", "tool.call", "file.changed",
-                    "run.completed"]
+    assert seen == ["message.delta", "message.delta", "tool.call", "file.changed", "run.completed"]
 
 
 def test_a_refused_token_is_reported_at_once_not_retried(fake: FakeServer) -> None:
@@ -112,8 +111,13 @@ def test_gives_up_after_attempts_that_bring_nothing(fake: FakeServer) -> None:
     fake.state.runs[run_id].drops = [(1, "cut")] + [(0, "cut")] * 10
     seen: list[int] = []
     with pytest.raises(FeedLost) as info:
-        follow_events(_server(fake), run_id, lambda e: seen.append(e["seq"]),
-                      max_attempts=3, sleep=lambda s: None)
+        follow_events(
+            _server(fake),
+            run_id,
+            lambda e: seen.append(e["seq"]),
+            max_attempts=3,
+            sleep=lambda s: None,
+        )
     assert seen == [1]
     assert "after event 1" in str(info.value)
     assert "%ecode watch" in info.value.hint
@@ -123,7 +127,30 @@ def test_gives_up_after_attempts_that_bring_nothing(fake: FakeServer) -> None:
 def test_a_deadline_returns_while_the_run_goes_on(fake: FakeServer) -> None:
     run_id = _run(fake, 3, terminal=False)
     seen: list[int] = []
-    last = follow_events(_server(fake), run_id, lambda e: seen.append(e["seq"]),
-                         deadline=time.monotonic() + 0.5)
+    last = follow_events(
+        _server(fake), run_id, lambda e: seen.append(e["seq"]), deadline=time.monotonic() + 0.5
+    )
     assert seen == [1, 2, 3]
     assert last == 3
+
+
+def test_a_quiet_feed_ticks_and_a_silent_socket_is_replaced(fake: FakeServer) -> None:
+    run_id = _run(fake, 3, terminal=False)
+    seen: list[int] = []
+    ticks: list[float] = []
+    follow_events(
+        _server(fake),
+        run_id,
+        lambda e: seen.append(e["seq"]),
+        deadline=time.monotonic() + 1.0,
+        idle_timeout=0.3,
+        tick_interval=0.05,
+        tick=lambda: ticks.append(time.monotonic()),
+        sleep=lambda s: None,
+    )
+    assert seen == [1, 2, 3]
+    assert ticks  # the display got its chances to redraw while nothing came
+    # A socket silent for the idle timeout is replaced, asking only for what is new.
+    assert fake.state.connections[0] == 0
+    assert len(fake.state.connections) >= 2
+    assert set(fake.state.connections[1:]) == {3}

@@ -8,6 +8,7 @@ leaving the loop free to serve the kernel's requests.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,16 @@ from jupyter_client.manager import AsyncKernelManager
 
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
+from .fake_server import TOKEN, event, fake_ecode_server
 from .kernel import CellOutput, kernel_env
 
-MODEL_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY",
-             "OPENAI_BASE_URL")
+MODEL_ENV = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+)
 CELL_TIMEOUT_S = 120
 
 
@@ -54,7 +61,10 @@ async def _with_kernel(env: dict[str, str], cwd: Path, body: Any) -> None:
     kc.start_channels()
     try:
         await kc.wait_for_ready(timeout=60)
-        await body(kc)
+        if body.__code__.co_argcount == 2:
+            await body(kc, km)
+        else:
+            await body(kc)
     finally:
         kc.stop_channels()
         await km.shutdown_kernel(now=True)
@@ -90,7 +100,7 @@ async def test_a_prompt_in_a_notebook_builds_a_project_to_completion(
         # The summary printed at the end: status, files, tests, cost.
         assert "@alice/a-flask-todo-api-with-tests completed" in run.stdout
         assert "7 files changed" in run.stdout
-        assert "tests: passed" in run.stdout, run.stdout
+        assert re.search(r"tests: \d+ passed", run.stdout), run.stdout
         assert "created app.py" in run.stdout
         assert "0 credits" in run.stdout
         assert ecode_token_for("alice") not in run.everything()
@@ -110,6 +120,20 @@ async def test_a_prompt_in_a_notebook_builds_a_project_to_completion(
         assert "completed" in history.final_display()
         status = await _cell(kc, "%ecode status")
         assert f"run {runs[0]['id']}: completed" in status.stdout
+        # %%ecode: the cell body is the prompt; --detach returns at once, watch follows it.
+        detached = await _cell(kc, "%%ecode --detach\nadd a /stats endpoint\nthat counts todos")
+        started = re.search(
+            r"run (\w+) started in @alice/a-flask-todo-api-with-tests", detached.stdout
+        )
+        assert started, detached.everything()
+        watched = await _cell(kc, "%ecode watch")
+        second = (await ecode_api("GET", f"runs/{started[1]}")).body
+        assert second["prompt"] == "add a /stats endpoint\nthat counts todos"
+        assert second["status"] in ("completed", "failed")
+        assert f"run {started[1]} in @alice/a-flask-todo-api-with-tests {second['status']}" in (
+            watched.stdout
+        )
+
         credits = await _cell(kc, "%ecode credits")
         assert credits.status == "ok", credits.everything()
         assert "credits of alice" in credits.stdout or "billing is not enabled" in credits.stdout
@@ -117,14 +141,16 @@ async def test_a_prompt_in_a_notebook_builds_a_project_to_completion(
         model = await _cell(kc, "%ecode model")
         assert "no default model set" in model.stdout
         await _cell(kc, "%ecode model some-model")
-        assert "default model for this session: some-model" in (
-            await _cell(kc, "%ecode model")
-        ).stdout
+        assert (
+            "default model for this session: some-model" in (await _cell(kc, "%ecode model")).stdout
+        )
 
         missing = await _cell(kc, "%ecode use no-such-project")
         assert missing.status == "error"
-        assert missing.errors[0]["ename"] == "UsageError"
-        assert "no project 'no-such-project'" in missing.errors[0]["evalue"]
+        # A usage error: one red line saying what to do, no traceback.
+        assert "UsageError: no project 'no-such-project'" in missing.stderr
+        assert "%ecode projects" in missing.stderr
+        assert "Traceback" not in missing.everything()
 
         used = await _cell(kc, "%ecode use @alice/a-flask-todo-api-with-tests")
         assert "using project A Flask todo API with tests" in used.stdout
@@ -133,25 +159,25 @@ async def test_a_prompt_in_a_notebook_builds_a_project_to_completion(
 
 
 async def test_the_kernel_finds_the_server_that_started_it(
-    jp_serverapp: Any, ecode_api: Any, tmp_path: Path
+    jp_serverapp: Any, http_server_client: Any, tmp_path: Path
 ) -> None:
     # No ECODE_SERVER_URL: the kernel reads the running-server list (the server wrote its
     # info file at start) and picks the server whose pid is its JPY_PARENT_PID.
+    # (http_server_client makes the test server accept connections.)
     env = kernel_env()
     assert "JUPYTER_RUNTIME_DIR" in env
     token = jp_serverapp.identity_provider.token
-    created = await ecode_api("POST", "projects", user=None, body={"name": "Found me"},
-                              headers={"Authorization": f"token {token}"})
-    assert created.status == 201, created.body
 
     async def body(kc: Any) -> None:
         await _cell(kc, "%load_ext ecode_jupyter")
         where = await _cell(kc, "%ecode connect")
         assert "running server" in where.stdout, where.everything()
         assert f"pid {os.getpid()}" in where.stdout
+        assert "with a token" in where.stdout
+        # The server's own token from its info file logs in (a refused one is a 401 error).
         listed = await _cell(kc, "%ecode projects")
         assert listed.status == "ok", listed.everything()
-        assert "Found me" in listed.final_display()
+        assert "no projects yet" in listed.stdout
         assert token not in listed.everything() + where.everything()
 
     await _with_kernel(env, tmp_path, body)
@@ -165,7 +191,78 @@ async def test_no_server_says_how_to_connect(tmp_path: Path) -> None:
         await _cell(kc, "%load_ext ecode_jupyter")
         out = await _cell(kc, "%ecode projects")
         assert out.status == "error"
-        assert "no Jupyter server with ecode was found" in out.errors[0]["evalue"]
-        assert "%ecode connect URL" in out.errors[0]["evalue"]
+        assert "UsageError: no Jupyter server with ecode was found" in out.stderr
+        assert "%ecode connect URL" in out.stderr
 
     await _with_kernel(env, tmp_path, body)
+
+
+async def _iopub_until(kc: Any, msg_id: str, out: CellOutput, done: Any) -> None:
+    """Feed ``out`` with the cell's iopub messages until ``done(msg)`` says stop."""
+    while True:
+        msg = await kc.get_iopub_msg(timeout=CELL_TIMEOUT_S)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        out.hook(msg)
+        if done(msg):
+            return
+
+
+async def test_interrupting_the_cell_cancels_the_run(tmp_path: Path) -> None:
+    # A scripted server holds the run open until it is cancelled: the only way to be sure
+    # the interrupt lands while the run is live.
+    with fake_ecode_server() as fake:
+        fake.state.script = [
+            event(1, "run.started", provider="offline", model="offline"),
+            event(2, "step.started", step=1, kind="model"),
+            event(3, "message.delta", step=1, text="working on it"),
+        ]
+        env = kernel_env(ECODE_SERVER_URL=fake.url, ECODE_TOKEN=TOKEN)
+
+        async def body(kc: Any, km: AsyncKernelManager) -> None:
+            await _cell(kc, "%load_ext ecode_jupyter")
+            out = CellOutput()
+            msg_id = kc.execute("%ecode build a thing")
+            # The held-back text is drawn while the feed is quiet, then we press "stop".
+            await _iopub_until(kc, msg_id, out, lambda m: "working on it" in out.everything())
+            await km.interrupt_kernel()
+            await _iopub_until(
+                kc,
+                msg_id,
+                out,
+                lambda m: (
+                    m["header"]["msg_type"] == "status"
+                    and m["content"]["execution_state"] == "idle"
+                ),
+            )
+            run = fake.state.runs["run1"]
+            assert run.cancel_requests == 1
+            assert run.status == "cancelled"
+            assert "interrupted: asking the server to cancel run run1" in out.stderr
+            assert "run run1 in @alice/build-a-thing cancelled" in out.stdout
+            assert "the run was cancelled" in out.stdout
+            assert "cancelled" in out.final_display()
+            # The cell ends as an interrupted cell does, so "Run All" stops here.
+            assert [e["ename"] for e in out.errors] == ["KeyboardInterrupt"]
+
+        await _with_kernel(env, tmp_path, body)
+
+
+async def test_server_errors_say_what_to_do(tmp_path: Path) -> None:
+    with fake_ecode_server() as fake:
+        fake.state.fail_create = (402, "insufficient_credits", "this run needs 2 credits, 0 left")
+        env = kernel_env(ECODE_SERVER_URL=fake.url, ECODE_TOKEN=TOKEN)
+
+        async def body(kc: Any) -> None:
+            await _cell(kc, "%load_ext ecode_jupyter")
+            broke = await _cell(kc, "%ecode a chat app")
+            assert broke.status == "error"
+            assert "UsageError: this run needs 2 credits, 0 left" in broke.stderr
+            assert "Out of credits — ask your admin" in broke.stderr
+            await _cell(kc, "%ecode connect " + fake.url + " wrong-token")
+            refused = await _cell(kc, "%ecode projects")
+            assert "bad token" in refused.stderr
+            assert "%ecode connect URL TOKEN" in refused.stderr
+            assert "wrong-token" not in refused.everything()
+
+        await _with_kernel(env, tmp_path, body)

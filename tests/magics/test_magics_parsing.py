@@ -47,17 +47,25 @@ def test_project_names_from_prompts() -> None:
 def test_the_credit_report_speaks_credits() -> None:
     account = {
         "user": "alice",
-        "balance_micros": 5_000_000, "reserved_micros": 500_000, "available_micros": 4_500_000,
-        "allowance": {"monthly_micros": 10_000_000, "left_micros": 2_000_000,
-                      "renews_at": "2025-02-01T00:00:00+00:00"},
+        "balance_micros": 5_000_000,
+        "reserved_micros": 500_000,
+        "available_micros": 4_500_000,
+        "allowance": {
+            "monthly_micros": 10_000_000,
+            "left_micros": 2_000_000,
+            "renews_at": "2025-02-01T00:00:00+00:00",
+        },
         "month": {"period": "2025-01", "spent_micros": 8_000_000},
-        "budgets": {"user": None, "projects": [
-            {"name": "Todo", "limit_micros": 3_000_000, "left_micros": 1_000_000},
-        ]},
+        "budgets": {
+            "user": None,
+            "projects": [
+                {"name": "Todo", "limit_micros": 3_000_000, "left_micros": 1_000_000},
+            ],
+        },
     }
     report = credits_report(account)
     assert "credits of alice: 4.5 credits available" in report
     assert "balance 5 credits" in report and "0.5 credits" in report
     assert "monthly allowance: 10 credits, 2 credits left, renews 2025-02-01" in report
     assert "spent in 2025-01: 8 credits" in report
-    assert "budget of Todo: 1 credits left of 3 credits" in report
+    assert "budget of Todo: 1 credit left of 3 credits" in report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,13 @@ def test_a_recorded_offline_run_ends_completed_with_its_files_and_tests() -> Non
     assert progress.files["app.py"].action == "created"
     assert progress.files["app.py"].added == 126
     assert progress.tests_ok is True
-    assert progress.tests is not None and progress.tests.startswith("passed")
+    # The verify step's pytest summary line, e.g. "17 passed".
+    tail = data["run"]["summary"]["tests"]["output_tail"]
+    passed = re.search(r"(\d+ passed)", tail)
+    assert passed and progress.tests == passed[1]
+    # pytest's dots arrive in chunks without newlines; they are glued back into lines.
+    assert any(line.startswith("....") and line.endswith("[100%]") for line in progress.output)
+    assert progress.output[-1] == f"{passed[1]} in " + tail.rsplit(" in ", 1)[1].strip()
     assert progress.model == "offline"
     # The offline provider says it is not AI; the card says so too.
     assert progress.notice is not None and "No AI model" in progress.notice
@@ -72,16 +79,55 @@ def test_html_escapes_what_the_server_sends() -> None:
 def test_usage_totals_cost_and_a_failed_run() -> None:
     progress = RunProgress("r1")
     progress.apply(event(1, "run.started", "r1", provider="anthropic", model="claude"))
-    progress.apply(event(2, "usage", "r1", input_tokens=100, output_tokens=20, cost_micros=1500,
-                         total={"input_tokens": 100, "output_tokens": 20, "cost_micros": 1500}))
-    progress.apply(event(3, "usage", "r1", input_tokens=50, output_tokens=5, cost_micros=700,
-                         total={"input_tokens": 150, "output_tokens": 25, "cost_micros": 2200}))
-    progress.apply(event(4, "tool.call", "r1", call_id="c1", name="run_command",
-                         arguments={"command": "python -m pytest -q"}))
-    progress.apply(event(5, "tool.result", "r1", call_id="c1", name="run_command", ok=False,
-                         exit_code=1, output="F.\n==== 1 failed, 1 passed in 0.05s ===="))
-    progress.apply(event(6, "run.failed", "r1", reason="tests_failing",
-                         message="the project's tests still fail"))
+    progress.apply(
+        event(
+            2,
+            "usage",
+            "r1",
+            input_tokens=100,
+            output_tokens=20,
+            cost_micros=1500,
+            total={"input_tokens": 100, "output_tokens": 20, "cost_micros": 1500},
+        )
+    )
+    progress.apply(
+        event(
+            3,
+            "usage",
+            "r1",
+            input_tokens=50,
+            output_tokens=5,
+            cost_micros=700,
+            total={"input_tokens": 150, "output_tokens": 25, "cost_micros": 2200},
+        )
+    )
+    progress.apply(
+        event(
+            4,
+            "tool.call",
+            "r1",
+            call_id="c1",
+            name="run_command",
+            arguments={"command": "python -m pytest -q"},
+        )
+    )
+    progress.apply(
+        event(
+            5,
+            "tool.result",
+            "r1",
+            call_id="c1",
+            name="run_command",
+            ok=False,
+            exit_code=1,
+            output="F.\n==== 1 failed, 1 passed in 0.05s ====",
+        )
+    )
+    progress.apply(
+        event(
+            6, "run.failed", "r1", reason="tests_failing", message="the project's tests still fail"
+        )
+    )
     assert progress.usage["input_tokens"] == 150 and progress.usage["output_tokens"] == 25
     assert progress.cost_micros == 2200
     assert progress.tests == "1 failed, 1 passed"

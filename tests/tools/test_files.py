@@ -89,39 +89,52 @@ async def test_file_tools_bad_input(mcp_connect: McpConnect, make_project: Any) 
         assert "not_found" in error_of(await call("read_file", {"project": pid, "path": "nope"}))
         assert "validation error" in error_of(await call("read_file", {"project": pid}))
         assert "end_line" in error_of(
-            await call("read_file", {"project": pid, "path": "dup.txt", "start_line": 5,
-                                     "end_line": 2})
+            await call(
+                "read_file", {"project": pid, "path": "dup.txt", "start_line": 5, "end_line": 2}
+            )
         )
         assert "allow_empty" in error_of(
             await call("write_file", {"project": pid, "path": "dup.txt", "content": ""})
         )
         assert "occurs 2 times" in error_of(
-            await call("edit_file", {"project": pid, "path": "dup.txt", "old_text": "x",
-                                     "new_text": "y"})
+            await call(
+                "edit_file", {"project": pid, "path": "dup.txt", "old_text": "x", "new_text": "y"}
+            )
         )
         assert "not found" in error_of(
-            await call("edit_file", {"project": pid, "path": "dup.txt", "old_text": "zzz",
-                                     "new_text": "y"})
+            await call(
+                "edit_file", {"project": pid, "path": "dup.txt", "old_text": "zzz", "new_text": "y"}
+            )
         )
         assert "empty" in error_of(
-            await call("edit_file", {"project": pid, "path": "dup.txt", "old_text": "",
-                                     "new_text": "y"})
+            await call(
+                "edit_file", {"project": pid, "path": "dup.txt", "old_text": "", "new_text": "y"}
+            )
         )
-        assert "directory" in error_of(await call("delete_file", {"project": pid, "path": "."}))
+        assert "workspace itself" in error_of(
+            await call("delete_file", {"project": pid, "path": "."})
+        )
+        (ws / "folder").mkdir()
+        assert "is a directory" in error_of(
+            await call("delete_file", {"project": pid, "path": "folder"})
+        )
         assert "invalid regular expression" in error_of(
             await call("search_files", {"project": pid, "pattern": "("})
         )
         assert "not a folder" in error_of(
             await call("list_files", {"project": pid, "path": "dup.txt"})
         )
-        assert "not_found" in error_of(
-            await call("list_files", {"project": "no-such-project"})
-        )
+        assert "not_found" in error_of(await call("list_files", {"project": "no-such-project"}))
         # replace_all resolves the ambiguity.
         ok = await call(
             "edit_file",
-            {"project": pid, "path": "dup.txt", "old_text": "x", "new_text": "y",
-             "replace_all": True},
+            {
+                "project": pid,
+                "path": "dup.txt",
+                "old_text": "x",
+                "new_text": "y",
+                "replace_all": True,
+            },
         )
         assert ok.structured_content is not None and ok.structured_content["replacements"] == 2
     assert (ws / "dup.txt").read_text() == "y\ny\n"
@@ -167,9 +180,7 @@ async def test_list_and_search(mcp_connect: McpConnect, make_project: Any) -> No
         assert {"pkg", "pkg/core.py", "pkg/notes.md", "node_modules"} <= paths
         assert not any(p.startswith("node_modules/") for p in paths)
         assert ".venv" not in paths  # hidden unless asked
-        hidden = await client.call_tool(
-            "list_files", {"project": pid, "include_hidden": True}
-        )
+        hidden = await client.call_tool("list_files", {"project": pid, "include_hidden": True})
         assert hidden.structured_content is not None
         assert ".venv" in {e["path"] for e in hidden.structured_content["entries"]}
 

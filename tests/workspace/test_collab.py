@@ -2,84 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-from httpx_ws import aconnect_ws
 from jupyter_ydoc import YNotebook, YUnicode
-from pycrdt import Provider, Text
-from pycrdt.websocket.websocket import HttpxWebsocket
+from pycrdt import Text
 
-from ecode_jupyter.pytest_plugin import ecode_token_for
 from ecode_jupyter.workspace.collab import JupyterLiveDocuments
 from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
 
+from .collab_support import Connect, collab_client, ecode_extra_config, eventually
 
-@pytest.fixture
-def ecode_extra_config(tmp_path: Path, jp_root_dir: Path) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {
-                "ecode_jupyter": True,
-                "jupyter_server_ydoc": True,
-                "jupyter_server_fileid": True,
-            }
-        },
-        "SQLiteYStore": {"db_path": str(tmp_path / "ystore.db")},
-        "BaseFileIdManager": {
-            "root_dir": str(jp_root_dir),
-            "db_path": str(tmp_path / "fileid.db"),
-            "db_journal_mode": "OFF",
-        },
-        # A long autosave delay shows the writer does not wait for it to reach the disk.
-        "YDocExtension": {"document_save_delay": 30, "document_cleanup_delay": 60},
-    }
-
-
-Connect = Callable[[str, str, str, Any], Any]
-
-
-@pytest.fixture
-def collab_client(jp_fetch: Any, jp_http_port: int, jp_base_url: str) -> Connect:
-    """Open ``path`` as a second editor would: a session, then the room's WebSocket."""
-
-    @asynccontextmanager
-    async def connect(fmt: str, kind: str, path: str, doc: Any) -> AsyncIterator[Provider]:
-        resp = await jp_fetch(
-            "api/collaboration/session",
-            path,
-            method="PUT",
-            body=json.dumps({"format": fmt, "type": kind}),
-        )
-        session = json.loads(resp.body)
-        room = f"{fmt}:{kind}:{session['fileId']}"
-        # Built by hand: jp_ws_fetch escapes ':' and would open an empty transient room.
-        url = (
-            f"ws://127.0.0.1:{jp_http_port}{jp_base_url}api/collaboration/room/{room}"
-            f"?sessionId={session['sessionId']}"
-        )
-        headers = {"Authorization": f"token {ecode_token_for('alice')}"}
-        async with (
-            aconnect_ws(url, headers=headers) as ws,
-            Provider(doc.ydoc, HttpxWebsocket(ws, room)) as provider,
-        ):
-            await asyncio.wait_for(provider.synced.wait(), 10)
-            yield provider
-
-    return connect
-
-
-async def _eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"never happened: {what}")
+__all__ = ["collab_client", "ecode_extra_config"]  # fixtures used by the tests below
 
 
 def _writer(jp_serverapp: Any, root: Path, changes: list[FileChange]) -> WorkspaceWriter:
@@ -103,13 +38,13 @@ async def test_text_edit_reaches_a_second_client_and_keeps_its_concurrent_edit(
         human_text.insert(len(str(human_text).encode()), "line4 typed by a person\n")
         change = await writer.edit_text("app.py", lambda old: (old or "").replace("line1", "LINE1"))
         expected = "LINE1\nline2\nline3\nline4 typed by a person\n"
-        await _eventually(lambda: human.get() == expected, "the person sees the tool's edit")
+        await eventually(lambda: human.get() == expected, "the person sees the tool's edit")
         live = await writer.read_text("app.py")
         assert live == expected
         # Written through the room, and saved at once (not after the 30 s autosave).
         assert change.live and change.action == "modified" and "+LINE1" in change.diff
         assert "LINE1" in (project / "app.py").read_text()
-        await _eventually(
+        await eventually(
             lambda: (project / "app.py").read_text() in (expected, "LINE1\nline2\nline3\n"),
             "disk has the tool's edit",
         )
@@ -133,7 +68,7 @@ async def test_whole_file_write_touches_only_changed_spans(
         )
         new = original.replace("row 2\n", "row two\n").replace("row 40\n", "row forty\n")
         await writer.write_text("data.txt", new)
-        await _eventually(lambda: human.get() == new, "the person sees the new text")
+        await eventually(lambda: human.get() == new, "the person sees the new text")
         assert subscription is not None
     # Only the changed words travelled; rows 3..39 were never deleted and re-inserted.
     inserted = [op["insert"] for delta in deltas for op in delta if "insert" in op]
@@ -166,11 +101,11 @@ async def test_notebook_cell_edit_reaches_a_second_client(
     async with collab_client("json", "notebook", "proj/analysis.ipynb", human):
         assert human.get_cell(0)["source"] == "x = 1"
         change = await writer.edit_notebook_cell("analysis.ipynb", 0, source="x = 2")
-        await _eventually(lambda: human.get_cell(0)["source"] == "x = 2", "cell edit seen")
+        await eventually(lambda: human.get_cell(0)["source"] == "x = 2", "cell edit seen")
         await writer.edit_notebook_cell(
             "analysis.ipynb", 1, action="insert", source="## Results", cell_type="markdown"
         )
-        await _eventually(lambda: human.cell_number == 2, "inserted cell seen")
+        await eventually(lambda: human.cell_number == 2, "inserted cell seen")
         assert human.get_cell(1)["cell_type"] == "markdown"
         assert change.live
         on_disk = json.loads((project / "analysis.ipynb").read_text())
@@ -182,9 +117,7 @@ async def test_notebook_cell_edit_reaches_a_second_client(
         ]
 
 
-async def test_file_without_a_room_is_written_to_disk(
-    jp_serverapp: Any, jp_root_dir: Path
-) -> None:
+async def test_file_without_a_room_is_written_to_disk(jp_serverapp: Any, jp_root_dir: Path) -> None:
     project = jp_root_dir / "proj"
     project.mkdir()
     writer = _writer(jp_serverapp, project, [])

@@ -63,9 +63,14 @@ export function CreateProjectForm(props: ICreateProjectFormProps): JSX.Element {
       });
       setName('');
       setPrompt('');
+      const started = project.run
+        ? ' The agent has started on your prompt.'
+        : '';
       setStatus(
-        `Created “${project.name}” (@${project.owner}/${project.slug}).`
+        `Created “${project.name}” (@${project.owner}/${project.slug}).${started}`
       );
+      // Ready for the next one; the fields were disabled while busy, which drops focus.
+      setFocusName(n => n + 1);
     } catch (reason) {
       const field = reason instanceof EcodeApiError ? reason.field : undefined;
       setError(messageOf(reason));

@@ -1,0 +1,175 @@
+"""Tool-call round trip: over MCP (streamable HTTP, real Jupyter server) vs direct calls.
+
+Starts a real ``jupyter server`` with the ecode extension in a throwaway folder, creates a
+project over REST, then times the same small tool call three ways in one run:
+
+- direct: the workspace function the tool wraps (``WorkspaceWriter.read_text``);
+- in-process: ``ToolLayer.call`` (argument validation, authorization, result conversion);
+- MCP: the ``mcp`` SDK client over streamable HTTP to ``/api/ecode/mcp``.
+
+Prints p50/p99 per path and the ratios against the direct call. Run:
+
+    python benchmarks/bench_mcp_roundtrip.py [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from ecode_jupyter.db.models import Role
+from ecode_jupyter.identity import EcodeUser
+from ecode_jupyter.tools.context import ToolProject, project_environment
+from ecode_jupyter.tools.server import ToolLayer
+from ecode_jupyter.workspace.writer import WorkspaceWriter
+
+TOKEN = "bench-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+        "JUPYTER_DATA_DIR": str(tmp / "data"),
+        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+        "ECODE_DATABASE_URL": f"sqlite:///{tmp / 'ecode.sqlite'}",
+        "ECODE_WORKSPACE_ROOT": str(tmp / "workspaces"),
+    }
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--no-browser",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={tmp}",
+        "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
+        "--ServerApp.log_level=WARN",
+        "--allow-root",
+    ]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    async with httpx2.AsyncClient() as http:
+        for _ in range(300):
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                msg = f"jupyter server exited early:\n{err[-3000:]}"
+                raise RuntimeError(msg)
+            try:
+                r = await http.get(
+                    f"{base}/api/status", headers={"Authorization": f"token {TOKEN}"}
+                )
+                if r.status_code == 200:
+                    return
+            except httpx2.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    msg = "jupyter server did not become ready"
+    raise RuntimeError(msg)
+
+
+async def timed(n: int, fn: Callable[[], Awaitable[object]]) -> list[float]:
+    for _ in range(max(10, n // 10)):  # warm up
+        await fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class StaticAccess:
+    def __init__(self, project: ToolProject) -> None:
+        self.project = project
+
+    async def open(self, user: EcodeUser, project_id: str, *, write: bool) -> ToolProject:
+        return self.project
+
+
+async def main(calls: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="ecode-bench-") as raw:
+        tmp = Path(raw)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = start_server(tmp, port)
+        try:
+            await wait_ready(base, proc)
+            headers = {"Authorization": f"token {TOKEN}"}
+            async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+                created = await http.post(f"{base}/api/ecode/projects", json={"name": "bench"})
+                created.raise_for_status()
+                pid = created.json()["id"]
+                workspace = tmp / "workspaces" / pid
+                (workspace / "hello.py").write_text("print('hello')\n" * 20)
+                args = {"project": pid, "path": "hello.py"}
+
+                writer = WorkspaceWriter(workspace)
+                project = ToolProject(
+                    id=pid,
+                    workspace=workspace.resolve(),
+                    role=Role.owner,
+                    env=project_environment(workspace, {}),
+                )
+                layer = ToolLayer(StaticAccess(project))
+                user = EcodeUser("bench", "bench", False)
+
+                direct = await timed(calls, lambda: writer.read_text("hello.py"))
+                in_process = await timed(calls, lambda: layer.call("read_file", args, user))
+                async with Client(
+                    streamable_http_client(f"{base}/api/ecode/mcp", http_client=http)
+                ) as client:
+                    over_mcp = await timed(calls, lambda: client.call_tool("read_file", args))
+                await layer.stop()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+    base_p50 = pct(direct, 0.5)
+    print(f"read_file round trip, {calls} calls each (ms)")
+    print(f"{'path':<34}{'p50':>9}{'p99':>9}{'mean':>9}{'x direct p50':>14}")
+    for name, samples in (
+        ("direct WorkspaceWriter.read_text", direct),
+        ("in-process ToolLayer.call", in_process),
+        ("MCP streamable HTTP (real server)", over_mcp),
+    ):
+        p50 = pct(samples, 0.5)
+        print(
+            f"{name:<34}{p50:>9.3f}{pct(samples, 0.99):>9.3f}"
+            f"{statistics.fmean(samples):>9.3f}{p50 / base_p50:>14.1f}"
+        )
+    ratio = pct(over_mcp, 0.5) / pct(in_process, 0.5)
+    print(f"MCP transport overhead vs in-process ToolLayer.call: {ratio:.1f}x at p50")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=300)
+    asyncio.run(main(parser.parse_args().calls))

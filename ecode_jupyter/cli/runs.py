@@ -1,0 +1,65 @@
+"""`jupyter ecode runs [PROJECT]`: the agent runs of a project, or of all my projects."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ..agent.config import create_agent_manager
+from .config import cli_user, load_app
+from .progress import credits
+
+
+def register(subs: Any) -> None:
+    p = subs.add_parser("runs", help="agent runs of a project (default: of all my projects)")
+    p.add_argument("project", nargs="?", help="project id or slug")
+    p.add_argument("--limit", type=int, default=20, help="most runs per project (default: 20)")
+    p.set_defaults(handler=_runs)
+
+
+def _table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> Table:
+    table = Table("run", "project", "status", "model", "turns", "credits", "created", "prompt")
+    for project, run in rows:
+        status = run["status"] + (f" ({run['reason']})" if run.get("reason") else "")
+        prompt = run["prompt"] if len(run["prompt"]) <= 40 else run["prompt"][:39] + "…"
+        table.add_row(
+            run["id"],
+            f"@{project['owner']}/{project['slug']}",
+            status,
+            run["model"],
+            str(run["steps"]),
+            credits(int(run["cost_micros"])),
+            run["created_at"][:19],
+            prompt,
+        )
+    return table
+
+
+async def _runs(args: argparse.Namespace, console: Console) -> int:
+    app = load_app(args)
+    ctx = app.build_context()
+    try:
+        user = cli_user(args, ctx)
+        agent = create_agent_manager(app, ctx)
+        projects = await ctx.projects.list_projects(user)
+        if args.project:
+            projects = [p for p in projects if args.project in (p["id"], p["slug"])]
+            if not projects:
+                console.print(f"[red]error:[/red] no project {args.project!r}")
+                return 1
+        rows = []
+        for project in projects:
+            for run in await agent.list_runs(user, project["id"], limit=args.limit):
+                rows.append((project, run))
+        rows.sort(key=lambda pr: pr[1]["created_at"], reverse=True)
+        if args.json:
+            console.print_json(json.dumps([run for _, run in rows]))
+        else:
+            console.print(_table(rows))
+        return 0
+    finally:
+        ctx.db.dispose()

@@ -1,0 +1,45 @@
+"""``start_preview`` and ``preview_status`` for the tool layer (MCP and the agent).
+
+The tool layer wraps these two functions as the MCP tools of the same names. Both act as the
+calling user (editor role on the project) and return plain JSON-able dicts fit for a model:
+state, URL, a local URL the agent's commands can reach, and the tail of the app's log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from ..context import EcodeContext
+from ..exceptions import NotFound
+from ..identity import EcodeUser
+from .manager import DeployManager
+
+
+def _manager(ctx: EcodeContext) -> DeployManager:
+    manager = ctx.extras.get("deploy")
+    if manager is None:
+        msg = "previews are not enabled on this server"
+        raise NotFound(msg)
+    return cast(DeployManager, manager)
+
+
+async def start_preview(
+    ctx: EcodeContext,
+    user: EcodeUser,
+    project_id: str,
+    command: str | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Run the project as a live preview and wait until it answers (or fails to start).
+
+    The command is found from the project (template, Procfile, framework) unless given; it
+    may use ``{port}`` (or ``$PORT``). A preview already running is kept (it reloads on
+    save) unless ``restart`` is set. The result's ``status`` is ``running`` when the app
+    answered its health check; otherwise ``reason`` and ``log_tail`` say why not.
+    """
+    return await _manager(ctx).start_preview(user, project_id, command=command, restart=restart)
+
+
+async def preview_status(ctx: EcodeContext, user: EcodeUser, project_id: str) -> dict[str, Any]:
+    """Whether the project's preview runs, its URL, a live health probe and its recent log."""
+    return await _manager(ctx).preview_status(user, project_id)

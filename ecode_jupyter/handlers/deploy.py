@@ -1,0 +1,703 @@
+"""Deployments, releases, export, the log stream, and the app proxy.
+
+REST (under ``/api/ecode/``)::
+
+    GET, POST, DELETE  projects/{id}/deployments           list / start {kind, command?,
+                                                           restart?} / stop all (?kind=)
+    GET, DELETE        projects/{id}/deployments/{dep}     one / stop it
+    GET, POST          projects/{id}/releases              list / snapshot + deploy {command?}
+    GET                projects/{id}/releases/{rel}        one, with its files
+    POST               projects/{id}/releases/{rel}/rollback
+    GET                projects/{id}/export[?release=&format=tar.gz]
+    WS                 deployments/{dep}/logs?after=N      replay, then live
+
+The proxy serves ``{base_url}ecode/apps/@owner/slug/…`` (preview) and
+``{base_url}ecode/live/@owner/slug/…`` (the live release) over HTTP and WebSocket; see
+``deploy.manager`` for who may open what and ``deploy.proxy`` for what crosses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import logging
+from datetime import UTC, datetime
+from http.client import responses
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from jupyter_server.auth.decorator import allow_unauthenticated, authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import httputil, web
+from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.iostream import StreamClosedError
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+from tornado.websocket import (
+    WebSocketClientConnection,
+    WebSocketClosedError,
+    WebSocketHandler,
+    websocket_connect,
+)
+
+from ..context import EcodeContext
+from ..deploy.manager import DeployManager, LiveApp, may_view_app
+from ..deploy.proxy import (
+    STRIPPED_RESPONSE_HEADERS,
+    filter_query,
+    request_headers,
+    rewrite_location,
+    rewrite_set_cookie,
+    sandbox_policy,
+)
+from ..exceptions import EcodeError, InvalidInput, NotFound
+from ..identity import EcodeUser, resolve_user
+from .base import AUTH_RESOURCE, EcodeHandler
+
+log = logging.getLogger(__name__)
+
+ID = r"(?P<project_id>[^/]+)"
+# A response held in memory up to this size is sent in one piece; beyond, it streams.
+_BUFFER_BYTES = 256 * 1024
+_MAX_BODY = 1 << 40
+
+
+def _manager(ctx: EcodeContext) -> DeployManager:
+    manager = ctx.extras.get("deploy")
+    if manager is None:
+        msg = "previews are not enabled on this server"
+        raise NotFound(msg)
+    return cast(DeployManager, manager)
+
+
+class DeployHandler(EcodeHandler):
+    @property
+    def deploy(self) -> DeployManager:
+        return _manager(self.ecode)
+
+
+class DeploymentsHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        deployments = await self.deploy.list_deployments(self.ecode_user, project_id)
+        self.finish_json({"deployments": deployments})
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"kind", "command", "restart"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        kind = body.get("kind", "preview")
+        restart = body.get("restart", False)
+        if not isinstance(restart, bool):
+            msg = "restart must be true or false"
+            raise InvalidInput(msg, field="restart")
+        if kind == "preview":
+            result = await self.deploy.start_preview(
+                self.ecode_user, project_id, command=body.get("command"), restart=restart
+            )
+        elif kind == "release":
+            result = await self.deploy.deploy_release(
+                self.ecode_user, project_id, command=body.get("command")
+            )
+        else:
+            msg = "kind must be preview or release"
+            raise InvalidInput(msg, field="kind")
+        self.finish_json(result, status=201)
+
+    @web.authenticated
+    @authorized
+    async def delete(self, project_id: str) -> None:
+        kind = self.get_query_argument("kind", None)
+        stopped = await self.deploy.stop_deployments(self.ecode_user, project_id, kind)
+        self.finish_json({"stopped": stopped})
+
+
+class DeploymentHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str, deployment_id: str) -> None:
+        self.finish_json(
+            await self.deploy.get_deployment(self.ecode_user, project_id, deployment_id)
+        )
+
+    @web.authenticated
+    @authorized
+    async def delete(self, project_id: str, deployment_id: str) -> None:
+        self.finish_json(
+            await self.deploy.stop_deployment(self.ecode_user, project_id, deployment_id)
+        )
+
+
+class ReleasesHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        releases = await self.deploy.list_releases(self.ecode_user, project_id)
+        self.finish_json({"releases": releases})
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"command"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        result = await self.deploy.deploy_release(
+            self.ecode_user, project_id, command=body.get("command")
+        )
+        self.finish_json(result, status=201)
+
+
+class ReleaseHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str, release_id: str) -> None:
+        self.finish_json(await self.deploy.get_release(self.ecode_user, project_id, release_id))
+
+
+class RollbackHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str, release_id: str) -> None:
+        result = await self.deploy.rollback(self.ecode_user, project_id, release_id)
+        self.finish_json(result, status=201)
+
+
+class ExportHandler(DeployHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        fmt = self.get_query_argument("format", "json")
+        if fmt not in ("json", "tar.gz"):
+            msg = "format must be json or tar.gz"
+            raise InvalidInput(msg, field="format")
+        bundle, data, top = await self.deploy.export(
+            self.ecode_user,
+            project_id,
+            release_id=self.get_query_argument("release", None),
+            archive=fmt == "tar.gz",
+        )
+        if data is None:
+            self.finish_json(bundle.to_json())
+            return
+        self.set_header("Content-Disposition", f'attachment; filename="{top}.tar.gz"')
+        self.finish(data, set_content_type="application/gzip")
+
+
+class DeploymentLogsHandler(WebSocketMixin, WebSocketHandler, EcodeHandler):
+    """``WS deployments/{id}/logs?after=N``: each line as ``{seq, ts, stream, text}``."""
+
+    _follow: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        await EcodeHandler.prepare(self)
+
+    @web.authenticated
+    @authorized
+    async def get(self, deployment_id: str) -> None:  # type: ignore[override]
+        self._after = self.query_int("after", 0, lo=0, hi=2**62)
+        self._logs = await _manager(self.ecode).logs_for(self.ecode_user, deployment_id)
+        await WebSocketHandler.get(self, deployment_id)
+
+    def open(self, deployment_id: str) -> None:
+        # Log lines are small and frequent: Nagle would hold each for ~40 ms.
+        self.set_nodelay(True)
+        self._follow = asyncio.ensure_future(self._send_lines())
+
+    async def _send_lines(self) -> None:
+        try:
+            async for line in self._logs.follow(self._after):
+                await self.write_message(json.dumps(line.to_json()))
+        except (WebSocketClosedError, StreamClosedError):
+            return
+        self.close(1000, "the deployment stopped")
+
+    def on_message(self, message: str | bytes) -> None:
+        return None  # the stream is one-way
+
+    def on_close(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+
+
+# -- the app proxy ------------------------------------------------------------------------
+
+
+class _Route:
+    """The parsed app path."""
+
+    def __init__(self, segment: str, owner: str, slug: str, rest: str | None) -> None:
+        self.kind = "preview" if segment == "apps" else "release"
+        self.owner = owner
+        self.slug = slug
+        self.key: str | None = None
+        rest = rest or ""
+        if rest.startswith("/~"):
+            key, sep, tail = rest[2:].partition("/")
+            self.key = key
+            rest = sep + tail
+        self.rest = rest
+
+
+class AppProxyHandler(WebSocketHandler, JupyterHandler):
+    """The proxy to a project's app, HTTP and WebSocket on the same URLs."""
+
+    _route: _Route
+    _app: LiveApp | None = None
+    _backend: WebSocketClientConnection | None = None
+    _subprotocols: list[str] | None = None
+
+    @property
+    def ecode(self) -> EcodeContext:
+        return cast(EcodeContext, self.settings["ecode"])
+
+    # -- authentication -----------------------------------------------------------------
+    async def prepare(self) -> None:  # type: ignore[override]
+        args = self.path_kwargs
+        self._route = _Route(args["segment"], args["owner"], args["slug"], args.get("rest"))
+        if self._route.key is not None:
+            # The key in the path is the credential; nobody's login is looked at.
+            if not self.check_host():
+                raise web.HTTPError(403)
+            self.current_user = self._jupyter_current_user = None
+            return
+        await JupyterHandler.prepare(self, _redirect_to_login=False)
+
+    def check_xsrf_cookie(self) -> None:
+        # The app's forms are the app's business: Jupyter's XSRF token is never sent to it.
+        return None
+
+    def check_origin(self, origin: str = "") -> bool:
+        if self._route.key is not None:
+            return True  # a sandboxed page has the opaque origin "null"; the key authorizes
+        return bool(JupyterHandler.check_origin(self))
+
+    def _user(self) -> EcodeUser | None:
+        if self.current_user is None:
+            return None
+        ctx = self.ecode
+        return resolve_user(
+            self.current_user,
+            self.identity_provider,
+            owner_name=ctx.owner_name,
+            admin_users=ctx.admin_users,
+            owner_is_admin=ctx.owner_is_admin,
+        )
+
+    def _is_navigation(self) -> bool:
+        if self.request.method not in ("GET", "HEAD") or self._is_websocket():
+            return False
+        mode = self.request.headers.get("Sec-Fetch-Mode")
+        if mode is not None:
+            return mode == "navigate"
+        return "text/html" in self.request.headers.get("Accept", "")
+
+    def _is_websocket(self) -> bool:
+        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+
+    def _on_preview_origin(self) -> bool:
+        origin = self.ecode_preview_origin
+        return bool(origin) and urlsplit(origin).netloc == self.request.host
+
+    @property
+    def ecode_preview_origin(self) -> str:
+        return _manager(self.ecode).options.preview_origin
+
+    async def _resolve(self) -> LiveApp | None:
+        """The app to serve, or None after answering (a redirect, login or error)."""
+        route = self._route
+        manager = _manager(self.ecode)
+        query = filter_query(self.request.query)
+        suffix = route.rest + ("?" + query if query else "")
+        if route.key is not None:
+            app = manager.app_for_key(route.key)
+            if app is None or (app.kind, app.owner, app.slug) != (
+                route.kind,
+                route.owner,
+                route.slug,
+            ):
+                if self._is_navigation():
+                    # An old link: the plain URL finds the current deployment, if any.
+                    self.redirect(
+                        manager.entry_path(route.kind, route.owner, route.slug) + (suffix or "/")
+                    )
+                    return None
+                msg = "this app link has expired; open the app again"
+                raise NotFound(msg)
+            if not route.rest:
+                self.redirect(app.base_path + "/" + ("?" + query if query else ""))
+                return None
+            return app
+        project = await manager.route(route.owner, route.slug)
+        user = self._user()
+        role = (
+            await manager.role_of(project.project_id, user.username) if (project and user) else None
+        )
+        if project is None or not may_view_app(project.visibility, role):
+            if user is None:
+                # Browsers sign in and come back; other clients get a 403. Either way a
+                # stranger learns nothing about which projects exist.
+                if self._is_navigation():
+                    web.authenticated(lambda handler: None)(self)
+                    return None
+                raise web.HTTPError(403, "sign in to open this app")
+            msg = "no app here"
+            raise NotFound(msg)
+        app = manager.app_in_slot(project.project_id, route.kind)
+        if app is None:
+            what = "preview" if route.kind == "preview" else "live release"
+            msg = f"this project has no running {what}"
+            raise NotFound(msg)
+        if self._is_navigation() or not route.rest:
+            # Pages load their parts without cookies (they are sandboxed): send the browser
+            # to the keyed URL, which carries the authorization in its path.
+            target = app.base_path + (route.rest or "/") + ("?" + query if query else "")
+            if manager.options.preview_origin:
+                target = manager.options.preview_origin.rstrip("/") + target
+            self.redirect(target)
+            return None
+        return app
+
+    # -- HTTP -------------------------------------------------------------------------------
+    @allow_unauthenticated
+    async def get(self, **kwargs: str) -> None:
+        if not self._is_websocket():
+            await self._serve()
+            return
+        app = await self._resolve()
+        if app is None:
+            return
+        if app.supervisor.port is None:
+            raise web.HTTPError(503, "the app is not running")
+        self._app = app
+        await WebSocketHandler.get(self, **kwargs)
+
+    @allow_unauthenticated
+    async def head(self, **kwargs: str) -> None:
+        await self._serve()
+
+    @allow_unauthenticated
+    async def post(self, **kwargs: str) -> None:
+        await self._serve()
+
+    @allow_unauthenticated
+    async def put(self, **kwargs: str) -> None:
+        await self._serve()
+
+    @allow_unauthenticated
+    async def patch(self, **kwargs: str) -> None:
+        await self._serve()
+
+    @allow_unauthenticated
+    async def delete(self, **kwargs: str) -> None:
+        await self._serve()
+
+    @allow_unauthenticated
+    async def options(self, **kwargs: str) -> None:
+        await self._serve()
+
+    def _target_path(self, app: LiveApp) -> str:
+        rest = self._route.rest or "/"
+        return app.base_path + rest if app.spec.base_path_mode == "keep" else rest
+
+    def _client(self) -> SimpleAsyncHTTPClient:
+        # One client per server with room for long-polls and streams (the shared default
+        # AsyncHTTPClient allows 10 requests at a time).
+        client = self.settings.get("ecode_proxy_client")
+        if client is None:
+            client = SimpleAsyncHTTPClient(
+                force_instance=True,
+                max_clients=1000,
+                max_body_size=_MAX_BODY,
+                max_buffer_size=_MAX_BODY,
+            )
+            self.settings["ecode_proxy_client"] = client
+        return cast(SimpleAsyncHTTPClient, client)
+
+    def _sandboxed_fetch(self) -> bool:
+        return self._route.key is not None and self.request.headers.get("Origin") == "null"
+
+    async def _serve(self) -> None:
+        app = await self._resolve()
+        if app is None:
+            return
+        if (
+            self.request.method == "OPTIONS"
+            and self._sandboxed_fetch()
+            and ("Access-Control-Request-Method" in self.request.headers)
+        ):
+            self._preflight()
+            return
+        port = app.supervisor.port
+        if port is None:
+            self.set_header("Retry-After", "2")
+            state = app.supervisor.state
+            msg = f"the app is {state}" + (
+                f": {app.supervisor.reason}" if app.supervisor.reason else ""
+            )
+            raise web.HTTPError(503, msg)
+        app.supervisor.touch()
+        # Someone using an app is someone using this server: keep idle culling away.
+        self.settings.setdefault("last_activity_times", {})["ecode_apps"] = datetime.now(UTC)
+        await self._forward(app, port)
+
+    def _preflight(self) -> None:
+        self.set_status(204)
+        self._headers = httputil.HTTPHeaders()
+        self.set_header("Access-Control-Allow-Origin", "null")
+        self.set_header(
+            "Access-Control-Allow-Methods",
+            self.request.headers.get("Access-Control-Request-Method", "GET"),
+        )
+        wanted = self.request.headers.get("Access-Control-Request-Headers")
+        if wanted:
+            self.set_header("Access-Control-Allow-Headers", wanted)
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_header("Vary", "Origin")
+        self.finish()
+
+    async def _forward(self, app: LiveApp, port: int) -> None:
+        query = filter_query(self.request.query)
+        url = f"http://127.0.0.1:{port}{self._target_path(app)}" + (f"?{query}" if query else "")
+        headers = request_headers(
+            self.request.headers,
+            public_prefix=app.base_path,
+            host=self.request.host,
+            proto=self.request.protocol,
+            remote_ip=self.request.remote_ip,
+        )
+        method = self.request.method or "GET"
+        body: bytes | None = self.request.body or None
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        state = _ResponseRelay(self, app)
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            follow_redirects=False,
+            decompress_response=False,
+            connect_timeout=10,
+            request_timeout=3600,
+            allow_nonstandard_methods=True,
+            header_callback=state.on_header_line,
+            streaming_callback=state.on_chunk,
+        )
+        try:
+            # raise_error=False keeps 4xx/5xx answers; a dropped connection still raises.
+            response = await self._client().fetch(request, raise_error=False)
+        except (HTTPClientError, OSError) as exc:
+            if state.started:
+                # Part of the body is out: close rather than let a cut body look complete.
+                log.info("app %s dropped a response mid-way: %s", app.id, type(exc).__name__)
+                self.request.connection.close()  # type: ignore[union-attr]
+                self._finished = True
+                return
+            raise web.HTTPError(502, "the app did not answer") from None
+        state.finish(response)
+
+    def apply_app_headers(
+        self, app: LiveApp, code: int, reason: str, headers: httputil.HTTPHeaders
+    ) -> None:
+        self.set_status(code, reason or responses.get(code, "Unknown"))
+        self._headers = httputil.HTTPHeaders()
+        prefix = app.base_path
+        for name, value in headers.get_all():
+            lower = name.lower()
+            if lower == "set-cookie":
+                cookie = rewrite_set_cookie(value, public_prefix=prefix)
+                if cookie:
+                    self.add_header("Set-Cookie", cookie)
+                continue
+            if lower in STRIPPED_RESPONSE_HEADERS:
+                continue
+            if lower == "location":
+                value = rewrite_location(value, public_prefix=prefix, host=self.request.host)
+            self.add_header(name, value)
+        self._security_headers()
+
+    def _security_headers(self) -> None:
+        self.add_header("Content-Security-Policy", sandbox_policy(self._on_preview_origin()))
+        # Keyed URLs must not travel to other sites in a Referer.
+        self.set_header("Referrer-Policy", "no-referrer")
+        if self._sandboxed_fetch():
+            self.set_header("Access-Control-Allow-Origin", "null")
+            self.add_header("Vary", "Origin")
+
+    # -- WebSocket ------------------------------------------------------------------------------
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        # Offer the app the same choices; the first is answered to the browser (the app
+        # cannot be asked before the browser's handshake completes).
+        self._subprotocols = subprotocols or None
+        return subprotocols[0] if subprotocols else None
+
+    async def open(self, **kwargs: str) -> None:
+        self.set_nodelay(True)
+        app = self._app
+        port = app.supervisor.port if app else None
+        if app is None or port is None:
+            self.close(1011, "the app is not running")
+            return
+        app.supervisor.touch()
+        query = filter_query(self.request.query)
+        url = f"ws://127.0.0.1:{port}{self._target_path(app)}" + (f"?{query}" if query else "")
+        headers = request_headers(
+            self.request.headers,
+            public_prefix=app.base_path,
+            host=self.request.host,
+            proto=self.request.protocol,
+            remote_ip=self.request.remote_ip,
+            websocket=True,
+        )
+        try:
+            self._backend = await websocket_connect(
+                HTTPRequest(url, headers=headers, connect_timeout=10),
+                on_message_callback=self._from_app,
+                subprotocols=self._subprotocols,
+                max_message_size=64 * 1024 * 1024,
+            )
+        except (OSError, HTTPClientError, WebSocketClosedError) as exc:
+            log.info("app %s refused a WebSocket: %s", app.id, type(exc).__name__)
+            self.close(1011, "the app did not accept the WebSocket")
+            return
+        with contextlib.suppress(AttributeError, StreamClosedError):
+            self._backend.protocol.set_nodelay(True)  # type: ignore[union-attr]
+
+    def _from_app(self, message: str | bytes | None) -> None:
+        if message is None:
+            backend = self._backend
+            code = backend.close_code if backend is not None else None
+            with contextlib.suppress(WebSocketClosedError):
+                self.close(code or 1000, backend.close_reason if backend else None)
+            return
+        if self._app is not None:
+            self._app.supervisor.touch()
+        with contextlib.suppress(WebSocketClosedError, StreamClosedError):
+            _quiet(self.write_message(message, binary=isinstance(message, bytes)))
+
+    def on_message(self, message: str | bytes) -> None:
+        if self._backend is None:
+            return
+        if self._app is not None:
+            self._app.supervisor.touch()
+        with contextlib.suppress(WebSocketClosedError, StreamClosedError):
+            _quiet(self._backend.write_message(message, binary=isinstance(message, bytes)))
+
+    def on_close(self) -> None:
+        if self._backend is not None:
+            self._backend.close(
+                self.close_code if self.close_code not in (None, 1005, 1006) else 1000
+            )
+
+    # -- errors -------------------------------------------------------------------------------
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, EcodeError) and value.status < 500:
+            return  # an answer, not a failure (the access log has the request)
+        if isinstance(value, web.HTTPError):
+            return
+        log.error("unexpected error in the app proxy", exc_info=(typ, value, tb))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, EcodeError):
+            status_code, message = exc.status, exc.message
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = responses.get(status_code, "error")
+        retry = self._headers.get("Retry-After")
+        self._headers = httputil.HTTPHeaders()
+        self.set_status(status_code)
+        if retry:
+            self.set_header("Retry-After", retry)
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self._security_headers()
+        self.finish(
+            "<!doctype html><meta charset=utf-8><title>E-Code app</title>"
+            f"<p>{html.escape(message)}</p>"
+        )
+
+
+def _quiet(future: Any) -> None:
+    """Writes that fail because a side closed are expected: don't log them as unhandled."""
+    if isinstance(future, asyncio.Future):
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+class _ResponseRelay:
+    """Relays the app's response: buffered when small, streamed when large or an event stream."""
+
+    def __init__(self, handler: AppProxyHandler, app: LiveApp) -> None:
+        self.handler = handler
+        self.app = app
+        self.lines: list[str] = []
+        self.buffer: list[bytes] = []
+        self.size = 0
+        self.started = False
+
+    def on_header_line(self, line: str) -> None:
+        if line.startswith("HTTP/"):
+            self.lines = []  # a new response (after a 100 Continue)
+        self.lines.append(line)
+
+    def _start(self) -> None:
+        first = self.lines[0] if self.lines else "HTTP/1.1 502 Bad Gateway"
+        start = httputil.parse_response_start_line(first.strip())
+        headers = httputil.HTTPHeaders.parse("".join(self.lines[1:]))
+        self.handler.apply_app_headers(self.app, start.code, start.reason, headers)
+        self.started = True
+
+    def on_chunk(self, chunk: bytes) -> None:
+        if self.handler._finished:
+            return
+        if not self.started:
+            self.buffer.append(chunk)
+            self.size += len(chunk)
+            event_stream = any(
+                line.lower().startswith("content-type:") and "text/event-stream" in line.lower()
+                for line in self.lines
+            )
+            if self.size <= _BUFFER_BYTES and not event_stream:
+                return
+            self._start()
+            chunk = b"".join(self.buffer)
+            self.buffer = []
+        self.handler.write(chunk)
+        _quiet(self.handler.flush())
+
+    def finish(self, response: HTTPResponse) -> None:
+        if self.handler._finished:
+            return
+        if not self.started:
+            self.handler.apply_app_headers(
+                self.app, response.code, response.reason or "", response.headers
+            )
+            if self.buffer:
+                self.handler.write(b"".join(self.buffer))
+        self.handler.finish()
+
+
+_ = AUTH_RESOURCE
+APP_PATH = (
+    r"/ecode/(?P<segment>apps|live)/@(?P<owner>[^/]+)/(?P<slug>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
+    r"(?P<rest>/.*)?"
+)
+default_handlers = [
+    (rf"/api/ecode/projects/{ID}/deployments", DeploymentsHandler),
+    (rf"/api/ecode/projects/{ID}/deployments/(?P<deployment_id>[^/]+)", DeploymentHandler),
+    (rf"/api/ecode/projects/{ID}/releases", ReleasesHandler),
+    (rf"/api/ecode/projects/{ID}/releases/(?P<release_id>[^/]+)", ReleaseHandler),
+    (rf"/api/ecode/projects/{ID}/releases/(?P<release_id>[^/]+)/rollback", RollbackHandler),
+    (rf"/api/ecode/projects/{ID}/export", ExportHandler),
+    (r"/api/ecode/deployments/(?P<deployment_id>[^/]+)/logs", DeploymentLogsHandler),
+    (APP_PATH, AppProxyHandler),
+]
