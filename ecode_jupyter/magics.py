@@ -174,7 +174,7 @@ class RunView:
         self._handle: Any = None
         self._drawn_at = 0.0
         self._dirty = False
-        self._printed_steps = 0
+        self._text = ""  # the agent's words, printed whole in a terminal
 
     def _bundle(self) -> dict[str, str]:
         return {
@@ -215,7 +215,9 @@ class RunView:
         print(f"ecode: {text}", file=sys.stderr)
 
     def finish(self) -> None:
-        if not self.text_only:
+        if self.text_only:
+            self._flush_text()
+        else:
             self.redraw()
         print(summary_text(self.progress, self.label))
 
@@ -223,6 +225,13 @@ class RunView:
         kind = event.get("type")
         data = event.get("data") or {}
         p = self.progress
+        if kind == "message.delta":
+            # Streamed text prints once it is complete, not one fragment per line.
+            self._text += str(data.get("text") or "")
+            return
+        # The agent's own words are printed whole here (the offline provider says itself
+        # that it is not AI), so the card's notice line would only repeat them.
+        self._flush_text()
         if kind == "step.started":
             print(f"▶ {p.steps[-1]}")
         elif kind == "tool.call" and p.tools:
@@ -232,8 +241,12 @@ class RunView:
             print(f"    ✗ {data.get('name')} failed (exit {data.get('exit_code')})")
         elif kind == "approval.requested":
             print(f"  waiting for approval: {p.approval}")
-        elif kind == "run.started" and p.notice:
-            print(f"  {p.notice}")
+
+    def _flush_text(self) -> None:
+        text = self._text.strip()
+        self._text = ""
+        if text:
+            print("\n".join(f"  {line}" for line in text.splitlines()))
 
 
 @magics_class

@@ -246,18 +246,32 @@ class RunFeed:
 
         Returns None (and records nothing) once the run's final event is recorded.
         """
-        if type_ not in EVENT_TYPES:
-            msg = f"unknown run event type {type_!r}"
-            raise ValueError(msg)
-        clean = _json_safe(self.redactor.data(data))
+        recorded = await self.emit_many([(type_, data, changes)])
+        return recorded[0] if recorded else None
+
+    async def emit_many(
+        self, batch: list[tuple[str, dict[str, Any], Mapping[str, Any] | None]]
+    ) -> list[FeedEvent]:
+        """Record several events (type, data, run changes) in one transaction, in order."""
+        for type_, _data, _changes in batch:
+            if type_ not in EVENT_TYPES:
+                msg = f"unknown run event type {type_!r}"
+                raise ValueError(msg)
+        clean = [(t, _json_safe(self.redactor.data(d)), c) for t, d, c in batch]
+
+        def append_all(session: Session) -> list[FeedEvent]:
+            return [append_event(session, self.run_id, t, d, c) for t, d, c in clean]
+
         async with self._lock:
             if self.finished:
-                log.debug("run %s: %s after the final event not recorded", self.run_id, type_)
-                return None
-            event = await self.db.run(lambda s: append_event(s, self.run_id, type_, clean, changes))
-            if event.terminal:
-                self.finished = True
-            self.hub.publish(event)
+                log.debug("run %s: events after the final event not recorded", self.run_id)
+                return []
+            events = await self.db.run(append_all)
+            for event in events:
+                if event.terminal:
+                    self.finished = True
+                self.hub.publish(event)
         if self.bus is not None:
-            self.bus.emit(event, self.project_id)
-        return event
+            for event in events:
+                self.bus.emit(event, self.project_id)
+        return events

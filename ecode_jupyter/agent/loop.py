@@ -43,6 +43,7 @@ from .providers.base import (
     Usage,
     UsageReport,
 )
+from .store import usage_changes
 from .toolbox import CHANGING_TOOLS, AgentToolbox, ToolOutcome, trim_middle
 
 log = logging.getLogger(__name__)
@@ -129,38 +130,55 @@ def estimate_tokens(system: str, messages: list[Message], tools: list[ToolSpec])
 
 
 class _DeltaStream:
-    """Coalesces streamed text into ``message.delta`` events: at most one per interval."""
+    """Coalesces streamed text into ``message.delta`` events: at most one per interval.
+
+    The text still pending when the turn ends is taken with :meth:`drain` and recorded in one
+    transaction with the turn's ``usage`` event. A flush already writing is awaited, never
+    cut, so the text stays in order.
+    """
 
     def __init__(self, feed: RunFeed, step: int, interval_s: float = 0.05) -> None:
         self.feed = feed
         self.step = step
         self.interval_s = interval_s
         self.parts: list[str] = []
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._writing = False
 
     def add(self, text: str) -> None:
         self.parts.append(text)
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._flush_later())
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.ensure_future(self._flush_later())
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.interval_s)
-        self._task = None
-        await self._flush()
-
-    async def _flush(self) -> None:
-        if not self.parts:
-            return
         text, self.parts = "".join(self.parts), []
-        await self.feed.emit(MESSAGE_DELTA, {"step": self.step, "text": text})
+        if text:
+            self._writing = True
+            try:
+                await self.feed.emit(MESSAGE_DELTA, self.event(text))
+            finally:
+                self._writing = False
+
+    def event(self, text: str) -> dict[str, Any]:
+        return {"step": self.step, "text": text}
+
+    async def drain(self) -> str:
+        """Stop the timer and return the text not yet recorded."""
+        timer, self._timer = self._timer, None
+        if timer is not None and not timer.done():
+            if not self._writing:
+                timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        text, self.parts = "".join(self.parts), []
+        return text
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._flush()
+        """Record what is pending on its own (a turn that failed)."""
+        text = await self.drain()
+        if text:
+            await self.feed.emit(MESSAGE_DELTA, self.event(text))
 
 
 class AgentLoop:
@@ -343,13 +361,14 @@ class AgentLoop:
             try:
                 try:
                     result = await self._stream(tools, deltas)
-                finally:
+                except BaseException:
                     await deltas.close()
+                    raise
             except ProviderError as exc:
                 used = exc.partial_usage if not exc.partial_usage.is_zero else self._seen_usage
                 cost = await self.metering.finish_call(reservation, used, key, "provider_error")
                 if not used.is_zero:
-                    await self._usage_event(used, cost, partial=True)
+                    await self._record_usage(used, cost, partial=True)
                 # The SDK already retried what failed before the stream began; a stream that
                 # broke off part-way is this loop's to retry.
                 if exc.retryable and self._stream_began and attempt < self.limits.max_turn_retries:
@@ -362,7 +381,7 @@ class AgentLoop:
                 raise RunStopped(exc.message, reason="provider_error", kind=exc.kind) from exc
             except asyncio.CancelledError:
                 # Tokens the provider reported before the cut were billed upstream: settle them.
-                await self.metering.finish_call_shielded(
+                await self.metering.finish_cancelled_call(
                     reservation, self._seen_usage, key, "cancelled"
                 )
                 raise
@@ -370,7 +389,7 @@ class AgentLoop:
                 await self.metering.release(reservation, "error")
                 raise
             cost = await self.metering.settle(reservation, result.usage, key)
-            await self._usage_event(result.usage, cost)
+            await self._record_usage(result.usage, cost, text=await deltas.drain(), deltas=deltas)
             return result
 
     async def _stream(self, tools: list[ToolSpec], deltas: _DeltaStream) -> TurnResult:
@@ -397,20 +416,37 @@ class AgentLoop:
         msg = "the provider's stream ended without a TurnEnd event"
         raise RuntimeError(msg)
 
-    async def _usage_event(self, usage: Usage, cost: int, *, partial: bool = False) -> None:
+    async def _record_usage(
+        self,
+        usage: Usage,
+        cost: int,
+        *,
+        partial: bool = False,
+        text: str = "",
+        deltas: _DeltaStream | None = None,
+    ) -> None:
+        """The ``usage`` event, and the call's tokens and cost added to the run, in one
+        transaction with the turn's last ``message.delta`` (``text``), when there is one."""
         total = self.metering.usage
-        await self.feed.emit(
-            USAGE,
-            {
-                "step": self.step,
-                "model": self.provider.model,
-                "provider": self.provider.name,
-                **usage.to_json(),
-                "cost_micros": cost,
-                "partial": partial,
-                "total": {**total.to_json(), "cost_micros": self.metering.cost_micros},
-            },
+        batch: list[tuple[str, dict[str, Any], Any]] = []
+        if text and deltas is not None:
+            batch.append((MESSAGE_DELTA, deltas.event(text), None))
+        batch.append(
+            (
+                USAGE,
+                {
+                    "step": self.step,
+                    "model": self.provider.model,
+                    "provider": self.provider.name,
+                    **usage.to_json(),
+                    "cost_micros": cost,
+                    "partial": partial,
+                    "total": {**total.to_json(), "cost_micros": self.metering.cost_micros},
+                },
+                usage_changes(usage, cost),
+            )
         )
+        await self.feed.emit_many(batch)
 
     # -- verification --------------------------------------------------------------------
 

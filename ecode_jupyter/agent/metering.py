@@ -4,7 +4,8 @@ With the billing concern installed (``ctx.extras["billing"]``) every model call 
 credits first (``InsufficientCredits`` stops the run before the call), settles to the usage the
 provider reported (a cut stream settles what it had reported), and releases the reservation
 when the call produced no usage. Without billing, calls cost nothing and only the usage is
-kept. Either way the run's row accumulates tokens and cost (see :func:`store.add_usage`).
+kept. Either way the run's row accumulates tokens and cost: the loop records them with the
+call's ``usage`` event (one transaction); a call cut short by cancellation records them here.
 """
 
 from __future__ import annotations
@@ -69,13 +70,15 @@ class Metering:
         )
 
     async def settle(self, reservation: Any, usage: Usage, key: str) -> int:
-        """Charge ``usage`` against the reservation and record it on the run; returns the cost."""
+        """Charge ``usage`` against the reservation; returns the cost.
+
+        The caller records usage and cost on the run (with the ``usage`` event).
+        """
         cost = 0
         if self.billing is not None and reservation is not None:
             cost = int(await _maybe_await(self.billing.settle(reservation, usage, key=key)) or 0)
         self.usage = self.usage + usage
         self.cost_micros += cost
-        await self.db.run(lambda s: add_usage(s, self.run_id, usage, cost))
         return cost
 
     async def release(self, reservation: Any, reason: str) -> None:
@@ -100,11 +103,18 @@ class Metering:
             await self.release(reservation, reason)
             return 0
 
-    async def finish_call_shielded(
+    async def finish_cancelled_call(
         self, reservation: Any, usage: Usage, key: str, reason: str
     ) -> None:
-        """:meth:`finish_call` that completes even while the run is being cancelled."""
-        task = asyncio.ensure_future(self.finish_call(reservation, usage, key, reason))
+        """End a call cut by cancellation: settle or release, and record the usage on the run
+        (no event: the run is ending). Completes even while the task is being cancelled."""
+
+        async def finish() -> None:
+            cost = await self.finish_call(reservation, usage, key, reason)
+            if not usage.is_zero:
+                await self.db.run(lambda s: add_usage(s, self.run_id, usage, cost))
+
+        task = asyncio.ensure_future(finish())
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -152,19 +152,20 @@ def count_runs(session: Session, project_id: str) -> int:
     )
 
 
+def usage_changes(usage: Usage, cost_micros: int) -> dict[str, Any]:
+    """Run column updates that add one model call's usage and cost (atomic increments)."""
+    return {
+        "input_tokens": Run.input_tokens + usage.input_tokens,
+        "output_tokens": Run.output_tokens + usage.output_tokens,
+        "cache_read_tokens": Run.cache_read_tokens + usage.cache_read_tokens,
+        "cache_write_tokens": Run.cache_write_tokens + usage.cache_write_tokens,
+        "cost_micros": Run.cost_micros + cost_micros,
+    }
+
+
 def add_usage(session: Session, run_id: str, usage: Usage, cost_micros: int) -> None:
-    """Add one model call's usage and cost to the run's totals (atomic increments)."""
-    session.execute(
-        update(Run)
-        .where(Run.id == run_id)
-        .values(
-            input_tokens=Run.input_tokens + usage.input_tokens,
-            output_tokens=Run.output_tokens + usage.output_tokens,
-            cache_read_tokens=Run.cache_read_tokens + usage.cache_read_tokens,
-            cache_write_tokens=Run.cache_write_tokens + usage.cache_write_tokens,
-            cost_micros=Run.cost_micros + cost_micros,
-        )
-    )
+    """Add one model call's usage and cost to the run's totals."""
+    session.execute(update(Run).where(Run.id == run_id).values(**usage_changes(usage, cost_micros)))
 
 
 def heartbeat(session: Session, run_ids: list[str], runner: str) -> None:

@@ -28,6 +28,7 @@ How "never overspend" holds under concurrency, on SQLite and PostgreSQL alike:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -339,7 +340,7 @@ def reservation_by_key(session: Session, key: str) -> Reservation | None:
     return Reservation.from_row(row) if row is not None else None
 
 
-def _user_first(rows: list[Any]) -> list[Any]:
+def _user_first(rows: Sequence[Any]) -> list[Any]:
     # Budgets are locked user first, then project: the same order in every transaction.
     return sorted(rows, key=lambda row: row.scope != BudgetScope.user.value)
 
@@ -363,7 +364,8 @@ def reserve(
     the insert below fails on the unique key and the caller returns the winner.
     """
     conn = session.connection()
-    hold = {"u": username, "pk": period_of(now), "amt": amount, "ts_now": now}
+    period = period_of(now)
+    hold = {"u": username, "pk": period, "amt": amount, "ts_now": now}
     user_held = project_held = False
     if amount <= 0:
         ensure_account(session, username, now, default_allowance)
@@ -384,7 +386,7 @@ def reserve(
             )
     if amount > 0:
         for budget in _user_first(conn.execute(_BUDGETS, {"u": username, "p": project_id}).all()):
-            _hold_budget(conn, budget, amount, hold["pk"])
+            _hold_budget(conn, budget, amount, period)
             if budget.scope == BudgetScope.user.value:
                 user_held = True
             else:

@@ -548,8 +548,12 @@ class BillingManager:
 
         def tx(session: Session) -> dict[str, Any]:
             ledger.ensure_account(session, username, now, self.monthly_allowance_micros)
+            # A shared lock on the account: every change to its holds also writes this row,
+            # so the counts read below agree with it (READ COMMITTED would allow skew).
             acct = session.execute(
-                select(CreditAccount).where(CreditAccount.username == username)
+                select(CreditAccount)
+                .where(CreditAccount.username == username)
+                .with_for_update(read=True)
             ).scalar_one()
             spent = -int(
                 session.scalar(

@@ -96,11 +96,13 @@ class RunProgress:
     tests_ok: bool | None = None
     approval: str | None = None
     reason: str | None = None
+    reason_code: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     last_seq: int = 0
     events: int = 0
     started_ts: str | None = None
     finished_ts: str | None = None
+    step_number: int = 0  # the agent's own numbering (a verify step shares its turn's number)
     _open_line: bool = field(default=False, repr=False)
 
     @property
@@ -150,6 +152,8 @@ class RunProgress:
         else:
             title = _step_title(data) or f"step {data.get('step', len(self.steps) + 1)}"
         self.steps.append(title)
+        step = data.get("step")
+        self.step_number = step if isinstance(step, int) else len(self.steps)
         # Each step's text stands on its own; the previous one's is in the transcript.
         self.message = ""
 
@@ -236,6 +240,8 @@ class RunProgress:
         self.finished_ts = str(event.get("ts") or "") or None
         self.approval = None
         # "message" is the human sentence; "reason" a code such as tests_failing.
+        if data.get("reason"):
+            self.reason_code = str(data["reason"])
         reason = data.get("message") or data.get("reason") or data.get("error")
         if reason:
             self.reason = str(reason)
@@ -257,6 +263,7 @@ class RunProgress:
             self.status = status
         # The run's "reason" is a code; the feed's final message, when seen, says it better.
         self.reason = self.reason or run.get("reason")
+        self.reason_code = self.reason_code or run.get("reason")
         self.model = run.get("model") or self.model
         self.provider = run.get("provider") or self.provider
         usage = run.get("usage")

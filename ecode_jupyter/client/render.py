@@ -84,7 +84,7 @@ def run_html(progress: RunProgress, project_label: str | None = None) -> str:
     if progress.steps:
         current = escape(progress.steps[-1])
         label = "Last step" if progress.finished else "Step"
-        parts.append(f"<div><b>{label} {len(progress.steps)}:</b> {current}</div>")
+        parts.append(f"<div><b>{label} {progress.step_number}:</b> {current}</div>")
     if progress.message.strip():
         text = progress.message.strip()[-MESSAGE_HTML_CHARS:]
         parts.append(f'<div style="white-space: pre-wrap; margin: 4px 0">{escape(text)}</div>')
@@ -114,10 +114,14 @@ def run_html(progress: RunProgress, project_label: str | None = None) -> str:
             f'<ul style="margin: 2px 0">{items}</ul></details>'
         )
     if progress.finished and progress.reason:
-        parts.append(f"<div><b>Why:</b> {escape(progress.reason)}</div>")
+        parts.append(f"<div><b>{_outcome_label(progress)}:</b> {escape(progress.reason)}</div>")
     parts.append(f'<div style="{_MUTED}">{escape(footer_text(progress))}</div>')
     parts.append("</div>")
     return "".join(parts)
+
+
+def _outcome_label(progress: RunProgress) -> str:
+    return "Result" if progress.status == "completed" else "Why"
 
 
 def footer_text(progress: RunProgress) -> str:
@@ -136,14 +140,14 @@ def run_text(progress: RunProgress, project_label: str | None = None) -> str:
     if progress.notice:
         lines.append(progress.notice)
     if progress.steps:
-        lines.append(f"step {len(progress.steps)}: {progress.steps[-1]}")
+        lines.append(f"step {progress.step_number}: {progress.steps[-1]}")
     if not progress.finished:
         lines.extend(f"  {_tool_text(t)}" for t in list(progress.tools)[-3:])
         lines.extend(f"  | {line}" for line in list(progress.output)[-5:])
     if progress.files:
         lines.append(f"files changed: {len(progress.files)}")
     if progress.finished and progress.reason:
-        lines.append(f"why: {progress.reason}")
+        lines.append(f"{_outcome_label(progress).lower()}: {progress.reason}")
     lines.append(footer_text(progress))
     return "\n".join(lines)
 
@@ -158,7 +162,9 @@ def summary_text(progress: RunProgress, project_label: str | None = None) -> str
         lines.append(f"  {_file_text(path, stat)}")
     if len(progress.files) > MAX_FILES_SHOWN:
         lines.append(f"  … and {len(progress.files) - MAX_FILES_SHOWN} more")
-    if progress.status in ("failed", "cancelled", "interrupted"):
+    if progress.reason_code == "insufficient_credits":
+        lines.append("  next: out of credits — ask your admin (`%ecode credits` shows them)")
+    elif progress.status in ("failed", "cancelled", "interrupted"):
         lines.append("  next: `%ecode <what to change>` starts a new run in the same project")
     return "\n".join(lines)
 

@@ -53,6 +53,12 @@ class ApiError(ClientError):
 
     @property
     def hint(self) -> str:  # type: ignore[override]
+        run_id = self.details.get("run_id") if isinstance(self.details, dict) else None
+        if self.status == 409 and run_id:
+            return (
+                f"A run is already going in this project: `%ecode watch {run_id}` follows it, "
+                f"`%ecode cancel {run_id}` stops it."
+            )
         if self.code in _HINTS:
             return _HINTS[self.code]
         if self.status == 402:

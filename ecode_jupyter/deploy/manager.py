@@ -46,6 +46,7 @@ from ..projects.manager import ProjectContext, ProjectManager
 from ..secrets.manager import SecretsManager
 from ..tools.context import project_environment
 from ..workspace.commands import Launcher, base_environment
+from .backend import BackendPool
 from .detection import RunSpec, detect_run, spec_from_json
 from .export import ExportBundle, build_export, write_archive
 from .logs import LogBuffer
@@ -135,6 +136,8 @@ class DeployManager:
         self.secrets = secrets
         self.options = options
         self.store = BlobStore(options.releases_dir)
+        # Keep-alive connections from the proxy to the apps.
+        self.backend = BackendPool()
         self._apps: dict[str, LiveApp] = {}
         self._slots: dict[tuple[str, str], LiveApp] = {}
         self._by_key: dict[str, LiveApp] = {}
@@ -196,6 +199,7 @@ class DeployManager:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.backend.close()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -23,6 +23,7 @@ import contextlib
 import html
 import json
 import logging
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from http.client import responses
 from typing import Any, cast
@@ -32,9 +33,8 @@ from jupyter_server.auth.decorator import allow_unauthenticated, authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import httputil, web
-from tornado.httpclient import HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
-from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.websocket import (
     WebSocketClientConnection,
     WebSocketClosedError,
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 ID = r"(?P<project_id>[^/]+)"
 # A response held in memory up to this size is sent in one piece; beyond, it streams.
 _BUFFER_BYTES = 256 * 1024
-_MAX_BODY = 1 << 40
 
 
 def _manager(ctx: EcodeContext) -> DeployManager:
@@ -332,8 +331,13 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
                     return None
                 msg = "this app link has expired; open the app again"
                 raise NotFound(msg)
-            if not route.rest:
-                self.redirect(app.base_path + "/" + ("?" + query if query else ""))
+            origin = manager.options.preview_origin
+            if not route.rest or (
+                origin and self._is_navigation() and not self._on_preview_origin()
+            ):
+                # Pages render only on the preview origin when there is one.
+                target = app.base_path + (route.rest or "/") + ("?" + query if query else "")
+                self.redirect((origin if not self._on_preview_origin() else "") + target)
                 return None
             return app
         project = await manager.route(route.owner, route.slug)
@@ -360,8 +364,8 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             # Pages load their parts without cookies (they are sandboxed): send the browser
             # to the keyed URL, which carries the authorization in its path.
             target = app.base_path + (route.rest or "/") + ("?" + query if query else "")
-            if manager.options.preview_origin:
-                target = manager.options.preview_origin.rstrip("/") + target
+            if manager.options.preview_origin and not self._on_preview_origin():
+                target = manager.options.preview_origin + target
             self.redirect(target)
             return None
         return app
@@ -408,20 +412,6 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         rest = self._route.rest or "/"
         return app.base_path + rest if app.spec.base_path_mode == "keep" else rest
 
-    def _client(self) -> SimpleAsyncHTTPClient:
-        # One client per server with room for long-polls and streams (the shared default
-        # AsyncHTTPClient allows 10 requests at a time).
-        client = self.settings.get("ecode_proxy_client")
-        if client is None:
-            client = SimpleAsyncHTTPClient(
-                force_instance=True,
-                max_clients=1000,
-                max_body_size=_MAX_BODY,
-                max_buffer_size=_MAX_BODY,
-            )
-            self.settings["ecode_proxy_client"] = client
-        return cast(SimpleAsyncHTTPClient, client)
-
     def _sandboxed_fetch(self) -> bool:
         return self._route.key is not None and self.request.headers.get("Origin") == "null"
 
@@ -466,7 +456,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
 
     async def _forward(self, app: LiveApp, port: int) -> None:
         query = filter_query(self.request.query)
-        url = f"http://127.0.0.1:{port}{self._target_path(app)}" + (f"?{query}" if query else "")
+        target = self._target_path(app) + (f"?{query}" if query else "")
         headers = request_headers(
             self.request.headers,
             public_prefix=app.base_path,
@@ -474,36 +464,29 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             proto=self.request.protocol,
             remote_ip=self.request.remote_ip,
         )
-        method = self.request.method or "GET"
-        body: bytes | None = self.request.body or None
-        if body is None and method in ("POST", "PUT", "PATCH"):
+        body = self.request.body or None
+        if body is None and self.request.method in ("POST", "PUT", "PATCH"):
             body = b""
-        state = _ResponseRelay(self, app)
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            follow_redirects=False,
-            decompress_response=False,
-            connect_timeout=10,
-            request_timeout=3600,
-            allow_nonstandard_methods=True,
-            header_callback=state.on_header_line,
-            streaming_callback=state.on_chunk,
-        )
+        relay = _ResponseRelay(self, app)
         try:
-            # raise_error=False keeps 4xx/5xx answers; a dropped connection still raises.
-            response = await self._client().fetch(request, raise_error=False)
-        except (HTTPClientError, OSError) as exc:
-            if state.started:
+            await _manager(self.ecode).backend.request(
+                port, self.request.method or "GET", target, headers, body, relay
+            )
+        except (StreamClosedError, OSError) as exc:
+            if relay.streaming:
                 # Part of the body is out: close rather than let a cut body look complete.
                 log.info("app %s dropped a response mid-way: %s", app.id, type(exc).__name__)
                 self.request.connection.close()  # type: ignore[union-attr]
                 self._finished = True
                 return
             raise web.HTTPError(502, "the app did not answer") from None
-        state.finish(response)
+        if relay.broken:
+            if relay.streaming:
+                self.request.connection.close()  # type: ignore[union-attr]
+                self._finished = True
+                return
+            raise web.HTTPError(502, "the app closed the connection mid-answer")
+        relay.complete()
 
     def apply_app_headers(
         self, app: LiveApp, code: int, reason: str, headers: httputil.HTTPHeaders
@@ -523,6 +506,8 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             if lower == "location":
                 value = rewrite_location(value, public_prefix=prefix, host=self.request.host)
             self.add_header(name, value)
+        if self.request.method == "HEAD" and "Content-Length" in headers:
+            self.set_header("Content-Length", headers["Content-Length"])
         self._security_headers()
 
     def _security_headers(self) -> None:
@@ -633,54 +618,69 @@ def _quiet(future: Any) -> None:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-class _ResponseRelay:
-    """Relays the app's response: buffered when small, streamed when large or an event stream."""
+class _ResponseRelay(httputil.HTTPMessageDelegate):
+    """Relays the app's answer: in one piece when small, streamed when large or an event
+    stream (with back-pressure: a slow browser slows the read from the app)."""
 
     def __init__(self, handler: AppProxyHandler, app: LiveApp) -> None:
         self.handler = handler
         self.app = app
-        self.lines: list[str] = []
+        self.start_line: httputil.ResponseStartLine | None = None
+        self.headers = httputil.HTTPHeaders()
         self.buffer: list[bytes] = []
         self.size = 0
-        self.started = False
+        self.streaming = False
+        self.broken = False
 
-    def on_header_line(self, line: str) -> None:
-        if line.startswith("HTTP/"):
-            self.lines = []  # a new response (after a 100 Continue)
-        self.lines.append(line)
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        if 100 <= start_line.code < 200:
+            return  # an interim answer (100 Continue): the real one follows
+        self.start_line = start_line
+        self.headers = headers
+        if "text/event-stream" in headers.get("Content-Type", ""):
+            self._stream()
 
-    def _start(self) -> None:
-        first = self.lines[0] if self.lines else "HTTP/1.1 502 Bad Gateway"
-        start = httputil.parse_response_start_line(first.strip())
-        headers = httputil.HTTPHeaders.parse("".join(self.lines[1:]))
-        self.handler.apply_app_headers(self.app, start.code, start.reason, headers)
-        self.started = True
-
-    def on_chunk(self, chunk: bytes) -> None:
-        if self.handler._finished:
-            return
-        if not self.started:
-            self.buffer.append(chunk)
-            self.size += len(chunk)
-            event_stream = any(
-                line.lower().startswith("content-type:") and "text/event-stream" in line.lower()
-                for line in self.lines
-            )
-            if self.size <= _BUFFER_BYTES and not event_stream:
-                return
-            self._start()
-            chunk = b"".join(self.buffer)
+    def _stream(self) -> None:
+        self._apply()
+        self.streaming = True
+        if self.buffer:
+            self.handler.write(b"".join(self.buffer))
             self.buffer = []
-        self.handler.write(chunk)
         _quiet(self.handler.flush())
 
-    def finish(self, response: HTTPResponse) -> None:
+    def _apply(self) -> None:
+        start = self.start_line
+        assert start is not None
+        self.handler.apply_app_headers(self.app, start.code, start.reason, self.headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if self.handler._finished:
+            return None
+        if not self.streaming:
+            self.buffer.append(chunk)
+            self.size += len(chunk)
+            if self.size > _BUFFER_BYTES:
+                self._stream()
+            return None
+        self.handler.write(chunk)
+        return self.handler.flush()
+
+    def finish(self) -> None:
+        return None
+
+    def on_connection_close(self) -> None:
+        self.broken = True
+
+    def complete(self) -> None:
         if self.handler._finished:
             return
-        if not self.started:
-            self.handler.apply_app_headers(
-                self.app, response.code, response.reason or "", response.headers
-            )
+        if not self.streaming:
+            self._apply()
             if self.buffer:
                 self.handler.write(b"".join(self.buffer))
         self.handler.finish()

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from ecode_jupyter.exceptions import Conflict, InvalidInput, NotFound
+from ecode_jupyter.exceptions import Conflict, EcodeError, InvalidInput, NotFound
 from ecode_jupyter.workspace.paths import resolve_in_workspace, workspace_relative
 from ecode_jupyter.workspace.writer import FileChange
 
@@ -45,6 +46,13 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
 SEARCH_LINE_CHARS = 400
 SEARCH_DEADLINE_S = 20.0
+MAX_RESOURCE_BYTES = 10 * 1024 * 1024
+# Files as MCP resources: what resource links (e.g. a long execute_code output) point at.
+FILE_RESOURCE_TEMPLATE = "ecode://projects/{project}/files/{+path}"
+
+
+def file_resource_uri(project_id: str, rel: str) -> str:
+    return f"ecode://projects/{project_id}/files/{rel}"
 
 
 def change_result(change: FileChange) -> dict[str, Any]:
@@ -117,7 +125,8 @@ def _read_lines(
     cut = False
     total = 0
     with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        for total, line in enumerate(fh, start=1):  # noqa: B007 (total is the count after)
+        for line in fh:
+            total += 1  # every line is counted, so the note can say "of N"
             if total < start or (end is not None and total > end) or cut:
                 continue
             if len(lines) >= max_lines or size + len(line) > max_bytes:
@@ -210,7 +219,7 @@ def _search(
     }
 
 
-def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
+def register(layer: ToolLayer) -> None:
     settings = layer.settings
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
@@ -369,6 +378,27 @@ def register(layer: ToolLayer) -> None:  # noqa: C901 (one closure per tool)
         change = await layer.writer(proj, caller).delete(path)
         await layer.audit(caller, proj, "delete_file", {"path": change.path})
         return change_result(change)
+
+    @layer.mcp.resource(
+        FILE_RESOURCE_TEMPLATE,
+        name="project_file",
+        description="A file of a project workspace (text, or bytes for binary files).",
+    )
+    async def project_file(project: str, path: str, ctx: Context | None = None) -> str | bytes:
+        try:
+            proj, _caller = await layer.open(ctx, project, write=False)
+            target = resolve_in_workspace(proj.workspace, path)
+            if not target.is_file():
+                msg = f"{path} is not a file"
+                raise NotFound(msg)
+            if target.stat().st_size > MAX_RESOURCE_BYTES:
+                msg = f"{path} is larger than {MAX_RESOURCE_BYTES} bytes; use read_file ranges"
+                raise InvalidInput(msg)
+            data = await asyncio.to_thread(target.read_bytes)
+        except EcodeError as exc:
+            msg = f"{exc.code}: {exc.message}"
+            raise ResourceError(msg) from exc
+        return data if looks_binary(data[:BINARY_SNIFF_BYTES]) else data.decode("utf-8", "replace")
 
     @layer.mcp.tool(annotations=read_only)
     async def search_files(

@@ -30,11 +30,19 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from mcp.server.mcpserver import Context
-from mcp_types import BlobResourceContents, EmbeddedResource, TextContent, ToolAnnotations
+from mcp_types import (
+    BlobResourceContents,
+    EmbeddedResource,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
 from pydantic import Field
 
 from ecode_jupyter.tools.context import ToolProject, project_environment
+from ecode_jupyter.tools.files import file_resource_uri
 from ecode_jupyter.workspace.commands import base_environment
+from ecode_jupyter.workspace.writer import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ecode_jupyter.tools.server import ToolLayer
@@ -45,6 +53,7 @@ OutputCallback = Callable[[str], Awaitable[None]]
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 IMAGE_MIME = ("image/png", "image/jpeg", "image/gif", "image/webp")
 INTERRUPT_GRACE_S = 5.0
+OUTPUTS_DIR = ".ecode/outputs"
 ProjectIdField = Annotated[str, Field(description="The project id.")]
 
 
@@ -282,7 +291,7 @@ def register(layer: ToolLayer) -> None:
             float | None, Field(gt=0, description="Time limit in seconds (default 120).")
         ] = None,
         ctx: Context | None = None,
-    ) -> list[TextContent | EmbeddedResource]:
+    ) -> list[TextContent | EmbeddedResource | ResourceLink]:
         """Run Python code in the project's kernel (state persists between calls; cwd is the
         workspace). Returns printed output, results and errors as text (capped) and images as
         embedded resources."""
@@ -292,15 +301,31 @@ def register(layer: ToolLayer) -> None:
         result = await layer.kernels.execute(
             proj, code, timeout_s=limit, on_output=caller.reporter.output
         )
-        text, _capped = cap_text(result.text, settings.execute_output_cap_chars)
+        text, capped = cap_text(result.text, settings.execute_output_cap_chars)
         header = f"[status: {result.status}"
         if result.execution_count is not None:
             header += f", execution count {result.execution_count}"
         header += "]\n"
+        link: ResourceLink | None = None
+        if capped:
+            # The whole output stays reachable: a file in the workspace, linked as a resource.
+            rel = f"{OUTPUTS_DIR}/{uuid.uuid4().hex[:12]}.txt"
+            data = result.text.encode("utf-8", "replace")
+            await asyncio.to_thread(atomic_write_bytes, proj.workspace / rel, data)
+            result.notes.append(f"full output saved to {rel}; page through it with read_file")
+            link = ResourceLink(
+                type="resource_link",
+                uri=file_resource_uri(proj.id, rel),
+                name=rel,
+                mime_type="text/plain",
+                size=len(data),
+            )
         notes = "".join(f"[{note}]\n" for note in result.notes)
-        blocks: list[TextContent | EmbeddedResource] = [
+        blocks: list[TextContent | EmbeddedResource | ResourceLink] = [
             TextContent(type="text", text=header + text + notes)
         ]
+        if link is not None:
+            blocks.append(link)
         for index, (mime, data) in enumerate(result.images, start=1):
             ext = mime.split("/")[1]
             uri = f"ecode://projects/{proj.id}/outputs/{uuid.uuid4().hex}-{index}.{ext}"

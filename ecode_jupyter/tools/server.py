@@ -17,25 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, InputRequiredResult
 from mcp_types import Tool as MCPTool
 
-from ecode_jupyter.exceptions import EcodeError, NotAuthenticated
+from ecode_jupyter.exceptions import EcodeError, InvalidInput, NotAuthenticated
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.tools.context import Caller, ProjectAccess, ToolProject, ToolReporter
 from ecode_jupyter.workspace.collab import LiveDocuments
 from ecode_jupyter.workspace.commands import Launcher, ResourceLimits
 from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
+
+if TYPE_CHECKING:
+    from ecode_jupyter.tools.kernel import KernelProvider
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,7 @@ class ToolLayer:
         access: ProjectAccess,
         *,
         live: LiveDocuments | None = None,
-        kernels: Any = None,
+        kernels: KernelProvider | None = None,
         launcher: Launcher | None = None,
         audit: AuditSink | None = None,
         settings: ToolSettings | None = None,
@@ -151,7 +155,7 @@ class ToolLayer:
         self.launcher = launcher
         self.audit_sink = audit
         self.settings = settings or ToolSettings()
-        self.kernels: kernel.KernelProvider = kernels or kernel.LocalKernels()
+        self.kernels: KernelProvider = kernels or kernel.LocalKernels()
         self._listeners: list[ChangeListener] = []
         # MCPServer() calls logging.basicConfig with a rich handler, which would take over the
         # root logger of the whole Jupyter server when it has none; a placeholder handler
@@ -245,11 +249,14 @@ class ToolLayer:
         token = _in_process_caller.set(caller)
         try:
             result = await self.mcp.call_tool(name, arguments)
+        except UnexpectedToolError as exc:
+            # A crash in a tool: the agent's boundary logs the real exception.
+            if exc.__cause__ is not None:
+                raise exc.__cause__ from None
+            raise
         except ToolError as exc:
             if isinstance(exc.__cause__, EcodeError):
                 raise exc.__cause__ from None
-            from ecode_jupyter.exceptions import InvalidInput
-
             raise InvalidInput(str(exc)) from exc
         finally:
             _in_process_caller.reset(token)
@@ -297,7 +304,8 @@ class ToolLayer:
 
         self._session_manager = manager
         self._http_stop = stop
-        self._http_task = asyncio.create_task(run())
+        # A fresh context: an in-process caller set by call() must never leak into MCP sessions.
+        self._http_task = asyncio.create_task(run(), context=contextvars.Context())
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait({waiter, self._http_task}, return_when=asyncio.FIRST_COMPLETED)
         if not ready.is_set():

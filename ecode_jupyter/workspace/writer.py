@@ -237,8 +237,13 @@ class WorkspaceWriter:
         shown = self.relative(path)
         async with _lock_for(path):
             live = await self._live_document(path, "file")
+            notebook = None
+            if live is None and path.suffix == ".ipynb":
+                notebook = await self._live_document(path, "notebook")
             if live is not None:
                 change = await self._edit_live_text(live, shown, transform, allow_empty)
+            elif notebook is not None:
+                change = await self._edit_live_notebook_json(notebook, shown, transform)
             else:
                 change = await self._edit_disk_text(path, shown, transform, allow_empty)
         await self._emit(change)
@@ -342,6 +347,38 @@ class WorkspaceWriter:
         change = FileChange(shown, action, summary.added, summary.removed, summary.diff)
         await self._emit(change)
         return change
+
+    async def _edit_live_notebook_json(
+        self, live: LiveDocument, shown: str, transform: Callable[[str | None], str]
+    ) -> FileChange:
+        """A whole-notebook write (write_file on an open .ipynb) through its live document.
+
+        Writing the JSON to disk would make the room reload it and drop what people are typing;
+        instead each cell is updated in place — sources by their changed spans — and cells
+        added, removed or reordered by their ids.
+        """
+        doc = live.document
+        old = _dump_notebook(doc.get())
+        new = transform(old)
+        self._check_new_content(old, new, shown, allow_empty=False)
+        if new == old:
+            return FileChange(shown, "unchanged", 0, 0, "", live=True)
+        nb = _parse_notebook(new, shown)
+        by_id = {ycell.get("id"): ycell for ycell in doc.ycells}
+        with doc.ydoc.transaction():
+            for cell in nb["cells"]:
+                ycell = by_id.get(cell.get("id"))
+                if ycell is not None and ycell.get("cell_type") == cell.get("cell_type"):
+                    before = str(ycell["source"])
+                    source = _source_text(cell)
+                    apply_to_ytext(doc.ydoc, ycell["source"], before, text_edits(before, source))
+                    cell["source"] = source
+            # What is left (metadata, outputs, new/removed/moved cells) jupyter_ydoc applies,
+            # keeping every cell whose content now matches.
+            doc.set(nb)
+        await live.flush()
+        summary = await asyncio.to_thread(summarize, old, new, shown, cap_chars=self._diff_cap)
+        return FileChange(shown, "modified", summary.added, summary.removed, summary.diff, True)
 
     # -- deleting ------------------------------------------------------------------------
 
@@ -503,8 +540,7 @@ class WorkspaceWriter:
                 cells[index] = replacement
             else:
                 cell["source"] = source
-        # nbformat's own layout, so a notebook saved by Jupyter and by us diffs cleanly.
-        text = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+        text = _dump_notebook(nb)
         await asyncio.to_thread(atomic_write_bytes, path, text.encode("utf-8"))
         return before, after
 
@@ -531,6 +567,11 @@ def _parse_notebook(text: str, shown: str) -> dict[str, Any]:
         msg = f"{shown} is not a valid notebook: expected nbformat 4 JSON with a cells list"
         raise InvalidInput(msg)
     return nb
+
+
+def _dump_notebook(nb: dict[str, Any]) -> str:
+    # nbformat's own layout, so a notebook saved by Jupyter and by us diffs cleanly.
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _source_text(cell: dict[str, Any]) -> str:

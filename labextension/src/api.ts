@@ -1,5 +1,5 @@
 /**
- * Typed calls for the ecode REST resources the sidebar uses (see DESIGN.md, "REST and
+ * Typed calls for the ecode REST resources the frontend uses (see DESIGN.md, "REST and
  * WebSocket"). Every call goes through `requestAPI`, so errors arrive as `EcodeApiError`.
  */
 import { requestAPI } from './handler';
@@ -18,13 +18,18 @@ export interface IProject {
   role: ProjectRole;
   created_at: string;
   updated_at: string;
-  /** Fields the server may add; the sidebar does not need them yet. */
   description?: string;
   model?: string | null;
+  visibility?: string;
   /** The project's page, `/ecode/@owner/slug`. */
   url?: string;
-  /** Present on a create reply when the prompt started an agent run (issue 3's shape). */
-  run?: { id: string; status?: string };
+  /**
+   * The workspace folder relative to the server's root (a contents-API path), when the server
+   * says so; otherwise the frontend assumes `ecode-projects/<id>` (the default layout).
+   */
+  workspace_path?: string | null;
+  /** Present on a create reply when the prompt started an agent run. */
+  run?: IRun;
 }
 
 /** A project template the server can scaffold. */
@@ -42,10 +47,144 @@ export interface ICreateProjectRequest {
   model?: string;
 }
 
+/** Token counts of a run or a model call. */
+export interface IUsage {
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_tokens: number;
+  cache_write_tokens: number;
+}
+
+/** An agent run, as `GET runs/{id}` answers. */
+export interface IRun {
+  id: string;
+  project_id: string;
+  created_by?: string;
+  prompt: string;
+  provider: string;
+  model: string;
+  status: string;
+  reason: string | null;
+  continued_from?: string | null;
+  created_at?: string;
+  started_at?: string | null;
+  finished_at?: string | null;
+  steps?: number;
+  usage?: IUsage;
+  cost_micros?: number;
+  last_seq?: number;
+  summary?: Record<string, unknown>;
+}
+
+/** One price row of `GET billing/prices` (micro-credits per million tokens). */
+export interface IModelPrice {
+  model: string;
+  free: boolean;
+  input: number;
+  output: number;
+  cache_write?: number;
+  cache_read?: number;
+}
+
+export interface IPrices {
+  unit: string;
+  micros_per_credit: number;
+  models: IModelPrice[];
+  free_models?: string[];
+}
+
+/** `GET billing/account`: what the user may spend. */
+export interface IAccount {
+  user: string;
+  balance_micros: number;
+  reserved_micros: number;
+  available_micros: number;
+  month?: { period: string; spent_micros: number };
+}
+
+/** A preview or a live release, as `GET projects/{id}/deployments` lists it. */
+export interface IDeployment {
+  id: string;
+  project_id: string;
+  kind: 'preview' | 'release';
+  status: string;
+  reason: string | null;
+  running: boolean;
+  live: boolean;
+  /** Where the app is served now (a keyed URL), or null. */
+  url: string | null;
+  /** The stable address (`/ecode/apps/@owner/slug/`), which redirects to `url`. */
+  entry_url: string | null;
+  release: { id: string; number: number | null } | null;
+  framework?: string | null;
+  command?: string | null;
+  restarts?: number;
+  created_at?: string;
+  log_tail?: string[];
+}
+
+/** An immutable snapshot of the workspace that can go live. */
+export interface IRelease {
+  id: string;
+  project_id: string;
+  number: number;
+  status: string;
+  reason: string | null;
+  file_count: number;
+  total_bytes: number;
+  command: string | null;
+  framework: string | null;
+  created_by: string;
+  created_at: string;
+  live_at: string | null;
+  live: boolean;
+}
+
+/** `GET projects/{id}/export`: the generated files for running the app elsewhere. */
+export interface IExportBundle {
+  files: Record<string, string>;
+  context: string[];
+  notes: string[];
+  command: string;
+}
+
+/** One line of an app's log (`WS deployments/{id}/logs`). */
+export interface ILogLine {
+  seq: number;
+  ts: string;
+  stream: string;
+  text: string;
+}
+
+/** What the server would run a prompt with (`GET agent/models`, when the server has it). */
+export interface IAgentModels {
+  default: { provider: string; model: string };
+  providers: string[];
+}
+
+const json = (body: unknown): RequestInit => ({
+  method: 'POST',
+  body: JSON.stringify(body)
+});
+
 /** My projects, as the server orders them. */
 export async function listProjects(): Promise<IProject[]> {
   const reply = await requestAPI<{ projects: IProject[] }>('projects');
   return reply.projects;
+}
+
+export async function getProject(id: string): Promise<IProject> {
+  return requestAPI<IProject>(`projects/${encodeURIComponent(id)}`);
+}
+
+/** Resolve `@owner/slug` (the Replit-style address) to a project. */
+export async function projectBySlug(
+  owner: string,
+  slug: string
+): Promise<IProject> {
+  return requestAPI<IProject>(
+    `by-slug/@${encodeURIComponent(owner)}/${encodeURIComponent(slug)}`
+  );
 }
 
 /** The templates a new project can start from. */
@@ -58,8 +197,118 @@ export async function listTemplates(): Promise<ITemplate[]> {
 export async function createProject(
   request: ICreateProjectRequest
 ): Promise<IProject> {
-  return requestAPI<IProject>('projects', {
-    method: 'POST',
-    body: JSON.stringify(request)
+  return requestAPI<IProject>('projects', json(request));
+}
+
+export async function listRuns(projectId: string, limit = 20): Promise<IRun[]> {
+  const reply = await requestAPI<{ runs: IRun[] }>(
+    `projects/${encodeURIComponent(projectId)}/runs?limit=${limit}`
+  );
+  return reply.runs;
+}
+
+export async function startRun(
+  projectId: string,
+  prompt: string,
+  model?: string
+): Promise<IRun> {
+  const body: { prompt: string; model?: string } = { prompt };
+  if (model) {
+    body.model = model;
+  }
+  return requestAPI<IRun>(
+    `projects/${encodeURIComponent(projectId)}/runs`,
+    json(body)
+  );
+}
+
+export async function getRun(runId: string): Promise<IRun> {
+  return requestAPI<IRun>(`runs/${encodeURIComponent(runId)}`);
+}
+
+export async function cancelRun(runId: string): Promise<IRun> {
+  return requestAPI<IRun>(`runs/${encodeURIComponent(runId)}/cancel`, {
+    method: 'POST'
   });
+}
+
+export async function continueRun(runId: string): Promise<IRun> {
+  return requestAPI<IRun>(`runs/${encodeURIComponent(runId)}/continue`, {
+    method: 'POST'
+  });
+}
+
+export async function getPrices(): Promise<IPrices> {
+  return requestAPI<IPrices>('billing/prices');
+}
+
+export async function getAccount(): Promise<IAccount> {
+  return requestAPI<IAccount>('billing/account');
+}
+
+export async function getAgentModels(): Promise<IAgentModels> {
+  return requestAPI<IAgentModels>('agent/models');
+}
+
+const projectPath = (id: string, rest: string) =>
+  `projects/${encodeURIComponent(id)}/${rest}`;
+
+export async function listDeployments(
+  projectId: string
+): Promise<IDeployment[]> {
+  const reply = await requestAPI<{ deployments: IDeployment[] }>(
+    projectPath(projectId, 'deployments')
+  );
+  return reply.deployments;
+}
+
+/** Start (or, with `restart`, restart) the project's preview; resolves once it answers. */
+export async function startPreview(
+  projectId: string,
+  restart = false
+): Promise<IDeployment> {
+  return requestAPI<IDeployment>(
+    projectPath(projectId, 'deployments'),
+    json({ kind: 'preview', restart })
+  );
+}
+
+export async function stopDeployments(
+  projectId: string,
+  kind: 'preview' | 'release'
+): Promise<void> {
+  await requestAPI<unknown>(
+    projectPath(projectId, `deployments?kind=${kind}`),
+    { method: 'DELETE' }
+  );
+}
+
+export async function listReleases(projectId: string): Promise<IRelease[]> {
+  const reply = await requestAPI<{ releases: IRelease[] }>(
+    projectPath(projectId, 'releases')
+  );
+  return reply.releases;
+}
+
+/** Snapshot the workspace as a new release and make it live once healthy. */
+export async function deployRelease(projectId: string): Promise<IDeployment> {
+  return requestAPI<IDeployment>(projectPath(projectId, 'releases'), json({}));
+}
+
+export async function rollback(
+  projectId: string,
+  releaseId: string
+): Promise<IDeployment> {
+  return requestAPI<IDeployment>(
+    projectPath(projectId, `releases/${encodeURIComponent(releaseId)}/rollback`),
+    { method: 'POST' }
+  );
+}
+
+export async function getExport(
+  projectId: string,
+  releaseId?: string
+): Promise<IExportBundle> {
+  const query = releaseId ? `?release=${encodeURIComponent(releaseId)}` : '';
+  return requestAPI<IExportBundle>(projectPath(projectId, `export${query}`));
 }

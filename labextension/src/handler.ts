@@ -145,6 +145,37 @@ export async function requestAPI<T>(
   return body as T;
 }
 
+/**
+ * The WebSocket URL of an ecode endpoint, e.g. `runs/42/events` with `{ after: 7 }`.
+ *
+ * Same-origin sockets carry the login cookie; the token is added only where the page config
+ * asks for it (`appendToken`), as Lab's own kernel sockets do.
+ */
+export function websocketURL(
+  endpoint: string,
+  query: Record<string, string | number> = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  const url = URLExt.join(settings.wsUrl, API_NAMESPACE, endpoint);
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    params.set(key, String(value));
+  }
+  if (settings.token && settings.appendToken) {
+    params.set('token', settings.token);
+  }
+  const search = params.toString();
+  return search ? `${url}?${search}` : url;
+}
+
+/** The page URL of a server path such as `api/ecode/projects/1/export` (for links). */
+export function serverURL(
+  path: string,
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): string {
+  return URLExt.join(settings.baseUrl, path);
+}
+
 /** A message for any thrown value, for showing in the UI. */
 export function messageOf(error: unknown): string {
   if (error instanceof Error && error.message) {

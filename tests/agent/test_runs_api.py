@@ -163,7 +163,7 @@ async def test_run_events_are_emitted_on_the_jupyter_event_bus(
     run = (await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "a cli script"})).body
     await wait_final(ecode_api, run["id"])
     feed = await events(ecode_api, run["id"])
-    for _ in range(100):  # listeners run as tasks after each emit
+    for _ in range(500):  # listeners run as tasks after each emit
         if len(seen) >= len(feed):
             break
         await asyncio.sleep(0.01)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Answers every path with the request it got (headers, path, query) as JSON: shows exactly
 # what the proxy let through.
-HEADER_ECHO = '''
+HEADER_ECHO = """
 import json, os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,12 +32,12 @@ class Echo(BaseHTTPRequestHandler):
 
 
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Echo).serve_forever()
-'''
+"""
 
 # A tornado app in the shape of Streamlit: told its port and base path on the command line
 # (--server.port, --server.baseUrlPath), it serves a page, a health path and an echoing
 # WebSocket under that base path.
-WS_ECHO = '''
+WS_ECHO = """
 import argparse, asyncio
 import tornado.web, tornado.websocket
 
@@ -76,10 +76,10 @@ async def main():
 
 
 asyncio.run(main())
-'''
+"""
 
 # Serves its version and crashes on /crash: for restart and release tests.
-VERSIONED = '''
+VERSIONED = """
 import os, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -104,4 +104,4 @@ print("version", VERSION, "starting", flush=True)
 if VERSION == "crash-on-start":
     sys.exit("this version cannot start")
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), App).serve_forever()
-'''
+"""

@@ -49,8 +49,9 @@ def app_fetch(jp_http_port: int) -> Fetch:
             hdrs["Authorization"] = f"token {ecode_token_for(user)}"
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""
-        request = HTTPRequest(url, method=method, headers=hdrs, body=body,
-                              follow_redirects=False, request_timeout=30)
+        request = HTTPRequest(
+            url, method=method, headers=hdrs, body=body, follow_redirects=False, request_timeout=30
+        )
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
         return Fetched(response.code, response.body or b"", response.headers)
 

@@ -23,8 +23,18 @@ def _argv(spec: RunSpec) -> list[str]:
 def test_flask_template_runs_its_own_command_with_the_project_python(tmp_path: Path) -> None:
     spec = detect_run(_template(tmp_path, "flask-api"), template_id="flask-api")
     assert (spec.source, spec.framework, spec.health) == ("template", "flask-api", "/health")
-    assert _argv(spec) == ["/py/bin/python", "-m", "flask", "--app", "app", "run", "--host",
-                           "127.0.0.1", "--port", "5123"]
+    assert _argv(spec) == [
+        "/py/bin/python",
+        "-m",
+        "flask",
+        "--app",
+        "app",
+        "run",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "5123",
+    ]
     assert spec.reload == "watch" and spec.base_path_mode == "strip"
 
 
@@ -36,8 +46,7 @@ def test_fastapi_template_is_told_its_root_path(tmp_path: Path) -> None:
 
 
 def test_streamlit_template_gets_its_base_path_and_reloads_itself(tmp_path: Path) -> None:
-    spec = detect_run(_template(tmp_path, "streamlit-dashboard"),
-                      template_id="streamlit-dashboard")
+    spec = detect_run(_template(tmp_path, "streamlit-dashboard"), template_id="streamlit-dashboard")
     argv = _argv(spec)
     assert argv[argv.index("--server.baseUrlPath") + 1] == BASE
     assert (spec.base_path_mode, spec.reload, spec.kind) == ("keep", "self", "websocket-app")
@@ -62,11 +71,13 @@ def test_template_without_its_entry_file_falls_back_to_the_files(tmp_path: Path)
 @pytest.mark.parametrize(
     ("files", "framework", "expected"),
     [
-        ({"app.py": "from flask import Flask\nserver = Flask(__name__)\n"}, "flask",
-         "app:server"),
+        ({"app.py": "from flask import Flask\nserver = Flask(__name__)\n"}, "flask", "app:server"),
         ({"main.py": "import fastapi\napp = fastapi.FastAPI()\n"}, "fastapi", "main:app"),
-        ({"streamlit_app.py": "import streamlit as st\nst.write('hi')\n"}, "streamlit",
-         "streamlit_app.py"),
+        (
+            {"streamlit_app.py": "import streamlit as st\nst.write('hi')\n"},
+            "streamlit",
+            "streamlit_app.py",
+        ),
         ({"package.json": '{"scripts": {"start": "node server.js"}}'}, "node", "start"),
         ({"public/index.html": "<h1>hi</h1>"}, "static", "public"),
     ],
@@ -84,12 +95,18 @@ def test_framework_found_in_the_files(
 
 def test_a_users_command_overrides_everything(tmp_path: Path) -> None:
     workspace = _template(tmp_path, "flask-api")
-    spec = detect_run(workspace, template_id="flask-api",
-                      command="python serve.py --port {port} --prefix {base_path}")
+    spec = detect_run(
+        workspace,
+        template_id="flask-api",
+        command="python serve.py --port {port} --prefix {base_path}",
+    )
     assert spec.source == "override"
     # Substituted values are quoted for the shell ("~" would expand otherwise).
-    assert _argv(spec) == ["/bin/sh", "-c",
-                           f"/py/bin/python serve.py --port 5123 --prefix '{BASE}'"]
+    assert _argv(spec) == [
+        "/bin/sh",
+        "-c",
+        f"/py/bin/python serve.py --port 5123 --prefix '{BASE}'",
+    ]
 
 
 def test_nothing_to_run_says_what_would_work(tmp_path: Path) -> None:

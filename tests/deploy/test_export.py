@@ -24,9 +24,14 @@ yaml = pytest.importorskip("yaml")
 def _export(workspace: Path, template_id: str | None, env_names: list[str] | None = None):
     spec = detect_run(workspace, template_id=template_id)
     files = dict(walk_files(workspace))
-    bundle = build_export(sorted(files), lambda rel: files[rel].read_text() if rel in files
-                          else None, spec, project_name="Todo API", slug="todo",
-                          env_names=env_names or [])
+    bundle = build_export(
+        sorted(files),
+        lambda rel: files[rel].read_text() if rel in files else None,
+        spec,
+        project_name="Todo API",
+        slug="todo",
+        env_names=env_names or [],
+    )
     return spec, files, bundle
 
 
@@ -93,9 +98,7 @@ def test_node_and_static_exports(tmp_path: Path) -> None:
     site.mkdir()
     (site / "index.html").write_text("<h1>hi</h1>")
     spec = detect_run(site)
-    assert container_command(spec) == (
-        'python -m http.server "$PORT" --bind 0.0.0.0 --directory .'
-    )
+    assert container_command(spec) == ('python -m http.server "$PORT" --bind 0.0.0.0 --directory .')
 
 
 def test_the_build_context_runs_the_app(tmp_path: Path) -> None:
@@ -114,8 +117,13 @@ def test_the_build_context_runs_the_app(tmp_path: Path) -> None:
     port = free_port()
     command = bundle.container_command.replace("python", sys.executable, 1)
     env = {**os.environ, "PORT": str(port)}
-    proc = subprocess.Popen(["sh", "-c", f"exec {command}"], cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["sh", "-c", f"exec {command}"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         body = None

@@ -52,16 +52,22 @@ async def test_flask_template_is_previewed_through_the_proxy(
     assert health.headers["Content-Security-Policy"] == SANDBOX
     assert health.headers["Referrer-Policy"] == "no-referrer"
 
-    created = await app_fetch(dep["url"] + "todos", method="POST",
-                              headers={"Content-Type": "application/json"},
-                              body=json.dumps({"title": "ship it"}).encode())
+    created = await app_fetch(
+        dep["url"] + "todos",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+        body=json.dumps({"title": "ship it"}).encode(),
+    )
     assert created.code == 201, created.text
     listed = await app_fetch(dep["url"] + "todos")
     assert [t["title"] for t in json.loads(listed.body)] == ["ship it"]
 
     # A browser opening the plain URL is sent to the keyed one; a script with a token is served.
-    page = await app_fetch(dep["entry_url"] + "todos", user="alice",
-                           headers={"Accept": "text/html", "Sec-Fetch-Mode": "navigate"})
+    page = await app_fetch(
+        dep["entry_url"] + "todos",
+        user="alice",
+        headers={"Accept": "text/html", "Sec-Fetch-Mode": "navigate"},
+    )
     assert page.code == 302 and page.headers["Location"] == dep["url"] + "todos"
     api = await app_fetch(dep["entry_url"] + "todos", user="alice")
     assert api.code == 200 and json.loads(api.body)[0]["title"] == "ship it"
@@ -87,13 +93,18 @@ async def test_fastapi_template_is_previewed_with_its_root_path(
 
 
 async def test_websocket_app_works_through_the_proxy(
-    ecode_api: Any, app_fetch: Any, deploy: Any, jp_http_port: int, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    jp_http_port: int,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Dash")
     write_files(ecode_workspace_root / project["id"], {"app.py": WS_ECHO})
     dep = await _preview(
-        ecode_api, project["id"],
+        ecode_api,
+        project["id"],
         command="python app.py --server.port {port} --server.baseUrlPath {base_path}",
     )
     page = await app_fetch(dep["url"])
@@ -115,10 +126,12 @@ async def test_websocket_app_works_through_the_proxy(
 
     # The plain URL with a token: authenticated on the upgrade, and the token goes no further.
     token = ecode_token_for("alice")
-    conn = await websocket_connect(HTTPRequest(
-        base + dep["entry_url"] + "ws",
-        headers={"Authorization": f"token {token}", "Cookie": "_xsrf=x; theme=dark"},
-    ))
+    conn = await websocket_connect(
+        HTTPRequest(
+            base + dep["entry_url"] + "ws",
+            headers={"Authorization": f"token {token}", "Cookie": "_xsrf=x; theme=dark"},
+        )
+    )
     assert (await conn.read_message()).startswith("hello cookie ")
     conn.close()
 
@@ -126,15 +139,21 @@ async def test_websocket_app_works_through_the_proxy(
         await websocket_connect(base + dep["entry_url"] + "ws")
     assert refused.value.code in (302, 403)
     with pytest.raises(HTTPClientError) as stranger:
-        await websocket_connect(HTTPRequest(
-            base + dep["entry_url"] + "ws",
-            headers={"Authorization": f"token {ecode_token_for('bob')}"},
-        ))
+        await websocket_connect(
+            HTTPRequest(
+                base + dep["entry_url"] + "ws",
+                headers={"Authorization": f"token {ecode_token_for('bob')}"},
+            )
+        )
     assert stranger.value.code == 404
 
 
 async def test_the_app_never_sees_jupyter_credentials(
-    ecode_api: Any, app_fetch: Any, deploy: Any, jp_http_port: int, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    jp_http_port: int,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Echo")
@@ -149,7 +168,7 @@ async def test_the_app_never_sees_jupyter_credentials(
         body=b"data",
         headers={
             "Cookie": f"{jupyter_cookie}=2|secret; _xsrf=2|x; jupyterhub-session-id=s; "
-                      "app_session=abc",
+            "app_session=abc",
             "X-XSRFToken": "2|x",
             "Referer": f"http://127.0.0.1:{jp_http_port}/lab?token={token}",
         },
@@ -171,7 +190,10 @@ async def test_the_app_never_sees_jupyter_credentials(
 
 
 async def test_visibility_decides_who_may_open_the_app(
-    ecode_api: Any, app_fetch: Any, deploy: Any, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Shared")
@@ -204,8 +226,13 @@ async def test_visibility_decides_who_may_open_the_app(
 
 
 async def test_logs_stream_replays_then_follows(
-    ecode_api: Any, app_fetch: Any, deploy: Any, jp_http_port: int, jp_base_url: str,
-    write_files: Write, ecode_workspace_root: Path,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    write_files: Write,
+    ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Logs")
     pid = project["id"]
@@ -214,8 +241,9 @@ async def test_logs_stream_replays_then_follows(
     url = f"ws://127.0.0.1:{jp_http_port}{jp_base_url}{dep['logs']}"
 
     def request(user: str, after: int = 0) -> HTTPRequest:
-        return HTTPRequest(f"{url}?after={after}",
-                           headers={"Authorization": f"token {ecode_token_for(user)}"})
+        return HTTPRequest(
+            f"{url}?after={after}", headers={"Authorization": f"token {ecode_token_for(user)}"}
+        )
 
     conn = await websocket_connect(request("alice"))
     lines = []
@@ -239,7 +267,10 @@ async def test_logs_stream_replays_then_follows(
 
 
 async def test_stopping_and_deleting_stop_the_app(
-    ecode_api: Any, app_fetch: Any, deploy: Any, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Stop")
@@ -261,7 +292,10 @@ async def test_stopping_and_deleting_stop_the_app(
 
 
 async def test_a_crashing_app_comes_back(
-    ecode_api: Any, app_fetch: Any, deploy: Any, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     project = await _project(ecode_api, "Crash")
@@ -296,3 +330,26 @@ async def test_bad_requests_and_strangers(ecode_api: Any, deploy: Any) -> None:
     assert r.status == 403
     r = await ecode_api("GET", f"projects/{pid}/deployments", user=None)
     assert r.status == 401
+
+
+async def test_idle_previews_are_stopped(
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    project = await _project(ecode_api, "Idle")
+    pid = project["id"]
+    write_files(ecode_workspace_root / pid, {"app.py": VERSIONED.replace("{version}", "v1")})
+    dep = await _preview(ecode_api, pid, command="python app.py")
+    deploy.options.idle_timeout_s = 30.0
+    assert (await app_fetch(dep["url"])).code == 200
+    await deploy.sweep()
+    assert deploy.app_in_slot(pid, "preview") is not None  # it was just used
+    deploy.options.idle_timeout_s = 0.01
+    await asyncio.sleep(0.05)
+    await deploy.sweep()
+    assert deploy.app_in_slot(pid, "preview") is None
+    row = await ecode_api("GET", f"projects/{pid}/deployments/{dep['id']}")
+    assert row.body["status"] == "stopped" and row.body["reason"].startswith("idle for")

@@ -35,7 +35,10 @@ async def _live_text(app_fetch: Any, entry: str) -> tuple[int, str]:
 
 
 async def test_releases_go_live_only_when_healthy_and_roll_back(
-    ecode_api: Any, app_fetch: Any, deploy: Any, write_files: Write,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
     r = await ecode_api("POST", "projects", body={"name": "Shop"})
@@ -44,8 +47,10 @@ async def test_releases_go_live_only_when_healthy_and_roll_back(
     await ecode_api("PUT", f"projects/{pid}/secrets/API_KEY", body={"value": "s3cret"})
 
     def version(v: str) -> None:
-        write_files(workspace, {"app.py": VERSIONED.replace("{version}", v),
-                                "Procfile": "web: python app.py\n"})
+        write_files(
+            workspace,
+            {"app.py": VERSIONED.replace("{version}", v), "Procfile": "web: python app.py\n"},
+        )
 
     version("v1")
     first = await ecode_api("POST", f"projects/{pid}/releases", body={})
@@ -75,7 +80,10 @@ async def test_releases_go_live_only_when_healthy_and_roll_back(
 
     releases = (await ecode_api("GET", f"projects/{pid}/releases")).body["releases"]
     assert [(x["number"], x["status"], x["live"]) for x in releases] == [
-        (3, "failed", False), (2, "ready", True), (1, "ready", False)]
+        (3, "failed", False),
+        (2, "ready", True),
+        (1, "ready", False),
+    ]
     assert releases[0]["env_names"] == ["API_KEY"]  # names only: values stay in the store
     assert "s3cret" not in str(releases)
 
@@ -101,7 +109,11 @@ async def test_releases_go_live_only_when_healthy_and_roll_back(
 
 
 async def test_export_of_the_workspace_and_of_a_release(
-    ecode_api: Any, app_fetch: Any, deploy: Any, jp_http_port: int, jp_base_url: str,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    jp_http_port: int,
+    jp_base_url: str,
 ) -> None:
     r = await ecode_api("POST", "projects", body={"name": "Todo", "template": "flask-api"})
     pid = r.body["id"]
@@ -120,8 +132,11 @@ async def test_export_of_the_workspace_and_of_a_release(
     assert archive.headers["Content-Type"] == "application/gzip"
     with tarfile.open(fileobj=io.BytesIO(archive.body)) as tar:
         names = set(tar.getnames())
-    assert {"todo-release-1/Dockerfile", "todo-release-1/app.py",
-            "todo-release-1/requirements.txt"} <= names
+    assert {
+        "todo-release-1/Dockerfile",
+        "todo-release-1/app.py",
+        "todo-release-1/requirements.txt",
+    } <= names
 
     bad = await ecode_api("GET", f"projects/{pid}/export?format=zip")
     assert bad.status == 400
@@ -130,7 +145,10 @@ async def test_export_of_the_workspace_and_of_a_release(
 
 
 async def test_tool_functions_start_and_report_a_preview(
-    ecode_app: Any, ecode_api: Any, app_fetch: Any, deploy: Any,
+    ecode_app: Any,
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
 ) -> None:
     r = await ecode_api("POST", "projects", body={"name": "Agent", "template": "flask-api"})
     pid = r.body["id"]

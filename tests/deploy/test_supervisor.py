@@ -15,26 +15,42 @@ from ecode_jupyter.workspace.commands import base_environment
 
 from .apps import VERSIONED
 
-FAST = SupervisorOptions(start_timeout_s=15, backoff_initial_s=0.05, backoff_max_s=0.2,
-                         max_failures=3, watch_interval_s=0.1, stop_grace_s=2)
+FAST = SupervisorOptions(
+    start_timeout_s=15,
+    backoff_initial_s=0.05,
+    backoff_max_s=0.2,
+    max_failures=3,
+    watch_interval_s=0.1,
+    stop_grace_s=2,
+)
 
 
-def _spec(command: str = "python app.py", health: str | None = "/",
-          reload: str = "watch") -> RunSpec:
-    return RunSpec(command=command, shell=False, health=health, kind="http",
-                   base_path_mode="strip", reload=reload,  # type: ignore[arg-type]
-                   source="override", framework="custom")
+def _spec(
+    command: str = "python app.py", health: str | None = "/", reload: str = "watch"
+) -> RunSpec:
+    return RunSpec(
+        command=command,
+        shell=False,
+        health=health,
+        kind="http",
+        base_path_mode="strip",
+        reload=reload,  # type: ignore[arg-type]
+        source="override",
+        framework="custom",
+    )
 
 
 def _supervisor(cwd: Path, spec: RunSpec, **kwargs: object) -> Supervisor:
-    launch = AppLaunch(spec=spec, cwd=cwd, env=base_environment(), base_path="/p",
-                       python=sys.executable)
+    launch = AppLaunch(
+        spec=spec, cwd=cwd, env=base_environment(), base_path="/p", python=sys.executable
+    )
     return Supervisor(launch, logs=LogBuffer(), options=FAST, **kwargs)  # type: ignore[arg-type]
 
 
 async def _get(sup: Supervisor, path: str = "/") -> str:
-    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{sup.port}{path}",
-                                             request_timeout=5)
+    response = await AsyncHTTPClient().fetch(
+        f"http://127.0.0.1:{sup.port}{path}", request_timeout=5
+    )
     return response.body.decode()
 
 
@@ -52,8 +68,7 @@ async def test_a_crashing_app_is_restarted(tmp_path: Path) -> None:
         first_port = sup.port
         assert await _get(sup) == "v1"
         with contextlib.suppress(HTTPClientError):  # the app dies mid-request
-            await AsyncHTTPClient().fetch(f"http://127.0.0.1:{sup.port}/crash",
-                                          raise_error=False)
+            await AsyncHTTPClient().fetch(f"http://127.0.0.1:{sup.port}/crash", raise_error=False)
         await _until(lambda: sup.restarts >= 1 and sup.state == "running")
         assert await _get(sup) == "v1"
         assert sup.port != first_port
@@ -72,8 +87,11 @@ async def test_an_app_that_keeps_failing_backs_off_then_waits_for_a_fix(tmp_path
         assert not await sup.start()
         await _until(lambda: sup.state == "failed")
         assert "3 failures in a row" in (sup.reason or "")
-        delays = [float(line.text.split()[-1].rstrip("s")) for line in sup.logs.since(0)
-                  if "restarting in" in line.text]
+        delays = [
+            float(line.text.split()[-1].rstrip("s"))
+            for line in sup.logs.since(0)
+            if "restarting in" in line.text
+        ]
         # Two waits (the third failure gives up), the second twice the first.
         assert len(delays) == 2 and delays[1] == 2 * 0.05
         # Saving a fixed file brings it back.

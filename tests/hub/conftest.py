@@ -37,6 +37,7 @@ from cryptography.fernet import Fernet
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
 HUB_USERS = ("alice", "bob", "admin")
+STOCK_OWNER = "not-a-hub-user"
 # Bounded waits (seconds). A 2-core machine starts the hub and three servers in well under these.
 HUB_READY_TIMEOUT = 60
 SPAWN_TIMEOUT = 120
@@ -309,8 +310,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     jupyter_config = tmp / "jupyter-config"
     (jupyter_config / "jupyter_server_config.d").mkdir(parents=True)
     # Enable the extension explicitly, so the test does not depend on how it was installed.
+    # The owner name is what a stock single-user server would call every login, and no
+    # ecode admins are configured: names and admin rights seen in the tests come from the hub.
+    server_config = {
+        "ServerApp": {"jpserver_extensions": {"ecode_jupyter": True}},
+        "EcodeApp": {"owner_name": STOCK_OWNER, "admin_users": []},
+    }
     (jupyter_config / "jupyter_server_config.d" / "ecode_jupyter.json").write_text(
-        json.dumps({"ServerApp": {"jpserver_extensions": {"ecode_jupyter": True}}})
+        json.dumps(server_config)
     )
     jupyter_env = {
         "JUPYTER_CONFIG_DIR": str(jupyter_config),
@@ -399,6 +406,10 @@ def _stop_hub(proc: subprocess.Popen[bytes]) -> None:
     """Stop the hub, which stops the proxy and the users' servers; then make sure of it."""
     # User servers and the proxy run in their own sessions, so collect them by parentage first.
     below = descendants(proc.pid)
+    # SIGTERM first: the hub's own stop sends SIGINT, which a server without a terminal takes
+    # as KeyboardInterrupt and exits without running its extensions' stop hooks.
+    servers = [p for p in below if _is_single_user_server(p)]
+    stop_pids(servers, STOP_TIMEOUT)
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -407,3 +418,11 @@ def _stop_hub(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
             proc.wait(STOP_TIMEOUT)
     stop_pids([p for p in below if pid_alive(p)], STOP_TIMEOUT)
+
+
+def _is_single_user_server(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"jupyterhub.singleuser" in cmdline

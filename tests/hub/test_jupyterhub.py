@@ -18,8 +18,10 @@ def test_users_on_their_own_servers_share_projects_through_one_database(hub: Hub
     assert created.status_code == 201, created.text
     project = created.json()
     pid = project["id"]
-    # The hub's username, not the server's OS user or a random "Anonymous" login.
+    # The hub's username, not the server's owner_name (conftest.STOCK_OWNER) or a random
+    # "Anonymous" login.
     assert project["owner"] == "alice"
+    assert project["url"] == f"/ecode/@alice/{project['slug']}"
     assert project["role"] == "owner"
     assert (hub.workspace_root / pid).is_dir()
 
@@ -54,7 +56,7 @@ def test_users_on_their_own_servers_share_projects_through_one_database(hub: Hub
     assert refused.json()["error"]["code"] == "forbidden"
     assert hub.ecode("GET", f"projects/{pid}", user="bob").json()["name"] == "Renamed By Bob"
 
-    # The audit trail is for admins; hub admins are ecode admins.
+    # The audit trail is for admins; hub admins are ecode admins (no ecode admin_users here).
     assert hub.ecode("GET", "audit", user="alice").status_code == 403
     audit = hub.ecode("GET", f"audit?project={pid}", user="admin")
     assert audit.status_code == 200, audit.text

@@ -49,7 +49,7 @@ def test_the_example_notebook_uses_the_magics_as_documented() -> None:
     assert prompts[0][1] == "a Flask todo API with tests"
     assert prompts[1][1].startswith("Add a /stats endpoint")
     new_project = prompts[2][0]
-    assert (new_project.new, new_project.detach) == ("Notes CLI", True)
+    assert (new_project.new, new_project.detach) == ("Items API", True)
 
 
 def test_prompts_that_start_like_subcommands() -> None:

@@ -120,20 +120,6 @@ async def test_a_prompt_in_a_notebook_builds_a_project_to_completion(
         assert "completed" in history.final_display()
         status = await _cell(kc, "%ecode status")
         assert f"run {runs[0]['id']}: completed" in status.stdout
-        # %%ecode: the cell body is the prompt; --detach returns at once, watch follows it.
-        detached = await _cell(kc, "%%ecode --detach\nadd a /stats endpoint\nthat counts todos")
-        started = re.search(
-            r"run (\w+) started in @alice/a-flask-todo-api-with-tests", detached.stdout
-        )
-        assert started, detached.everything()
-        watched = await _cell(kc, "%ecode watch")
-        second = (await ecode_api("GET", f"runs/{started[1]}")).body
-        assert second["prompt"] == "add a /stats endpoint\nthat counts todos"
-        assert second["status"] in ("completed", "failed")
-        assert f"run {started[1]} in @alice/a-flask-todo-api-with-tests {second['status']}" in (
-            watched.stdout
-        )
-
         credits = await _cell(kc, "%ecode credits")
         assert credits.status == "ok", credits.everything()
         assert "credits of alice" in credits.stdout or "billing is not enabled" in credits.stdout
@@ -248,16 +234,34 @@ async def test_interrupting_the_cell_cancels_the_run(tmp_path: Path) -> None:
         await _with_kernel(env, tmp_path, body)
 
 
-async def test_server_errors_say_what_to_do(tmp_path: Path) -> None:
+async def test_cell_prompts_detach_watch_and_error_messages(tmp_path: Path) -> None:
     with fake_ecode_server() as fake:
-        fake.state.fail_create = (402, "insufficient_credits", "this run needs 2 credits, 0 left")
+        fake.state.script = [
+            event(1, "run.started", provider="offline", model="offline"),
+            event(2, "file.changed", path="app.py", action="modified", added=3, removed=1),
+            event(3, "run.completed", message="the project is built; tests pass"),
+        ]
         env = kernel_env(ECODE_SERVER_URL=fake.url, ECODE_TOKEN=TOKEN)
 
         async def body(kc: Any) -> None:
             await _cell(kc, "%load_ext ecode_jupyter")
-            broke = await _cell(kc, "%ecode a chat app")
+            # %%ecode: the cell body is the prompt; --detach returns at once, watch follows.
+            detached = await _cell(kc, '%%ecode --new "Todo" --detach\nadd a /stats endpoint\n')
+            assert "run run1 started in @alice/todo" in detached.stdout, detached.everything()
+            assert fake.state.runs["run1"].prompt == "add a /stats endpoint"
+            assert fake.state.connections == []  # detached: nobody follows the feed yet
+            watched = await _cell(kc, "%ecode watch")
+            assert "run run1 in @alice/todo completed · 1 file changed" in watched.stdout
+            assert "modified app.py +3 −1" in watched.stdout
+            assert fake.state.connections == [0]
+            # The project is current now: the next prompt is a new run in it.
+            await _cell(kc, "%ecode make it faster")
+            assert fake.state.runs["run2"].project_id == fake.state.runs["run1"].project_id
+
+            fake.state.fail_create = (402, "insufficient_credits", "this run needs 2 credits")
+            broke = await _cell(kc, "%ecode --new Chat a chat app")
             assert broke.status == "error"
-            assert "UsageError: this run needs 2 credits, 0 left" in broke.stderr
+            assert "UsageError: this run needs 2 credits" in broke.stderr
             assert "Out of credits — ask your admin" in broke.stderr
             await _cell(kc, "%ecode connect " + fake.url + " wrong-token")
             refused = await _cell(kc, "%ecode projects")

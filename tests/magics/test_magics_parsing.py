@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from IPython.core.error import UsageError
 
+from ecode_jupyter.client.rest import ApiError
 from ecode_jupyter.magics import credits_report, name_from_prompt, parse_prompt_line
 
 
@@ -69,3 +70,10 @@ def test_the_credit_report_speaks_credits() -> None:
     assert "monthly allowance: 10 credits, 2 credits left, renews 2025-02-01" in report
     assert "spent in 2025-01: 8 credits" in report
     assert "budget of Todo: 1 credit left of 3 credits" in report
+
+
+def test_a_conflict_names_the_run_in_the_way() -> None:
+    busy = ApiError(409, "conflict", "the project already has an active run", {"run_id": "abc"})
+    assert "%ecode watch abc" in busy.hint and "%ecode cancel abc" in busy.hint
+    broke = ApiError(402, "insufficient_credits", "this run needs 2 credits, 0 left")
+    assert broke.hint.startswith("Out of credits — ask your admin")

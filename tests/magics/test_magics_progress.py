@@ -145,3 +145,14 @@ def test_credits_are_shown_in_credits_not_micros() -> None:
     assert credits_text(1_250_000) == "1.25 credits"
     assert credits_text(2200) == "0.0022 credits"
     assert credits_text(12_000_000_000) == "12,000 credits"
+
+
+def test_a_run_out_of_credits_says_whom_to_ask() -> None:
+    progress = RunProgress("r1")
+    progress.apply(event(1, "run.started", "r1", provider="anthropic", model="claude"))
+    progress.apply(
+        event(2, "run.failed", "r1", reason="insufficient_credits", message="not enough credits")
+    )
+    summary = summary_text(progress)
+    assert "why: not enough credits" in summary
+    assert "out of credits — ask your admin" in summary

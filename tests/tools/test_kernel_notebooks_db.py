@@ -6,7 +6,9 @@ import base64
 import json
 from typing import Any
 
-from mcp_types import BlobResourceContents, EmbeddedResource
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import BlobResourceContents, EmbeddedResource, ResourceLink, TextResourceContents
 
 from .conftest import McpConnect, error_of, text_of
 from .test_files import tiny_png
@@ -43,8 +45,23 @@ async def test_execute_code(mcp_connect: McpConnect, make_project: Any, ecode_ap
         assert "[status: error" in failed and "ZeroDivisionError" in failed
         assert "\x1b[" not in failed  # no terminal colour codes for the model
 
-        big = text_of(await run("print('x' * 100_000)"))
-        assert "characters omitted" in big and len(big) < 25_000
+        big = await run("print('x' * 100_000)")
+        assert "characters omitted" in text_of(big) and len(text_of(big)) < 25_000
+        # The whole output is a resource the client can read, saved in the workspace.
+        (link,) = [b for b in big.content if isinstance(b, ResourceLink)]
+        assert link.name.startswith(".ecode/outputs/") and link.size == 100_001
+        assert (ws / link.name).read_text() == "x" * 100_000 + "\n"
+        contents = await client.read_resource(link.uri)
+        (full,) = contents.contents
+        assert isinstance(full, TextResourceContents) and full.text == "x" * 100_000 + "\n"
+        for uri, reason in (
+            # The SDK's own traversal check refuses before our resolver is even asked.
+            (str(link.uri).replace(".ecode/outputs/", "../../../etc/"), "Unknown resource"),
+            (str(link.uri).replace(pid, "someone-elses-project"), "not_found"),
+        ):
+            with pytest.raises(MCPError) as refused:
+                await client.read_resource(uri)
+            assert reason in str(refused.value)
 
         slow = text_of(await run("import time\ntime.sleep(60)", timeout_s=1))
         assert "[status: timeout" in slow and "interrupted" in slow

@@ -127,3 +127,39 @@ async def test_file_without_a_room_is_written_to_disk(jp_serverapp: Any, jp_root
     ydoc_ext = jp_serverapp.web_app.settings["jupyter_server_ydoc"]
     # Looking for a live document never opened a room.
     assert not ydoc_ext.ywebsocket_server.rooms
+
+
+async def test_whole_notebook_write_keeps_cells_and_reaches_the_editor(
+    jp_serverapp: Any, jp_root_dir: Path, collab_client: Connect
+) -> None:
+    project = jp_root_dir / "proj"
+    project.mkdir()
+    cells = [
+        {
+            "cell_type": "code",
+            "id": f"c{i}",
+            "metadata": {},
+            "source": f"x{i} = {i}",
+            "outputs": [],
+            "execution_count": None,
+        }
+        for i in range(3)
+    ]
+    nb = {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (project / "nb.ipynb").write_text(json.dumps(nb))
+    writer = _writer(jp_serverapp, project, [])
+    human = YNotebook()
+    async with collab_client("json", "notebook", "proj/nb.ipynb", human):
+        source_before = human.ycells[2]["source"]
+        edited = json.loads(json.dumps(nb))
+        edited["cells"][2]["source"] = "x2 = 'two'"
+        edited["cells"].insert(
+            0, {"cell_type": "markdown", "id": "title", "metadata": {}, "source": "# Title"}
+        )
+        change = await writer.write_text("nb.ipynb", json.dumps(edited))
+        assert change.live and change.action == "modified"
+        await eventually(lambda: human.cell_number == 4, "the new cell is seen")
+        await eventually(lambda: human.get_cell(3)["source"] == "x2 = 'two'", "edit seen")
+        assert human.get_cell(0)["source"] == "# Title"
+        # The edited cell is the same shared text, changed in place, not a replaced cell.
+        assert str(source_before) == "x2 = 'two'"

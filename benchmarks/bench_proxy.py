@@ -1,0 +1,215 @@
+"""What the app proxy costs: the same app, asked directly and through the proxy.
+
+Starts a real Jupyter server with the ecode extension (temporary config, data and database),
+creates a project from the Flask template and starts its preview through the REST API, timing
+the start to the first 200 through the proxy. Then it asks the app's ``/health`` directly on
+its own port and through the proxy's keyed URL, alternating one request each way so drift
+hits both alike, over persistent connections; then measures throughput with several
+concurrent connections each way.
+
+    python benchmarks/bench_proxy.py [--requests 2000] [--concurrency 8] [--seconds 5]
+
+Prints p50/p99 latency, requests per second, and the proxied/direct ratios (goal: p50 ratio
+at most 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+GOAL_P50_RATIO = 1.2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Server:
+    """A jupyter server subprocess with the ecode extension on a throwaway database."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = _free_port()
+        self.token = secrets.token_hex(16)
+        env = {
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(root / "config"),
+            "JUPYTER_DATA_DIR": str(root / "data"),
+            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+            "JUPYTER_PLATFORM_DIRS": "1",
+        }
+        (root / "work").mkdir()
+        argv = [
+            sys.executable, "-m", "jupyter_server",
+            f"--port={self.port}", "--ip=127.0.0.1", "--no-browser",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root / 'work'}",
+            "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
+            f"--EcodeApp.database_url=sqlite:///{root / 'ecode.sqlite'}",
+            f"--EcodeApp.workspace_root={root / 'work' / 'ecode-projects'}",
+            "--EcodeApp.owner_name=bench",
+            "--ServerApp.log_level=WARN",
+            "--allow-root",
+        ]
+        self.log = (root / "server.log").open("wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.api("GET", "projects")[0] == 200:
+                    return
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                self.log.close()
+                tail = (root / "server.log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the server exited:\n{tail}")
+            time.sleep(0.2)
+        raise RuntimeError("the server did not start in 60 s")
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, f"/api/ecode/{path}", body=data,
+                         headers={"Authorization": f"token {self.token}"})
+            response = conn.getresponse()
+            raw = response.read()
+            return response.status, json.loads(raw) if raw else None
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Client:
+    """One persistent HTTP/1.1 connection; ``get`` returns the seconds a request took."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.port = port
+        self.path = path
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    def get(self) -> float:
+        started = time.perf_counter()
+        try:
+            self.conn.request("GET", self.path)
+            response = self.conn.getresponse()
+            response.read()
+        except (http.client.HTTPException, OSError):
+            # The server closed the kept-alive connection: reconnect once.
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            self.conn.request("GET", self.path)
+            response = self.conn.getresponse()
+            response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {self.path} answered {response.status}")
+        return time.perf_counter() - started
+
+
+def latency(direct: Client, proxied: Client, requests: int) -> tuple[list[float], list[float]]:
+    for _ in range(100):  # warm up both paths
+        direct.get()
+        proxied.get()
+    d: list[float] = []
+    p: list[float] = []
+    for _ in range(requests):
+        d.append(direct.get())
+        p.append(proxied.get())
+    return d, p
+
+
+def throughput(port: int, path: str, concurrency: int, seconds: float) -> float:
+    done = [0] * concurrency
+    stop = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        client = Client(port, path)
+        while time.monotonic() < stop:
+            client.get()
+            done[n] += 1
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(concurrency)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(done) / (time.monotonic() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="ecode-bench-proxy-") as tmp:
+        server = Server(Path(tmp))
+        try:
+            status, project = server.api("POST", "projects",
+                                         {"name": "Bench todo", "template": "flask-api"})
+            assert status == 201, project
+            started = time.perf_counter()
+            status, dep = server.api("POST", f"projects/{project['id']}/deployments", {})
+            assert status == 201 and dep["status"] == "running", dep
+            keyed = urlsplit(dep["url"]).path + "health"
+            first = Client(server.port, keyed)
+            first.get()
+            to_first_200 = time.perf_counter() - started
+
+            app_port = urlsplit(dep["local_url"]).port
+            assert app_port is not None
+            d, p = latency(Client(app_port, "/health"), Client(server.port, keyed),
+                           args.requests)
+            rps_direct = throughput(app_port, "/health", args.concurrency, args.seconds)
+            rps_proxied = throughput(server.port, keyed, args.concurrency, args.seconds)
+        finally:
+            server.stop()
+
+    ms = 1000.0
+    print(f"Flask template: start to first 200 through the proxy: {to_first_200 * ms:.0f} ms")
+    print(f"latency over {args.requests} requests each (persistent connections):")
+    print(f"  direct   p50 {_percentile(d, 0.5) * ms:6.2f} ms   p99 {_percentile(d, 0.99) * ms:6.2f} ms"
+          f"   mean {statistics.fmean(d) * ms:6.2f} ms")
+    print(f"  proxied  p50 {_percentile(p, 0.5) * ms:6.2f} ms   p99 {_percentile(p, 0.99) * ms:6.2f} ms"
+          f"   mean {statistics.fmean(p) * ms:6.2f} ms")
+    ratio_p50 = _percentile(p, 0.5) / _percentile(d, 0.5)
+    ratio_p99 = _percentile(p, 0.99) / _percentile(d, 0.99)
+    print(f"  ratio    p50 {ratio_p50:.2f}x   p99 {ratio_p99:.2f}x   (goal p50 <= {GOAL_P50_RATIO}x:"
+          f" {'met' if ratio_p50 <= GOAL_P50_RATIO else 'NOT met'})")
+    print(f"throughput, {args.concurrency} connections for {args.seconds:g} s each:")
+    print(f"  direct  {rps_direct:8.0f} req/s")
+    print(f"  proxied {rps_proxied:8.0f} req/s   ratio {rps_proxied / rps_direct:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""With ``preview_origin`` set, app pages render on that origin (here: localhost for a server
+reached as 127.0.0.1), where they may keep an origin of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .apps import VERSIONED
+
+NAVIGATE = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+
+
+@pytest.fixture
+def ecode_extra_config(jp_http_port: int) -> dict[str, Any]:
+    return {"EcodeApp": {"preview_origin": f"http://localhost:{jp_http_port}"}}
+
+
+async def test_pages_are_sent_to_the_preview_origin(
+    ecode_api: Any,
+    app_fetch: Any,
+    jp_http_port: int,
+    write_files: Callable[[Path, dict[str, str]], None],
+    ecode_workspace_root: Path,
+) -> None:
+    r = await ecode_api("POST", "projects", body={"name": "Elsewhere"})
+    pid = r.body["id"]
+    write_files(ecode_workspace_root / pid, {"app.py": VERSIONED.replace("{version}", "v1")})
+    dep = await ecode_api("POST", f"projects/{pid}/deployments", body={"command": "python app.py"})
+    preview = f"http://localhost:{jp_http_port}"
+    assert dep.body["url"].startswith(preview + "/")
+    keyed_path = dep.body["url"].removeprefix(preview)
+
+    # The plain URL on the Jupyter origin sends the browser to the preview origin.
+    entry = dep.body["entry_url"].removeprefix(preview)
+    first = await app_fetch(entry, user="alice", headers=NAVIGATE)
+    assert first.code == 302 and first.headers["Location"] == dep.body["url"]
+    # So does a keyed page opened on the Jupyter origin.
+    moved = await app_fetch(keyed_path, headers=NAVIGATE)
+    assert moved.code == 302 and moved.headers["Location"] == dep.body["url"]
+
+    there = await app_fetch(dep.body["url"], headers=NAVIGATE)
+    assert there.code == 200 and there.text == "v1"
+    assert "allow-same-origin" in there.headers["Content-Security-Policy"]
+    # A script fetching from the Jupyter origin gets the app, still sandboxed there.
+    here = await app_fetch(keyed_path)
+    assert here.code == 200
+    assert "allow-same-origin" not in here.headers["Content-Security-Policy"]
