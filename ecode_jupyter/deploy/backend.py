@@ -22,9 +22,9 @@ from tornado.iostream import IOStream, StreamClosedError
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 1 << 40
-_PARAMS = HTTP1ConnectionParameters(
-    no_keep_alive=False, max_body_size=_MAX_BODY, decompress=False, header_timeout=3600.0
-)
+# No header or body timeout: each would cost a timer per request, and a slow app (a long
+# poll, a stream) is the browser's to give up on.
+_PARAMS = HTTP1ConnectionParameters(no_keep_alive=False, max_body_size=_MAX_BODY, decompress=False)
 
 
 class _Watch(httputil.HTTPMessageDelegate):
