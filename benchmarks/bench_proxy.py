@@ -134,6 +134,20 @@ class Client:
         return time.perf_counter() - started
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proxy_cpu_per_request(server: Server, proxied: Client, requests: int) -> float:
+    """CPU the Jupyter server spends per proxied request: not skewed by a busy machine."""
+    before = cpu_seconds(server.proc.pid)
+    for _ in range(requests):
+        proxied.get()
+    return (cpu_seconds(server.proc.pid) - before) / requests
+
+
 def latency(direct: Client, proxied: Client, requests: int) -> tuple[list[float], list[float]]:
     for _ in range(100):  # warm up both paths
         direct.get()
@@ -188,8 +202,9 @@ def main() -> None:
 
             app_port = urlsplit(dep["local_url"]).port
             assert app_port is not None
-            d, p = latency(Client(app_port, "/health"), Client(server.port, keyed),
-                           args.requests)
+            proxied_client = Client(server.port, keyed)
+            d, p = latency(Client(app_port, "/health"), proxied_client, args.requests)
+            cpu = proxy_cpu_per_request(server, proxied_client, args.requests)
             rps_direct = throughput(app_port, "/health", args.concurrency, args.seconds)
             rps_proxied = throughput(server.port, keyed, args.concurrency, args.seconds)
         finally:
@@ -206,6 +221,7 @@ def main() -> None:
     ratio_p99 = _percentile(p, 0.99) / _percentile(d, 0.99)
     print(f"  ratio    p50 {ratio_p50:.2f}x   p99 {ratio_p99:.2f}x   (goal p50 <= {GOAL_P50_RATIO}x:"
           f" {'met' if ratio_p50 <= GOAL_P50_RATIO else 'NOT met'})")
+    print(f"  proxy CPU per request (Jupyter server process): {cpu * 1e6:.0f} us")
     print(f"throughput, {args.concurrency} connections for {args.seconds:g} s each:")
     print(f"  direct  {rps_direct:8.0f} req/s")
     print(f"  proxied {rps_proxied:8.0f} req/s   ratio {rps_proxied / rps_direct:.2f}x")

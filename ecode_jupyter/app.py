@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -313,6 +314,10 @@ class EcodeApp(ExtensionApp):
         self.handlers.extend(fallback_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        # JupyterHub stops servers with SIGINT; with no terminal attached jupyter_server leaves
+        # SIGINT as KeyboardInterrupt and stop_extension never runs (runs, previews orphaned).
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, serverapp._signal_stop)
         # Runs this server left running when it last stopped are marked interrupted.
         await self.ecode.extras["agent"].start()
         # Live releases this server ran when it stopped go live again.

@@ -35,6 +35,9 @@ async def _upgrade(args: argparse.Namespace, console: Console) -> int:
     db = _open(args)
     try:
         before = current_revision(db.engine)
+        if before == head_revision(db) and args.revision == "head":
+            console.print(f"{redact_url(db.url)}: schema {before} is up to date")
+            return 0
         if db.is_sqlite:
             from ..db.schema import backup_sqlite
 

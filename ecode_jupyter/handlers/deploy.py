@@ -23,6 +23,7 @@ import contextlib
 import html
 import json
 import logging
+import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from http.client import responses
@@ -57,6 +58,8 @@ from ..identity import EcodeUser, resolve_user
 from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)
+
+_KEY_IN_PATH = re.compile(r"/~[A-Za-z0-9_-]+")
 
 ID = r"(?P<project_id>[^/]+)"
 # A response held in memory up to this size is sent in one piece; beyond, it streams.
@@ -257,6 +260,19 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     @property
     def ecode(self) -> EcodeContext:
         return cast(EcodeContext, self.settings["ecode"])
+
+    def set_default_headers(self) -> None:
+        # Jupyter's defaults (its CSP among them) describe Jupyter's pages, not an app's; every
+        # answer from here gets the app sandbox headers instead.
+        return None
+
+    def _log(self) -> None:
+        # App traffic stays out of Jupyter's request log and metrics (its URLs carry the
+        # keys, and a busy app would drown the log); failures of the proxy itself are logged.
+        status = self.get_status()
+        if status >= 500:
+            path = _KEY_IN_PATH.sub("/~[key]", self.request.path)
+            log.warning("%s %s -> %s", self.request.method, path, status)
 
     # -- authentication -----------------------------------------------------------------
     async def prepare(self) -> None:  # type: ignore[override]

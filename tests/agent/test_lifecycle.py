@@ -116,9 +116,12 @@ async def test_a_restarted_server_marks_its_runs_interrupted_and_they_can_contin
         assert (run["status"], run["reason"]) == ("interrupted", "server_restart"), name
         feed = await events(ecode_api, run["id"])
         assert [e["type"] for e in feed] == ["run.interrupted"]
-    # A run whose server is still alive elsewhere is left alone.
+    # A run whose server is still alive elsewhere is left alone; cancelling it asks that
+    # server (through the database) to stop it.
     alive = (await ecode_api("GET", f"runs/{orphaned_runs['alive']}")).body
     assert alive["status"] == "running"
+    asked = (await ecode_api("POST", f"runs/{orphaned_runs['alive']}/cancel")).body
+    assert asked["status"] == "running" and asked["summary"]["cancel_requested"] == "alice"
 
     resp = await ecode_api("POST", f"runs/{orphaned_runs['restarted']}/continue")
     assert resp.status == 201, resp.body

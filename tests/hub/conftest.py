@@ -255,23 +255,12 @@ def ecode_database(tmp: Path, env: dict[str, str]) -> Iterator[str]:
             admin_engine.dispose()
 
 
-def _wait(what: str, check: Any, timeout: float, hub_log: Hub | Path) -> Any:
+def _wait(what: str, check: Any, timeout: float, hub: Hub) -> None:
     deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
+    while not check():
         if time.monotonic() > deadline:
-            tail = hub_log.log_tail() if isinstance(hub_log, Hub) else _tail(hub_log)
-            pytest.fail(f"{what} not ready after {timeout}s; hub log:\n{tail}")
+            pytest.fail(f"{what} not ready after {timeout}s; hub log:\n{hub.log_tail()}")
         time.sleep(0.2)
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no hub log)"
 
 
 def _start_servers(hub: Hub, users: tuple[str, ...]) -> None:

@@ -1,0 +1,228 @@
+/**
+ * A windowed list for rows of different heights: only the rows in (and near) the viewport
+ * are in the DOM, so a feed of thousands of rows renders as fast as a feed of thirty.
+ *
+ * Heights start as an estimate and are replaced by measurements (one ResizeObserver for the
+ * list); offsets are prefix sums over them. Spacers above and below stand in for the rows not
+ * rendered. While the user is at the bottom the list follows new rows (like a terminal); once
+ * they scroll up it stays where they are.
+ *
+ * The container has the ARIA `feed` role with each row an `article` that knows its position
+ * (`aria-posinset`/`aria-setsize`), the pattern screen readers expect for lists that load rows
+ * as they scroll.
+ */
+import * as React from 'react';
+
+/** Offsets of each row's top; `offsets[n]` is the total height. */
+export function prefixOffsets(
+  count: number,
+  heightOf: (index: number) => number
+): Float64Array {
+  const offsets = new Float64Array(count + 1);
+  for (let i = 0; i < count; i++) {
+    offsets[i + 1] = offsets[i] + heightOf(i);
+  }
+  return offsets;
+}
+
+/** The first row whose bottom is below `y` (binary search over the offsets). */
+function rowAt(offsets: Float64Array, y: number): number {
+  let lo = 0;
+  let hi = offsets.length - 2;
+  if (hi < 0) {
+    return 0;
+  }
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (offsets[mid + 1] <= y) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+/** The rows to render: `[start, end)` covering the viewport plus `overscan` pixels each way. */
+export function visibleRange(
+  offsets: Float64Array,
+  scrollTop: number,
+  viewport: number,
+  overscan: number
+): [number, number] {
+  const count = offsets.length - 1;
+  if (count <= 0) {
+    return [0, 0];
+  }
+  const start = rowAt(offsets, Math.max(0, scrollTop - overscan));
+  const end = rowAt(offsets, scrollTop + viewport + overscan) + 1;
+  return [start, Math.min(count, end)];
+}
+
+export interface IVirtualListProps<T> {
+  items: readonly T[];
+  itemKey: (item: T) => string;
+  renderItem: (item: T, index: number) => React.ReactNode;
+  /** A row's height before it is measured, in pixels. */
+  estimateHeight: number;
+  /** Pixels rendered beyond each edge of the viewport. */
+  overscan?: number;
+  /** Used when the container has no size yet (before layout; in tests). */
+  fallbackViewport?: number;
+  className?: string;
+  label: string;
+  busy?: boolean;
+  /** Extra attributes for the scroll container (e.g. data-last-seq). */
+  attributes?: Record<string, string | number>;
+}
+
+export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
+  const {
+    items,
+    itemKey,
+    renderItem,
+    estimateHeight,
+    overscan = 600,
+    fallbackViewport = 800
+  } = props;
+  const scroller = React.useRef<HTMLDivElement>(null);
+  const heights = React.useRef(new Map<string, number>());
+  // Measurements land here and are folded in once per frame.
+  const [measured, setMeasured] = React.useState(0);
+  const [scroll, setScroll] = React.useState({ top: 0, height: 0 });
+  const following = React.useRef(true);
+  const frame = React.useRef<number | null>(null);
+
+  const observer = React.useMemo(() => {
+    if (typeof ResizeObserver === 'undefined') {
+      return null;
+    }
+    return new ResizeObserver(entries => {
+      let changed = false;
+      for (const entry of entries) {
+        const element = entry.target as HTMLElement;
+        const key = element.dataset.key;
+        const height = element.offsetHeight;
+        if (key !== undefined && height > 0 && heights.current.get(key) !== height) {
+          heights.current.set(key, height);
+          changed = true;
+        }
+      }
+      if (changed && frame.current === null) {
+        frame.current = requestAnimationFrame(() => {
+          frame.current = null;
+          setMeasured(n => n + 1);
+        });
+      }
+    });
+  }, []);
+  React.useEffect(
+    () => () => {
+      observer?.disconnect();
+      if (frame.current !== null) {
+        cancelAnimationFrame(frame.current);
+      }
+    },
+    [observer]
+  );
+
+  const offsets = React.useMemo(
+    () =>
+      prefixOffsets(
+        items.length,
+        i => heights.current.get(itemKey(items[i])) ?? estimateHeight
+      ),
+    // `measured` invalidates when a measurement changed a height.
+    [items, measured, estimateHeight, itemKey]
+  );
+  const viewport = scroll.height || fallbackViewport;
+  const [start, end] = visibleRange(offsets, scroll.top, viewport, overscan);
+  const total = offsets[items.length];
+
+  const onScroll = React.useCallback(() => {
+    const node = scroller.current;
+    if (!node) {
+      return;
+    }
+    following.current = node.scrollTop + node.clientHeight >= node.scrollHeight - 24;
+    setScroll({ top: node.scrollTop, height: node.clientHeight });
+  }, []);
+
+  React.useLayoutEffect(() => {
+    const node = scroller.current;
+    if (!node) {
+      return;
+    }
+    if (node.clientHeight !== scroll.height) {
+      setScroll({ top: node.scrollTop, height: node.clientHeight });
+    }
+    if (following.current && node.scrollHeight > node.clientHeight) {
+      node.scrollTop = node.scrollHeight;
+    }
+  });
+
+  const rows: React.ReactNode[] = [];
+  for (let i = start; i < end; i++) {
+    const item = items[i];
+    const key = itemKey(item);
+    rows.push(
+      <MeasuredRow
+        key={key}
+        rowKey={key}
+        observer={observer}
+        position={i + 1}
+        size={items.length}
+      >
+        {renderItem(item, i)}
+      </MeasuredRow>
+    );
+  }
+
+  return (
+    <div
+      ref={scroller}
+      className={`jp-EcodeVirtualList ${props.className ?? ''}`}
+      role="feed"
+      aria-label={props.label}
+      aria-busy={props.busy ? 'true' : 'false'}
+      tabIndex={0}
+      onScroll={onScroll}
+      {...props.attributes}
+    >
+      <div style={{ height: offsets[start] }} aria-hidden="true" />
+      {rows}
+      <div style={{ height: total - offsets[end] }} aria-hidden="true" />
+    </div>
+  );
+}
+
+/** One rendered row, observed for its height while it is mounted. */
+function MeasuredRow(props: {
+  rowKey: string;
+  observer: ResizeObserver | null;
+  position: number;
+  size: number;
+  children: React.ReactNode;
+}): JSX.Element {
+  const { observer } = props;
+  const ref = React.useRef<HTMLElement>(null);
+  React.useLayoutEffect(() => {
+    const element = ref.current;
+    if (!element || !observer) {
+      return;
+    }
+    observer.observe(element);
+    return () => observer.unobserve(element);
+  }, [observer]);
+  return (
+    <article
+      ref={ref}
+      data-key={props.rowKey}
+      className="jp-EcodeVirtualList-row"
+      aria-posinset={props.position}
+      aria-setsize={props.size}
+    >
+      {props.children}
+    </article>
+  );
+}

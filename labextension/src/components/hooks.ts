@@ -1,0 +1,42 @@
+/**
+ * React hooks over Lumino signals: re-render a component when a model says it changed.
+ */
+import { ISignal } from '@lumino/signaling';
+import * as React from 'react';
+
+/** A counter that moves each time `signal` fires (read the model directly after it). */
+export function useSignalTick<S>(signal: ISignal<S, unknown> | null): number {
+  const [tick, setTick] = React.useState(0);
+  React.useEffect(() => {
+    if (!signal) {
+      return;
+    }
+    const slot = () => setTick(n => n + 1);
+    signal.connect(slot);
+    return () => {
+      signal.disconnect(slot);
+    };
+  }, [signal]);
+  return tick;
+}
+
+/** The latest value a signal carries, starting from `initial`. */
+export function useSignalValue<S, T>(
+  signal: ISignal<S, T> | null,
+  initial: T
+): T {
+  const [value, setValue] = React.useState<{ v: T }>({ v: initial });
+  React.useEffect(() => {
+    setValue({ v: initial });
+    if (!signal) {
+      return;
+    }
+    const slot = (_: S, next: T) => setValue({ v: next });
+    signal.connect(slot);
+    return () => {
+      signal.disconnect(slot);
+    };
+    // Only a new signal (another project) restarts from `initial`.
+  }, [signal]);
+  return value.v;
+}
