@@ -138,8 +138,11 @@ class _Loopback:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.server.close()
+        # Let the handlers see the client's EOF and finish before the loop shuts down.
+        await asyncio.sleep(0.1)
+        await self.server.wait_closed()
 
 
 async def _latency(billing: BillingManager, calls: int) -> None:
@@ -185,7 +188,7 @@ async def _latency(billing: BillingManager, calls: int) -> None:
             await call()
             bare.append(time.perf_counter() - t0)
             billed.append(await billed_call(n))
-    loopback.close()
+    await loopback.close()
 
     def row(name: str, values: list[float]) -> str:
         return (

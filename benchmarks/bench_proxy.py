@@ -1,11 +1,13 @@
 """What the app proxy costs: the same app, asked directly and through the proxy.
 
-Starts a real Jupyter server with the ecode extension (temporary config, data and database),
-creates a project from the Flask template and starts its preview through the REST API, timing
-the start to the first 200 through the proxy. Then it asks the app's ``/health`` directly on
-its own port and through the proxy's keyed URL, alternating one request each way so drift
-hits both alike, over persistent connections; then measures throughput with several
-concurrent connections each way.
+Starts a real Jupyter server with the ecode extension (temporary config, data and database).
+For each template (Flask, then FastAPI) it creates a project and starts its preview through
+the REST API, timing the start to the first 200 through the proxy. Then it asks the app's
+``/health`` directly on its own port and through the proxy's keyed URL, alternating one
+request each way so drift hits both alike (persistent client connections; the Flask dev
+server closes each connection, uvicorn keeps them), measures the CPU the Jupyter process
+spends per proxied request (a number a busy machine skews less than latency), and the
+throughput with several concurrent connections each way.
 
     python benchmarks/bench_proxy.py [--requests 2000] [--concurrency 8] [--seconds 5]
 
@@ -60,8 +62,12 @@ class Server:
         }
         (root / "work").mkdir()
         argv = [
-            sys.executable, "-m", "jupyter_server",
-            f"--port={self.port}", "--ip=127.0.0.1", "--no-browser",
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--port={self.port}",
+            "--ip=127.0.0.1",
+            "--no-browser",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={root / 'work'}",
             "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
@@ -83,16 +89,22 @@ class Server:
             if self.proc.poll() is not None:
                 self.log.close()
                 tail = (root / "server.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"the server exited:\n{tail}")
+                msg = f"the server exited:\n{tail}"
+                raise RuntimeError(msg)
             time.sleep(0.2)
-        raise RuntimeError("the server did not start in 60 s")
+        msg = "the server did not start in 60 s"
+        raise RuntimeError(msg)
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         try:
             data = json.dumps(body).encode() if body is not None else None
-            conn.request(method, f"/api/ecode/{path}", body=data,
-                         headers={"Authorization": f"token {self.token}"})
+            conn.request(
+                method,
+                f"/api/ecode/{path}",
+                body=data,
+                headers={"Authorization": f"token {self.token}"},
+            )
             response = conn.getresponse()
             raw = response.read()
             return response.status, json.loads(raw) if raw else None
@@ -130,7 +142,8 @@ class Client:
             response = self.conn.getresponse()
             response.read()
         if response.status != 200:
-            raise RuntimeError(f"GET {self.path} answered {response.status}")
+            msg = f"GET {self.path} answered {response.status}"
+            raise RuntimeError(msg)
         return time.perf_counter() - started
 
 
@@ -179,52 +192,84 @@ def throughput(port: int, path: str, concurrency: int, seconds: float) -> float:
     return sum(done) / (time.monotonic() - started)
 
 
+def measure(server: Server, template: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a preview of ``template`` and measure it directly and through the proxy."""
+    status, project = server.api(
+        "POST", "projects", {"name": f"Bench {template}", "template": template}
+    )
+    assert status == 201, project
+    started = time.perf_counter()
+    status, dep = server.api("POST", f"projects/{project['id']}/deployments", {})
+    assert status == 201 and dep["status"] == "running", dep
+    keyed = urlsplit(dep["url"]).path + "health"
+    Client(server.port, keyed).get()
+    to_first_200 = time.perf_counter() - started
+    app_port = urlsplit(dep["local_url"]).port
+    assert app_port is not None
+    proxied = Client(server.port, keyed)
+    direct, through = latency(Client(app_port, "/health"), proxied, args.requests)
+    return {
+        "template": template,
+        "first_200_s": to_first_200,
+        "direct": direct,
+        "proxied": through,
+        "cpu": proxy_cpu_per_request(server, proxied, args.requests),
+        "rps_direct": throughput(app_port, "/health", args.concurrency, args.seconds),
+        "rps_proxied": throughput(server.port, keyed, args.concurrency, args.seconds),
+    }
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    ms = 1000.0
+    d, p = result["direct"], result["proxied"]
+    print(f"== {result['template']}")
+    print(f"  start to first 200 through the proxy: {result['first_200_s'] * ms:.0f} ms")
+    print(f"  latency, {args.requests} requests each way, alternating:")
+    for name, values in (("direct", d), ("proxied", p)):
+        print(
+            f"    {name:8} p50 {_percentile(values, 0.5) * ms:6.2f} ms"
+            f"   p99 {_percentile(values, 0.99) * ms:6.2f} ms"
+            f"   mean {statistics.fmean(values) * ms:6.2f} ms"
+        )
+    ratio_p50 = _percentile(p, 0.5) / _percentile(d, 0.5)
+    ratio_p99 = _percentile(p, 0.99) / _percentile(d, 0.99)
+    verdict = "met" if ratio_p50 <= GOAL_P50_RATIO else "NOT met"
+    print(
+        f"    ratio    p50 {ratio_p50:.2f}x   p99 {ratio_p99:.2f}x"
+        f"   (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
+    )
+    print(
+        f"    added at p50: {(_percentile(p, 0.5) - _percentile(d, 0.5)) * ms:.2f} ms;"
+        f" proxy CPU per request (Jupyter process): {result['cpu'] * 1e6:.0f} us"
+    )
+    print(f"  throughput, {args.concurrency} connections, {args.seconds:g} s each way:")
+    print(f"    direct  {result['rps_direct']:8.0f} req/s")
+    print(
+        f"    proxied {result['rps_proxied']:8.0f} req/s"
+        f"   ratio {result['rps_proxied'] / result['rps_direct']:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--templates",
+        default="flask-api,fastapi-service",
+        help="comma-separated templates to measure (default: %(default)s)",
+    )
     args = parser.parse_args()
-
     with tempfile.TemporaryDirectory(prefix="ecode-bench-proxy-") as tmp:
         server = Server(Path(tmp))
         try:
-            status, project = server.api("POST", "projects",
-                                         {"name": "Bench todo", "template": "flask-api"})
-            assert status == 201, project
-            started = time.perf_counter()
-            status, dep = server.api("POST", f"projects/{project['id']}/deployments", {})
-            assert status == 201 and dep["status"] == "running", dep
-            keyed = urlsplit(dep["url"]).path + "health"
-            first = Client(server.port, keyed)
-            first.get()
-            to_first_200 = time.perf_counter() - started
-
-            app_port = urlsplit(dep["local_url"]).port
-            assert app_port is not None
-            proxied_client = Client(server.port, keyed)
-            d, p = latency(Client(app_port, "/health"), proxied_client, args.requests)
-            cpu = proxy_cpu_per_request(server, proxied_client, args.requests)
-            rps_direct = throughput(app_port, "/health", args.concurrency, args.seconds)
-            rps_proxied = throughput(server.port, keyed, args.concurrency, args.seconds)
+            results = [measure(server, t, args) for t in args.templates.split(",")]
         finally:
             server.stop()
-
-    ms = 1000.0
-    print(f"Flask template: start to first 200 through the proxy: {to_first_200 * ms:.0f} ms")
-    print(f"latency over {args.requests} requests each (persistent connections):")
-    print(f"  direct   p50 {_percentile(d, 0.5) * ms:6.2f} ms   p99 {_percentile(d, 0.99) * ms:6.2f} ms"
-          f"   mean {statistics.fmean(d) * ms:6.2f} ms")
-    print(f"  proxied  p50 {_percentile(p, 0.5) * ms:6.2f} ms   p99 {_percentile(p, 0.99) * ms:6.2f} ms"
-          f"   mean {statistics.fmean(p) * ms:6.2f} ms")
-    ratio_p50 = _percentile(p, 0.5) / _percentile(d, 0.5)
-    ratio_p99 = _percentile(p, 0.99) / _percentile(d, 0.99)
-    print(f"  ratio    p50 {ratio_p50:.2f}x   p99 {ratio_p99:.2f}x   (goal p50 <= {GOAL_P50_RATIO}x:"
-          f" {'met' if ratio_p50 <= GOAL_P50_RATIO else 'NOT met'})")
-    print(f"  proxy CPU per request (Jupyter server process): {cpu * 1e6:.0f} us")
-    print(f"throughput, {args.concurrency} connections for {args.seconds:g} s each:")
-    print(f"  direct  {rps_direct:8.0f} req/s")
-    print(f"  proxied {rps_proxied:8.0f} req/s   ratio {rps_proxied / rps_direct:.2f}x")
+    print(f"machine load average (1 min): {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    for result in results:
+        report(result, args)
 
 
 if __name__ == "__main__":

@@ -22,39 +22,23 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..audit.log import record_audit
 from ..db import Database
-from ..db.models import Project, utcnow
-from ..exceptions import Forbidden, InsufficientCredits, InvalidInput, NotFound
+from ..db.models import utcnow
+from ..exceptions import Forbidden, InsufficientCredits, InvalidInput
 from ..identity import EcodeUser
-from . import ledger, reports
-from .ledger import Reservation, period_of
-from .models import (
-    BudgetPeriod,
-    BudgetScope,
-    CreditAccount,
-    CreditBudget,
-    CreditReservation,
-    EntryKind,
-    LedgerEntry,
-    ReservationStatus,
-)
-from .prices import (
-    FREE,
-    MICROS_PER_CREDIT,
-    PriceTable,
-    UsageLike,
-    credits_to_micros,
-    format_credits,
-)
+from . import accounts, budgets, ledger, reports
+from .accounts import next_month, period_of
+from .ledger import Reservation
+from .models import BudgetPeriod, BudgetScope, EntryKind
+from .prices import FREE, PriceTable, UsageLike, credits_to_micros, format_credits, money
 
 log = logging.getLogger(__name__)
 
@@ -101,47 +85,15 @@ def _key(key: str, field: str = "key") -> str:
     return key
 
 
+def _entry_json(session: Session, key: str) -> dict[str, Any] | None:
+    entry = accounts.entry_by_key(session, key)
+    return accounts.entry_to_json(entry) if entry is not None else None
+
+
 def _require_admin(actor: EcodeUser) -> None:
     if not actor.is_admin:
         msg = "only an admin may do this"
         raise Forbidden(msg)
-
-
-def money(**amounts: int | None) -> dict[str, Any]:
-    """``{"x_micros": 1500000, "x": "1.500000"}`` for each amount (None stays None)."""
-    out: dict[str, Any] = {}
-    for name, micros in amounts.items():
-        out[f"{name}_micros"] = micros
-        out[name] = format_credits(micros) if micros is not None else None
-    return out
-
-
-def _month_start(now: datetime) -> datetime:
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
-
-
-def _next_month(now: datetime) -> datetime:
-    return datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-
-
-def _budget_json(row: CreditBudget, name: str | None = None) -> dict[str, Any]:
-    left = None
-    if row.limit_micros is not None:
-        left = max(0, row.limit_micros - row.spent_micros - row.reserved_micros)
-    data: dict[str, Any] = {
-        "scope": row.scope,
-        "subject": row.subject,
-        "period": row.period,
-        "period_key": row.period_key,
-        **money(
-            limit=row.limit_micros, spent=row.spent_micros, reserved=row.reserved_micros, left=left
-        ),
-        "updated_at": row.updated_at.isoformat(),
-        "updated_by": row.updated_by,
-    }
-    if name is not None:
-        data["name"] = name
-    return data
 
 
 class BillingManager:
@@ -256,7 +208,7 @@ class BillingManager:
             return await self.db.run(tx)
         except IntegrityError:
             # The same report settled concurrently: return what that one charged.
-            prior = await self.db.run(lambda s: ledger.entry_by_key(s, f"settlement:{key}"))
+            prior = await self.db.run(lambda s: accounts.entry_by_key(s, f"settlement:{key}"))
             if prior is None:
                 raise
             return -prior.amount_micros
@@ -272,7 +224,7 @@ class BillingManager:
 
     async def run_cost(self, run_id: str) -> int:
         """What a run has been charged so far, net of refunds, in micro-credits."""
-        return await self.db.run(lambda s: ledger.run_charges(s, run_id))
+        return await self.db.run(lambda s: accounts.run_charges(s, run_id))
 
     # -- start-up and sweeps ------------------------------------------------------------
     async def reconcile_expired(self) -> int:
@@ -361,7 +313,7 @@ class BillingManager:
         now = self.clock()
 
         def tx(session: Session) -> tuple[dict[str, Any], bool]:
-            entry, created = ledger.credit(
+            entry, created = accounts.credit(
                 session,
                 username=username,
                 amount=amount_micros,
@@ -388,16 +340,13 @@ class BillingManager:
                         "run_id": run_id,
                     },
                 )
-            return ledger.entry_to_json(entry), created
+            return accounts.entry_to_json(entry), created
 
         try:
             entry, created = await self.db.run(tx)
         except IntegrityError:
-            prior = await self.db.run(
-                lambda s: (lambda e: ledger.entry_to_json(e) if e else None)(
-                    ledger.entry_by_key(s, ledger_key)
-                )
-            )
+            # The same key granted concurrently: that grant is this one.
+            prior = await self.db.run(partial(_entry_json, key=ledger_key))
             if prior is None:
                 raise
             return prior, False
@@ -419,12 +368,7 @@ class BillingManager:
         now = self.clock()
 
         def tx(session: Session) -> dict[str, Any]:
-            ledger.insert_ignore(session, ledger.accounts, ledger.new_account(username, now))
-            acct = session.execute(
-                select(CreditAccount).where(CreditAccount.username == username).with_for_update()
-            ).scalar_one()
-            acct.monthly_allowance_micros = monthly_micros
-            acct.updated_at = now
+            last_period = accounts.set_allowance(session, username, monthly_micros, now)
             record_audit(
                 session,
                 actor=actor.username,
@@ -443,8 +387,8 @@ class BillingManager:
                 "configured_default": monthly_micros is None,
                 # An allowance already given this month stays; the new one applies next.
                 "from_period": period_of(now)
-                if acct.allowance_period is None
-                else period_of(_next_month(now)),
+                if last_period is None
+                else period_of(next_month(now)),
             }
 
         return await self.db.run(tx)
@@ -467,43 +411,15 @@ class BillingManager:
         now = self.clock()
 
         def tx(session: Session) -> dict[str, Any]:
-            name = None
-            if scope is BudgetScope.project:
-                name = session.scalar(select(Project.name).where(Project.id == subject))
-                if name is None:
-                    msg = f"no project {subject}"
-                    raise NotFound(msg)
-            default_period = (
-                BudgetPeriod.total if scope is BudgetScope.project else (BudgetPeriod.month)
-            )
-            ledger.insert_ignore(
+            budget = budgets.set_budget(
                 session,
-                ledger.budgets,
-                {
-                    "scope": scope.value,
-                    "subject": subject,
-                    "limit_micros": limit_micros,
-                    "period": (period or default_period).value,
-                    "period_key": "",
-                    "spent_micros": 0,
-                    "reserved_micros": 0,
-                    "updated_at": now,
-                    "updated_by": actor.username,
-                },
+                scope=scope,
+                subject=subject,
+                limit_micros=limit_micros,
+                period=period,
+                actor=actor.username,
+                now=now,
             )
-            row = session.execute(
-                select(CreditBudget)
-                .where(CreditBudget.scope == scope.value, CreditBudget.subject == subject)
-                .with_for_update()
-            ).scalar_one()
-            new_period = period.value if period is not None else row.period
-            key = period_of(now) if new_period == BudgetPeriod.month.value else "total"
-            if row.period_key != key or row.period != new_period:
-                # A new budget, or a new way of counting: start from what the ledger says.
-                row.spent_micros = self._spent(session, scope, subject, new_period, now)
-            row.period, row.period_key = new_period, key
-            row.limit_micros = limit_micros
-            row.updated_at, row.updated_by = now, actor.username
             record_audit(
                 session,
                 actor=actor.username,
@@ -512,27 +428,11 @@ class BillingManager:
                 target_id=subject,
                 project_id=subject if scope is BudgetScope.project else None,
                 remote_ip=actor.remote_ip,
-                details={"limit_micros": limit_micros, "period": new_period},
+                details={"limit_micros": limit_micros, "period": budget["period"]},
             )
-            session.flush()
-            return _budget_json(row, name)
+            return budget
 
         return await self.db.run(tx)
-
-    @staticmethod
-    def _spent(
-        session: Session, scope: BudgetScope, subject: str, period: str, now: datetime
-    ) -> int:
-        stmt = select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
-            LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value])
-        )
-        if scope is BudgetScope.user:
-            stmt = stmt.where(LedgerEntry.username == subject)
-        else:
-            stmt = stmt.where(LedgerEntry.project_id == subject)
-        if period == BudgetPeriod.month.value:
-            stmt = stmt.where(LedgerEntry.ts >= _month_start(now))
-        return max(0, -int(session.scalar(stmt) or 0))
 
     # -- reading ------------------------------------------------------------------------
     def prices_json(self) -> dict[str, Any]:
@@ -545,77 +445,14 @@ class BillingManager:
         """
         username = _username(user)
         now = self.clock()
-
-        def tx(session: Session) -> dict[str, Any]:
-            ledger.ensure_account(session, username, now, self.monthly_allowance_micros)
-            # A shared lock on the account: every change to its holds also writes this row,
-            # so the counts read below agree with it (READ COMMITTED would allow skew).
-            acct = session.execute(
-                select(CreditAccount)
-                .where(CreditAccount.username == username)
-                .with_for_update(read=True)
-            ).scalar_one()
-            spent = -int(
-                session.scalar(
-                    select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
-                        LedgerEntry.username == username,
-                        LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value]),
-                        LedgerEntry.ts >= _month_start(now),
-                    )
-                )
-                or 0
+        return await self.db.run(
+            partial(
+                reports.account_summary,
+                username=username,
+                now=now,
+                default_allowance=self.monthly_allowance_micros,
             )
-            open_holds = int(
-                session.scalar(
-                    select(func.count()).where(
-                        CreditReservation.username == username,
-                        CreditReservation.status == ReservationStatus.open.value,
-                    )
-                )
-                or 0
-            )
-            user_budget = session.scalar(
-                select(CreditBudget).where(
-                    CreditBudget.scope == BudgetScope.user.value, CreditBudget.subject == username
-                )
-            )
-            project_budgets = session.execute(
-                select(CreditBudget, Project.name)
-                .join(Project, Project.id == CreditBudget.subject)
-                .where(
-                    CreditBudget.scope == BudgetScope.project.value,
-                    Project.owner == username,
-                    Project.deleted_at.is_(None),
-                )
-                .order_by(Project.name)
-            ).all()
-            allowance = (
-                acct.monthly_allowance_micros
-                if acct.monthly_allowance_micros is not None
-                else self.monthly_allowance_micros
-            )
-            return {
-                "user": username,
-                "unit": {"name": "credit", "micros_per_credit": MICROS_PER_CREDIT},
-                **money(
-                    balance=acct.balance_micros,
-                    reserved=acct.reserved_micros,
-                    available=acct.balance_micros - acct.reserved_micros,
-                ),
-                "open_reservations": open_holds,
-                "allowance": {
-                    **money(monthly=allowance, left=acct.allowance_left_micros),
-                    "period": acct.allowance_period,
-                    "renews_at": _next_month(now).isoformat(),
-                },
-                "month": {"period": period_of(now), **money(spent=spent)},
-                "budgets": {
-                    "user": _budget_json(user_budget) if user_budget is not None else None,
-                    "projects": [_budget_json(b, name) for b, name in project_budgets],
-                },
-            }
-
-        return await self.db.run(tx)
+        )
 
     async def usage(
         self,
@@ -653,31 +490,12 @@ class BillingManager:
         now = self.clock()
 
         def tx(session: Session) -> dict[str, Any]:
-            ledger.ensure_account(session, username, now, self.monthly_allowance_micros)
-            acct = session.execute(
-                select(CreditAccount.balance_micros, CreditAccount.reserved_micros).where(
-                    CreditAccount.username == username
-                )
-            ).one()
-            available = acct.balance_micros - acct.reserved_micros
+            accounts.ensure_account(session, username, now, self.monthly_allowance_micros)
+            available = int(session.execute(accounts.AVAILABLE, {"u": username}).scalar() or 0)
             limit = "credits"
-            subjects = [(BudgetScope.user, username)]
-            if project_id:
-                subjects.append((BudgetScope.project, project_id))
-            for scope, subject in subjects:
-                row = session.scalar(
-                    select(CreditBudget).where(
-                        CreditBudget.scope == scope.value, CreditBudget.subject == subject
-                    )
-                )
-                if row is None or row.limit_micros is None:
-                    continue
-                spent = row.spent_micros
-                if row.period == BudgetPeriod.month.value and row.period_key < period_of(now):
-                    spent = 0
-                room = max(0, row.limit_micros - spent - row.reserved_micros)
-                if room < available:
-                    available, limit = room, f"{scope.value}_budget"
+            tightest = budgets.headroom(session, username, project_id, now)
+            if tightest is not None and tightest[0] < available:
+                available, limit = tightest
             return {"available": available, "limit": limit}
 
         state = await self.db.run(tx)

@@ -148,6 +148,15 @@ def format_credits(micros: int) -> str:
     return f"{sign}{whole}.{frac:06d}"
 
 
+def money(**amounts: int | None) -> dict[str, Any]:
+    """``{"x_micros": 1500000, "x": "1.500000"}`` for each amount (None stays None)."""
+    out: dict[str, Any] = {}
+    for name, micros in amounts.items():
+        out[f"{name}_micros"] = micros
+        out[name] = format_credits(micros) if micros is not None else None
+    return out
+
+
 def _parse_price(model: str, raw: Any, base: ModelPrice | None) -> ModelPrice:
     if not isinstance(raw, Mapping):
         msg = f"model_prices[{model!r}] must be a dict of {', '.join(_PRICE_FIELDS)}"

@@ -1,4 +1,4 @@
-"""Where the credits went: usage grouped by model, project, day or run, and its CSV form.
+"""What a user sees: the account summary, usage by model, project, day or run, and CSV.
 
 Usage is read from the ledger's settlements (minus refunds), so the reports and the balance
 come from the same rows and always agree.
@@ -16,8 +16,18 @@ from sqlalchemy.orm import Session
 
 from ..db.models import Project
 from ..exceptions import InvalidInput
-from .models import EntryKind, LedgerEntry
-from .prices import format_credits
+from .accounts import ensure_account, month_start, next_month, period_of
+from .budgets import budget_json
+from .models import (
+    BudgetScope,
+    CreditAccount,
+    CreditBudget,
+    CreditReservation,
+    EntryKind,
+    LedgerEntry,
+    ReservationStatus,
+)
+from .prices import MICROS_PER_CREDIT, format_credits, money
 
 GROUPS = ("model", "project", "day", "run")
 CSV_COLUMNS = (
@@ -31,6 +41,77 @@ CSV_COLUMNS = (
     "cost_micros",
     "cost",
 )
+
+
+def account_summary(
+    session: Session, username: str, now: datetime, default_allowance: int
+) -> dict[str, Any]:
+    """Balance, holds, allowance, budgets and this month's spend of one user."""
+    ensure_account(session, username, now, default_allowance)
+    # A shared lock on the account: every change to its holds also writes this row, so the
+    # counts read below agree with it (READ COMMITTED would otherwise allow skew).
+    acct = session.execute(
+        select(CreditAccount).where(CreditAccount.username == username).with_for_update(read=True)
+    ).scalar_one()
+    spent = -int(
+        session.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount_micros), 0)).where(
+                LedgerEntry.username == username,
+                LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value]),
+                LedgerEntry.ts >= month_start(now),
+            )
+        )
+        or 0
+    )
+    open_holds = int(
+        session.scalar(
+            select(func.count()).where(
+                CreditReservation.username == username,
+                CreditReservation.status == ReservationStatus.open.value,
+            )
+        )
+        or 0
+    )
+    user_budget = session.scalar(
+        select(CreditBudget).where(
+            CreditBudget.scope == BudgetScope.user.value, CreditBudget.subject == username
+        )
+    )
+    project_budgets = session.execute(
+        select(CreditBudget, Project.name)
+        .join(Project, Project.id == CreditBudget.subject)
+        .where(
+            CreditBudget.scope == BudgetScope.project.value,
+            Project.owner == username,
+            Project.deleted_at.is_(None),
+        )
+        .order_by(Project.name)
+    ).all()
+    allowance = (
+        acct.monthly_allowance_micros
+        if acct.monthly_allowance_micros is not None
+        else default_allowance
+    )
+    return {
+        "user": username,
+        "unit": {"name": "credit", "micros_per_credit": MICROS_PER_CREDIT},
+        **money(
+            balance=acct.balance_micros,
+            reserved=acct.reserved_micros,
+            available=acct.balance_micros - acct.reserved_micros,
+        ),
+        "open_reservations": open_holds,
+        "allowance": {
+            **money(monthly=allowance, left=acct.allowance_left_micros),
+            "period": acct.allowance_period,
+            "renews_at": next_month(now).isoformat(),
+        },
+        "month": {"period": period_of(now), **money(spent=spent)},
+        "budgets": {
+            "user": budget_json(user_budget) if user_budget is not None else None,
+            "projects": [budget_json(b, name) for b, name in project_budgets],
+        },
+    }
 
 
 def _group_expr(session: Session, group: str) -> Any:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 from ..audit.log import record_audit
 from ..db import Database
 from ..db.models import Project, ProjectMember, Role, utcnow
-from ..exceptions import Conflict, InvalidInput, NotFound
+from ..exceptions import Conflict, EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser
 from ..projects.manager import ProjectContext, ProjectManager
 from ..secrets.manager import SecretsManager
@@ -206,8 +207,9 @@ class DeployManager:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _lock(self, project_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(project_id, asyncio.Lock())
+    def _lock(self, project_id: str, kind: str) -> asyncio.Lock:
+        # One start at a time per slot; a release's health check never holds up a preview.
+        return self._locks.setdefault(f"{project_id}:{kind}", asyncio.Lock())
 
     # -- urls ----------------------------------------------------------------------------
     def entry_path(self, kind: str, owner: str, slug: str) -> str:
@@ -324,6 +326,9 @@ class DeployManager:
                 return
 
     async def _stop_app(self, app: LiveApp, reason: str, *, resume: bool = False) -> None:
+        """Stop an app and record why. Whoever comes first stops it; later calls return."""
+        if self._apps.get(app.id) is not app:
+            return
         if self._slots.get((app.project_id, app.slot)) is app:
             del self._slots[(app.project_id, app.slot)]
         self._by_key.pop(app.key, None)
@@ -378,7 +383,7 @@ class DeployManager:
         spec = await asyncio.to_thread(
             detect_run, project.workspace, template_id=project.template, command=command
         )
-        async with self._lock(project.id):
+        async with self._lock(project.id, "preview"):
             current = self._slots.get((project.id, "preview"))
             if (
                 current is not None
@@ -506,7 +511,7 @@ class DeployManager:
         self, username: str, project: ProjectContext, release: Release
     ) -> dict[str, Any]:
         spec = spec_from_json(release.spec)
-        async with self._lock(project.id):
+        async with self._lock(project.id, "release"):
             dep_id = await self._insert_deployment(
                 project.id, "release", spec, username, release.id
             )
@@ -729,11 +734,10 @@ class DeployManager:
             raise InvalidInput(msg, field="kind")
         project = await self.projects.project_context(user, project_id, Role.editor)
         stopped = []
-        async with self._lock(project.id):
-            for app in [a for a in self._apps.values() if a.project_id == project.id]:
-                if kind is None or app.kind == kind:
-                    await self._stop_app(app, f"stopped by {user.username}")
-                    stopped.append(await self._app_json(app, project.role))
+        for app in [a for a in self._apps.values() if a.project_id == project.id]:
+            if kind is None or app.kind == kind:
+                await self._stop_app(app, f"stopped by {user.username}")
+                stopped.append(await self._app_json(app, project.role))
         if stopped:
             await self._audit(
                 user, "deploy.stop", project.id, None, {"deployments": [d["id"] for d in stopped]}
@@ -744,21 +748,19 @@ class DeployManager:
         self, user: EcodeUser, project_id: Any, deployment_id: Any
     ) -> dict[str, Any]:
         project = await self.projects.project_context(user, project_id, Role.editor)
-        async with self._lock(project.id):
-            app = self._apps.get(str(deployment_id))
-            if app is None or app.project_id != project.id:
-                row = await self._deployment_row(project.id, deployment_id)
-                return self._row_json(row)
-            await self._stop_app(app, f"stopped by {user.username}")
+        app = self._apps.get(str(deployment_id))
+        if app is None or app.project_id != project.id:
+            row = await self._deployment_row(project.id, deployment_id)
+            return self._row_json(row)
+        await self._stop_app(app, f"stopped by {user.username}")
         await self._audit(user, "deploy.stop", project.id, app.id, {})
         return await self._app_json(app, project.role)
 
     async def stop_project(self, project_id: str, reason: str = "the project was deleted") -> int:
         """Stop every app of a project (it was deleted). No authorization: callers did it."""
         apps = [a for a in self._apps.values() if a.project_id == project_id]
-        async with self._lock(project_id):
-            for app in apps:
-                await self._stop_app(app, reason)
+        for app in apps:
+            await self._stop_app(app, reason)
         return len(apps)
 
     # -- logs ------------------------------------------------------------------------------
@@ -898,9 +900,7 @@ class DeployManager:
         now = time.monotonic()
         for app in list(self._apps.values()):
             if app.kind == "preview" and idle > 0 and now - app.supervisor.last_activity > idle:
-                async with self._lock(app.project_id):
-                    if app.id in self._apps:
-                        await self._stop_app(app, f"idle for {idle / 60:g} minutes")
+                await self._stop_app(app, f"idle for {idle / 60:g} minutes")
         ids = {app.project_id for app in self._apps.values()}
         if not ids:
             return
@@ -1000,11 +1000,18 @@ def create_deploy_manager(app: Any, context: Any) -> DeployManager:
     ``preview_origin`` and ``releases_dir``)."""
     serverapp = app.serverapp
     base_url = str(getattr(serverapp, "base_url", "/") or "/")
+    origin = str(app.preview_origin).rstrip("/")
+    parts = urlsplit(origin)
+    if origin and (
+        parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query
+    ):
+        msg = f"preview_origin must look like https://apps.example.com, not {origin!r}"
+        raise EcodeError(msg)
     port = getattr(serverapp, "port", 0)
     options = DeployOptions(
         releases_dir=Path(app.releases_dir).expanduser(),
         base_url=base_url if base_url.endswith("/") else base_url + "/",
-        preview_origin=str(app.preview_origin).rstrip("/"),
+        preview_origin=origin,
         idle_timeout_s=float(app.app_idle_timeout_s),
         log_lines=int(app.app_log_lines),
         server_id=f"{socket.gethostname()}:{port}{base_url}",

@@ -60,10 +60,12 @@ from .base import AUTH_RESOURCE, EcodeHandler
 log = logging.getLogger(__name__)
 
 _KEY_IN_PATH = re.compile(r"/~[A-Za-z0-9_-]+")
+_RAW_REST = re.compile(r"/ecode/(?:apps|live)/@[^/]+/[a-z0-9-]+(?P<rest>/.*)?$")
 
 ID = r"(?P<project_id>[^/]+)"
 # A response held in memory up to this size is sent in one piece; beyond, it streams.
 _BUFFER_BYTES = 256 * 1024
+_WS_MAX_MESSAGE = 256 * 1024 * 1024
 
 
 def _manager(ctx: EcodeContext) -> DeployManager:
@@ -212,6 +214,7 @@ class DeploymentLogsHandler(WebSocketMixin, WebSocketHandler, EcodeHandler):
     def open(self, deployment_id: str) -> None:
         # Log lines are small and frequent: Nagle would hold each for ~40 ms.
         self.set_nodelay(True)
+        WebSocketMixin.open(self, deployment_id)  # keep-alive pings
         self._follow = asyncio.ensure_future(self._send_lines())
 
     async def _send_lines(self) -> None:
@@ -277,7 +280,11 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     # -- authentication -----------------------------------------------------------------
     async def prepare(self) -> None:  # type: ignore[override]
         args = self.path_kwargs
-        self._route = _Route(args["segment"], args["owner"], args["slug"], args.get("rest"))
+        # tornado hands over the path decoded; the app must get it exactly as it was sent
+        # ("/a%2Fb" is not "/a/b"), so the rest is cut from the raw path.
+        raw = _RAW_REST.search(self.request.path)
+        rest = raw.group("rest") if raw else args.get("rest")
+        self._route = _Route(args["segment"], args["owner"], args["slug"], rest)
         if self._route.key is not None:
             # The key in the path is the credential; nobody's login is looked at.
             if not self.check_host():
@@ -535,6 +542,11 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             self.add_header("Vary", "Origin")
 
     # -- WebSocket ------------------------------------------------------------------------------
+    @property
+    def max_message_size(self) -> int:
+        # Dashboards send whole tables in one message (Streamlit allows 200 MB).
+        return _WS_MAX_MESSAGE
+
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         # Offer the app the same choices; the first is answered to the browser (the app
         # cannot be asked before the browser's handshake completes).
@@ -564,7 +576,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
                 HTTPRequest(url, headers=headers, connect_timeout=10),
                 on_message_callback=self._from_app,
                 subprotocols=self._subprotocols,
-                max_message_size=64 * 1024 * 1024,
+                max_message_size=_WS_MAX_MESSAGE,
             )
         except (OSError, HTTPClientError, WebSocketClosedError) as exc:
             log.info("app %s refused a WebSocket: %s", app.id, type(exc).__name__)

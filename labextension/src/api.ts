@@ -300,7 +300,10 @@ export async function rollback(
   releaseId: string
 ): Promise<IDeployment> {
   return requestAPI<IDeployment>(
-    projectPath(projectId, `releases/${encodeURIComponent(releaseId)}/rollback`),
+    projectPath(
+      projectId,
+      `releases/${encodeURIComponent(releaseId)}/rollback`
+    ),
     { method: 'POST' }
   );
 }

@@ -33,12 +33,7 @@ export type WebSocketFactory = (url: string) => IWebSocketLike;
 export type Scheduler = (callback: () => void) => () => void;
 
 export type ConnectionState =
-  | 'idle'
-  | 'connecting'
-  | 'open'
-  | 'reconnecting'
-  | 'closed'
-  | 'error';
+  'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed' | 'error';
 
 export interface IFeedClientOptions<T, S> {
   /** The socket URL that replays everything after `after`. */
@@ -175,7 +170,9 @@ export class FeedClient<T, S> implements IDisposable {
     this._setConnection(this._attempts ? 'reconnecting' : 'connecting');
     let socket: IWebSocketLike;
     try {
-      socket = this._createSocket(this._options.url(this._options.seqOf(this._state)));
+      socket = this._createSocket(
+        this._options.url(this._options.seqOf(this._state))
+      );
     } catch (error) {
       console.warn('ecode: cannot open a feed socket', error);
       this._retry(false);
@@ -230,7 +227,9 @@ export class FeedClient<T, S> implements IDisposable {
     this._attempts += 1;
     const max = this._options.maxAttempts;
     if (max !== undefined && this._attempts > max) {
-      this._fail('The connection to the server keeps dropping. Reload to try again.');
+      this._fail(
+        'The connection to the server keeps dropping. Reload to try again.'
+      );
       return;
     }
     this._setConnection('reconnecting');
@@ -238,7 +237,9 @@ export class FeedClient<T, S> implements IDisposable {
       initialMs: 250,
       maxMs: 10_000
     };
-    const base = clean ? 0 : Math.min(maxMs, initialMs * 2 ** (this._attempts - 1));
+    const base = clean
+      ? 0
+      : Math.min(maxMs, initialMs * 2 ** (this._attempts - 1));
     // Jitter spreads the reconnects of many tabs after a server restart.
     const delay = base * (0.75 + Math.random() * 0.5);
     this._retryTimer = setTimeout(() => {

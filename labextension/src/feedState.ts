@@ -16,12 +16,7 @@
 
 /** A run's status, as the feed (and `GET runs/{id}`) says it. */
 export type RunStatus =
-  | 'queued'
-  | 'running'
-  | 'completed'
-  | 'failed'
-  | 'cancelled'
-  | 'interrupted';
+  'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'interrupted';
 
 /** One recorded event of a run. */
 export interface IFeedEvent {
@@ -252,6 +247,14 @@ export function isFinished(state: IFeedState): boolean {
   return FINAL_STATUSES.has(state.status);
 }
 
+/**
+ * Whether the feed is complete: the run's final event has been applied. A run the server
+ * reports finished still has its events to replay until then.
+ */
+export function feedDone(state: IFeedState): boolean {
+  return state.end !== null;
+}
+
 // -- small readers of untyped event data --------------------------------------------------
 
 function str(value: unknown, fallback = ''): string {
@@ -302,7 +305,14 @@ export function briefArguments(args: Record<string, unknown>): string {
 // pytest's summary, e.g. "17 passed in 4.63s" or "2 failed, 5 passed".
 const PYTEST_SUMMARY =
   /(\d+ (?:passed|failed|errors?|skipped|xfailed|xpassed)(?:, \d+ \w+)*)(?: in [\d.]+s)?/g;
-const TEST_WORDS = ['pytest', 'unittest', 'npm test', 'jest', 'make test', 'tox'];
+const TEST_WORDS = [
+  'pytest',
+  'unittest',
+  'npm test',
+  'jest',
+  'make test',
+  'tox'
+];
 
 /** "17 passed" from a test run's output, else passed / failed. */
 export function testSummary(output: string, passed: boolean): string {
@@ -546,7 +556,8 @@ function apply(d: Draft, event: IFeedEvent): void {
       };
       d.replace(updated);
       if (looksLikeTests(updated)) {
-        const passed = ok && (updated.exitCode === null || updated.exitCode === 0);
+        const passed =
+          ok && (updated.exitCode === null || updated.exitCode === 0);
         const output = updated.output || updated.result;
         s.tests = {
           command: str(updated.arguments.command) || updated.brief,
@@ -699,7 +710,10 @@ export function applyEvents(
     ? events
     : [...events].sort((a, b) => a.seq - b.seq);
   for (const event of ordered) {
-    if (!(event.seq > lastSeq) || (event.run_id && event.run_id !== state.runId)) {
+    if (
+      !(event.seq > lastSeq) ||
+      (event.run_id && event.run_id !== state.runId)
+    ) {
       continue;
     }
     draft = draft ?? new Draft(state);
@@ -724,17 +738,36 @@ function isSorted(events: readonly IFeedEvent[]): boolean {
   return true;
 }
 
-/** Take the server's word on a run's status (e.g. from `GET runs/{id}` after a reconnect). */
+/**
+ * Take the server's word on a run (`GET runs/{id}`, read after a REST replay). A run that is
+ * final there but whose final event was not replayed (which the server should never allow)
+ * ends here too, so a client does not wait for an event that will not come.
+ */
 export function withRunStatus(
   state: IFeedState,
-  run: { status?: string; cost_micros?: number }
+  run: {
+    status?: string;
+    reason?: string | null;
+    cost_micros?: number;
+    summary?: Record<string, unknown>;
+  }
 ): IFeedState {
   const status = isRunStatus(run.status) ? run.status : state.status;
-  const cost = typeof run.cost_micros === 'number' ? run.cost_micros : state.costMicros;
-  if (status === state.status && cost === state.costMicros) {
+  const cost =
+    typeof run.cost_micros === 'number' ? run.cost_micros : state.costMicros;
+  const end =
+    state.end === null && FINAL_STATUSES.has(status)
+      ? {
+          status,
+          message: run.reason || status,
+          reason: run.reason ?? null,
+          summary: run.summary ?? {}
+        }
+      : state.end;
+  if (status === state.status && cost === state.costMicros && end === state.end) {
     return state;
   }
-  return { ...state, status, costMicros: cost };
+  return { ...state, status, costMicros: cost, end };
 }
 
 // -- selectors -----------------------------------------------------------------------------

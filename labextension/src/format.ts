@@ -118,7 +118,10 @@ export function adviceFor(error: unknown): string {
   if (e.status === 402) {
     return 'Out of credits — ask your admin for more, or pick the free offline model.';
   }
-  if (e.field === 'model' || /\bprice\b|unknown model|unpriced/i.test(message)) {
+  if (
+    e.field === 'model' ||
+    /\bprice\b|unknown model|unpriced/i.test(message)
+  ) {
     return `${message} — pick another model, or leave the model on the server's default.`;
   }
   return message;

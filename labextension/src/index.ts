@@ -1,5 +1,7 @@
 /**
- * The ecode-jupyter JupyterLab plugin: the E-Code sidebar, its commands and its settings.
+ * The ecode-jupyter JupyterLab plugin: the E-Code sidebar (prompt box, projects, live feed),
+ * the four-tab project view, palette commands, settings, changed-file marks in the file
+ * browser, and `?ecode=@owner/slug` (where `/ecode/@owner/slug` sends the browser).
  */
 import {
   ILabShell,
@@ -7,57 +9,260 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { ICommandPalette } from '@jupyterlab/apputils';
+import {
+  Dialog,
+  ICommandPalette,
+  InputDialog,
+  MainAreaWidget,
+  showDialog,
+  showErrorMessage,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
+import { IProject } from './api';
+import { isFinished } from './feedState';
+import { ChangedFileMarker } from './fileMarks';
+import { adviceFor, estimateRunMicros, formatCredits } from './format';
 import { ecodeIcon } from './icons';
 import { DEFAULT_SETTINGS, IEcodeSettings, ProjectsModel } from './model';
 import { ProjectsPanel } from './panel';
+import { IProjectViewActions, ProjectTabId, ProjectView } from './projectView';
+import { ProjectSession, workspacePath } from './session';
 
 const PLUGIN_ID = 'ecode-jupyter:plugin';
+
+/** The query parameter `/ecode/@owner/slug` redirects to: `lab?ecode=@owner/slug`. */
+export const OPEN_PARAM = 'ecode';
 
 /** Command ids; the palette shows them under the "E-Code" category. */
 export namespace CommandIDs {
   export const newProject = 'ecode:new-project';
   export const refreshProjects = 'ecode:refresh-projects';
   export const openPanel = 'ecode:open-panel';
+  export const openProject = 'ecode:open-project';
+  export const cancelRun = 'ecode:cancel-run';
+  export const startPreview = 'ecode:start-preview';
+  export const deployRelease = 'ecode:deploy-release';
 }
 
-/** Read the user's settings, falling back to the schema defaults for missing values. */
+/** Read the user's settings, falling back to the defaults for missing values. */
 function readSettings(settings: ISettingRegistry.ISettings): IEcodeSettings {
-  const defaultModel = settings.get('defaultModel').composite;
-  const confirmCostlyRuns = settings.get('confirmCostlyRuns').composite;
+  const get = <K extends keyof IEcodeSettings>(key: K): IEcodeSettings[K] => {
+    const value = settings.get(key).composite;
+    return typeof value === typeof DEFAULT_SETTINGS[key]
+      ? (value as IEcodeSettings[K])
+      : DEFAULT_SETTINGS[key];
+  };
   return {
-    defaultModel:
-      typeof defaultModel === 'string'
-        ? defaultModel.trim()
-        : DEFAULT_SETTINGS.defaultModel,
-    confirmCostlyRuns:
-      typeof confirmCostlyRuns === 'boolean'
-        ? confirmCostlyRuns
-        : DEFAULT_SETTINGS.confirmCostlyRuns
+    defaultModel: get('defaultModel').trim(),
+    confirmCostlyRuns: get('confirmCostlyRuns'),
+    openProjectOnCreate: get('openProjectOnCreate'),
+    markChangedFiles: get('markChangedFiles'),
+    workspaceFolder: get('workspaceFolder')
+      .trim()
+      .replace(/^\/+|\/+$/g, '')
   };
 }
 
+type ProjectWidget = MainAreaWidget<ProjectView>;
+
 const plugin: JupyterFrontEndPlugin<void> = {
   id: PLUGIN_ID,
-  description: 'E-Code sidebar: list and create projects.',
+  description: 'E-Code: a prompt becomes a running project, with a live feed.',
   autoStart: true,
-  optional: [ILabShell, ILayoutRestorer, ICommandPalette, ISettingRegistry],
+  optional: [
+    ILabShell,
+    ILayoutRestorer,
+    ICommandPalette,
+    ISettingRegistry,
+    IDefaultFileBrowser
+  ],
   activate: (
     app: JupyterFrontEnd,
     labShell: ILabShell | null,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null,
-    settingRegistry: ISettingRegistry | null
+    settingRegistry: ISettingRegistry | null,
+    fileBrowser: IDefaultFileBrowser | null
   ) => {
+    const { commands } = app;
     const model = new ProjectsModel();
-    const panel = new ProjectsPanel(model);
+    const tracker = new WidgetTracker<ProjectWidget>({
+      namespace: 'ecode-project'
+    });
+
+    const confirm = async (title: string, body: string): Promise<boolean> => {
+      const result = await showDialog({
+        title,
+        body,
+        buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Go ahead' })]
+      });
+      return result.button.accept;
+    };
+
+    /** Ask before a run that costs credits (when the setting says so and a price is known). */
+    const confirmRun = async (modelName: string): Promise<boolean> => {
+      const price = model.priceOf(modelName);
+      if (!model.settings.confirmCostlyRuns || !price || price.free) {
+        return true;
+      }
+      const have = model.account
+        ? ` You have ${formatCredits(model.account.available_micros)}.`
+        : '';
+      return confirm(
+        `Start a run with ${price.model}?`,
+        `A typical run costs about ${formatCredits(estimateRunMicros(price))}.${have} ` +
+          'The feed shows the cost as it goes, and you can cancel at any time.'
+      );
+    };
+
+    const viewActions: IProjectViewActions = {
+      showInBrowser: (path, reveal) => {
+        void (async () => {
+          try {
+            if (reveal) {
+              await commands.execute('filebrowser:activate');
+            }
+            await commands.execute('filebrowser:go-to-path', {
+              path,
+              dontShowBrowser: !reveal
+            });
+          } catch (error) {
+            console.warn(
+              'ecode: cannot show %s in the file browser',
+              path,
+              error
+            );
+          }
+        })();
+      },
+      openFile: path => void commands.execute('docmanager:open', { path }),
+      confirm,
+      workspaceFolder: () => model.settings.workspaceFolder
+    };
+
+    // -- changed files in the file browser ---------------------------------------------
+    const marker = fileBrowser ? new ChangedFileMarker(fileBrowser) : null;
+    let lastFileCount = -1;
+    let refreshTimer: ReturnType<typeof setTimeout> | null = null;
+    const updateMarks = () => {
+      const paths: string[] = [];
+      let count = 0;
+      for (const session of model.sessions) {
+        const files = session.feedState?.files ?? [];
+        count += files.length;
+        const root = workspacePath(
+          session.project,
+          model.settings.workspaceFolder
+        );
+        for (const file of files) {
+          if (file.action !== 'deleted') {
+            paths.push(`${root}/${file.path}`);
+          }
+        }
+      }
+      marker?.setChanged(model.settings.markChangedFiles ? paths : []);
+      // The agent writes on the server, which the browser hears of only when it polls:
+      // refresh the listing (at most once a second) when the set of changed files grows.
+      if (fileBrowser && count !== lastFileCount && refreshTimer === null) {
+        refreshTimer = setTimeout(() => {
+          refreshTimer = null;
+          void fileBrowser.model.refresh().catch(() => undefined);
+        }, 1000);
+      }
+      lastFileCount = count;
+    };
+    const watched = new WeakSet<ProjectSession>();
+    const watch = (session: ProjectSession) => {
+      if (!watched.has(session)) {
+        watched.add(session);
+        session.feedChanged.connect(updateMarks);
+      }
+      updateMarks();
+    };
+
+    // -- the project view --------------------------------------------------------------
+    const viewOf = (session: ProjectSession) =>
+      tracker.find(widget => widget.content.session === session) ?? null;
+
+    const showView = (
+      session: ProjectSession,
+      options: { activate?: boolean; tab?: ProjectTabId } = {}
+    ): ProjectWidget => {
+      let widget = viewOf(session);
+      if (!widget) {
+        const content = new ProjectView(session, viewActions);
+        widget = new MainAreaWidget({ content });
+        widget.id = content.id;
+        widget.addClass('jp-EcodeProjectView-area');
+        void tracker.add(widget);
+        app.shell.add(widget, 'main');
+      }
+      if (options.tab) {
+        widget.content.selectTab(options.tab);
+      }
+      if (options.activate !== false) {
+        app.shell.activateById(widget.id);
+      }
+      model.setActive(session);
+      watch(session);
+      return widget;
+    };
+
+    const openProject = async (
+      project: IProject | string,
+      options: { activate?: boolean; tab?: ProjectTabId } = {}
+    ): Promise<ProjectSession | null> => {
+      try {
+        const session = await model.open(project);
+        showView(session, options);
+        return session;
+      } catch (error) {
+        const which = typeof project === 'string' ? project : project.name;
+        void showErrorMessage(`Cannot open ${which}`, adviceFor(error));
+        return null;
+      }
+    };
+
+    // -- the sidebar -------------------------------------------------------------------
+    const panel = new ProjectsPanel(model, {
+      confirmRun,
+      openProject: project => void openProject(project),
+      showView: session => showView(session),
+      created: project => {
+        if (model.settings.openProjectOnCreate) {
+          void openProject(project);
+        } else {
+          void model.open(project).then(session => {
+            model.setActive(session);
+            watch(session);
+          });
+        }
+      }
+    });
     app.shell.add(panel, 'left', { rank: 150 });
     // Remember whether the sidebar was open across reloads.
     restorer?.add(panel, panel.id);
 
-    const { commands } = app;
+    // The sidebar follows the project view in front.
+    labShell?.currentChanged.connect((_, change) => {
+      const widget = change.newValue;
+      if (widget && tracker.has(widget)) {
+        model.setActive((widget as ProjectWidget).content.session);
+      }
+    });
+
+    // -- commands ----------------------------------------------------------------------
+    const activeRunning = () => {
+      const state = model.active?.feedState;
+      return !!state && !isFinished(state);
+    };
+    const canEdit = () =>
+      !!model.active && model.active.project.role !== 'viewer';
+    model.activeChanged.connect(() => commands.notifyCommandChanged());
+
     commands.addCommand(CommandIDs.openPanel, {
       label: 'E-Code: Open sidebar',
       caption: 'Show the E-Code projects sidebar',
@@ -68,7 +273,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     commands.addCommand(CommandIDs.newProject, {
       label: 'E-Code: New project',
-      caption: 'Open the E-Code sidebar and start a new project',
+      caption: 'Open the E-Code sidebar and describe a new app',
       icon: ecodeIcon,
       execute: () => {
         app.shell.activateById(panel.id);
@@ -80,11 +285,106 @@ const plugin: JupyterFrontEndPlugin<void> = {
       caption: 'Reload the list of E-Code projects',
       execute: () => model.refresh()
     });
+    commands.addCommand(CommandIDs.openProject, {
+      label: 'E-Code: Open project…',
+      caption:
+        'Open an E-Code project: its feed and its Files, Preview, Features, Deploy tabs',
+      icon: ecodeIcon,
+      execute: async args => {
+        const id = typeof args.id === 'string' ? args.id : undefined;
+        const slug = typeof args.slug === 'string' ? args.slug : undefined;
+        const options = {
+          activate: args.activate !== false,
+          tab:
+            typeof args.tab === 'string'
+              ? (args.tab as ProjectTabId)
+              : undefined
+        };
+        if (id || slug) {
+          return openProject((id ?? slug)!, options);
+        }
+        if (!model.loaded) {
+          await model.refresh();
+        }
+        const names = model.projects.map(
+          p => `${p.name} (@${p.owner}/${p.slug})`
+        );
+        if (names.length === 0) {
+          void showErrorMessage(
+            'No projects',
+            'Create one in the E-Code sidebar first.'
+          );
+          return null;
+        }
+        const choice = await InputDialog.getItem({
+          title: 'Open an E-Code project',
+          items: names
+        });
+        const index = choice.value ? names.indexOf(choice.value) : -1;
+        return index >= 0 ? openProject(model.projects[index], options) : null;
+      }
+    });
+    commands.addCommand(CommandIDs.cancelRun, {
+      label: 'E-Code: Cancel the running agent',
+      caption: "Stop the open project's run (its running command is killed)",
+      isEnabled: () => activeRunning() && canEdit(),
+      execute: () => model.active?.cancelRun()
+    });
+    commands.addCommand(CommandIDs.startPreview, {
+      label: 'E-Code: Start preview',
+      caption: "Run the open project's app and show it in the Preview tab",
+      isEnabled: canEdit,
+      execute: async () => {
+        const session = model.active;
+        if (session) {
+          showView(session, { tab: 'preview' });
+          await session.startPreview(session.preview !== null);
+        }
+      }
+    });
+    commands.addCommand(CommandIDs.deployRelease, {
+      label: 'E-Code: Deploy a release',
+      caption: 'Snapshot the open project and make it live once healthy',
+      isEnabled: canEdit,
+      execute: async () => {
+        const session = model.active;
+        if (session) {
+          showView(session, { tab: 'deploy' });
+          await session.deployRelease();
+        }
+      }
+    });
     if (palette) {
       for (const command of Object.values(CommandIDs)) {
         palette.addItem({ command, category: 'E-Code' });
       }
     }
+
+    // -- restoring and opening by URL --------------------------------------------------
+    if (restorer) {
+      void restorer.restore(tracker, {
+        command: CommandIDs.openProject,
+        args: widget => ({
+          id: widget.content.session.id,
+          activate: false,
+          tab: widget.content.tab
+        }),
+        name: widget => widget.content.session.id
+      });
+    }
+
+    void app.restored.then(() => {
+      const url = new URL(window.location.href);
+      const wanted = url.searchParams.get(OPEN_PARAM);
+      if (!wanted) {
+        return;
+      }
+      // Drop the parameter so a reload does not reopen it over what the user did since.
+      url.searchParams.delete(OPEN_PARAM);
+      window.history.replaceState(window.history.state, '', url.toString());
+      app.shell.activateById(panel.id);
+      void openProject(wanted.startsWith('@') ? wanted : `@${wanted}`);
+    });
 
     if (settingRegistry) {
       settingRegistry
@@ -93,6 +393,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           model.settings = readSettings(settings);
           settings.changed.connect(() => {
             model.settings = readSettings(settings);
+            updateMarks();
           });
         })
         .catch(reason => {

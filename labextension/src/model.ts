@@ -137,15 +137,16 @@ export class ProjectsModel {
     const generation = ++this._generation;
     this._loading = true;
     this._changed.emit();
-    const [projects, templates, account, prices, agent] = await Promise.allSettled([
-      listProjects(),
-      listTemplates(),
-      getAccount(),
-      this._prices.length ? Promise.resolve(null) : getPrices(),
-      this._agentModels || this._agentModelsMissing
-        ? Promise.resolve(null)
-        : getAgentModels()
-    ]);
+    const [projects, templates, account, prices, agent] =
+      await Promise.allSettled([
+        listProjects(),
+        listTemplates(),
+        getAccount(),
+        this._prices.length ? Promise.resolve(null) : getPrices(),
+        this._agentModels || this._agentModelsMissing
+          ? Promise.resolve(null)
+          : getAgentModels()
+      ]);
     if (generation !== this._generation) {
       return;
     }
@@ -154,12 +155,16 @@ export class ProjectsModel {
       this._projects = projects.value;
       this._loaded = true;
     } else {
-      problems.push(`Could not load your projects: ${adviceFor(projects.reason)}`);
+      problems.push(
+        `Could not load your projects: ${adviceFor(projects.reason)}`
+      );
     }
     if (templates.status === 'fulfilled') {
       this._templates = templates.value;
     } else {
-      problems.push(`Could not load the templates: ${messageOf(templates.reason)}`);
+      problems.push(
+        `Could not load the templates: ${messageOf(templates.reason)}`
+      );
     }
     // Billing and the agent's model list are extras: without them the sidebar still works.
     if (account.status === 'fulfilled') {
@@ -214,7 +219,10 @@ export class ProjectsModel {
     }
     const project = await createProject(body);
     // Show the new project at once, even if the refresh below is slow or fails.
-    this._projects = [project, ...this._projects.filter(p => p.id !== project.id)];
+    this._projects = [
+      project,
+      ...this._projects.filter(p => p.id !== project.id)
+    ];
     this._changed.emit();
     void this.refresh();
     return project;

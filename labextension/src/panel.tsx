@@ -1,5 +1,5 @@
 /**
- * The E-Code sidebar: the new-project form above the list of my projects.
+ * The E-Code sidebar: the prompt box, my projects, and the live feed of the open project.
  *
  * A ReactWidget over a `ProjectsModel`; it reloads when it is shown, so switching to the tab
  * always shows current projects without a timer polling the server.
@@ -8,15 +8,33 @@ import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import { CreateProjectForm } from './components/CreateProjectForm';
+import { IProject } from './api';
+import { FeedView } from './components/FeedView';
 import { ProjectList } from './components/ProjectList';
+import { PromptForm } from './components/PromptForm';
+import { formatCredits } from './format';
 import { ecodeIcon } from './icons';
 import { ProjectsModel } from './model';
+import { ProjectSession } from './session';
 
 let panelCount = 0;
 
+export interface IPanelActions {
+  /** Ask before a run with `model` that may cost credits. */
+  confirmRun: (model: string) => Promise<boolean>;
+  /** Open a project: its feed here and its view in the main area. */
+  openProject: (project: IProject | string) => void;
+  /** Show the project view (tabs) of a session. */
+  showView: (session: ProjectSession) => void;
+  /** A project was created from the form. */
+  created: (project: IProject) => void;
+}
+
 export class ProjectsPanel extends ReactWidget {
-  constructor(readonly model: ProjectsModel) {
+  constructor(
+    readonly model: ProjectsModel,
+    private readonly _actions: IPanelActions
+  ) {
     super();
     this._idPrefix = `jp-ecode-${++panelCount}`;
     this.id = 'ecode-projects-panel';
@@ -27,11 +45,13 @@ export class ProjectsPanel extends ReactWidget {
     this.node.setAttribute('aria-label', 'E-Code projects');
   }
 
-  /** Put the keyboard in the name field, for "E-Code: New project". */
+  /** Put the keyboard in the prompt box, for "E-Code: New project". */
   focusNewProject(): void {
     // React renders on the next animation frame after the panel is shown.
     requestAnimationFrame(() => {
-      this.node.querySelector<HTMLInputElement>('input[name="name"]')?.focus();
+      this.node
+        .querySelector<HTMLTextAreaElement>('textarea[name="prompt"]')
+        ?.focus();
     });
   }
 
@@ -50,34 +70,67 @@ export class ProjectsPanel extends ReactWidget {
 
   render(): JSX.Element {
     const model = this.model;
+    const actions = this._actions;
     return (
       <UseSignal signal={model.changed}>
-        {() => (
-          <div className="jp-EcodePanel-content">
-            <header className="jp-EcodePanel-header">
-              <ecodeIcon.react
-                tag="span"
-                elementSize="large"
-                className="jp-EcodePanel-logo"
-              />
-              <h2 className="jp-EcodePanel-title">E-Code</h2>
-            </header>
-            <CreateProjectForm
-              model={model}
-              templates={model.templates}
-              settings={model.settings}
-              idPrefix={this._idPrefix}
-            />
-            <ProjectList
-              projects={model.projects}
-              loading={model.loading}
-              loaded={model.loaded}
-              error={model.error}
-              idPrefix={this._idPrefix}
-              onRefresh={() => void model.refresh()}
-            />
-          </div>
-        )}
+        {() => {
+          const active = model.active;
+          return (
+            <div
+              className={`jp-EcodePanel-content${active ? ' jp-mod-hasFeed' : ''}`}
+            >
+              <div className="jp-EcodePanel-top">
+                <header className="jp-EcodePanel-header">
+                  <ecodeIcon.react
+                    tag="span"
+                    elementSize="large"
+                    className="jp-EcodePanel-logo"
+                  />
+                  <h2 className="jp-EcodePanel-title">E-Code</h2>
+                  {model.account && (
+                    <span
+                      className="jp-EcodeBadge jp-EcodeCredits"
+                      title="Credits you can spend now"
+                    >
+                      {formatCredits(model.account.available_micros)}
+                    </span>
+                  )}
+                </header>
+                <PromptForm
+                  model={model}
+                  templates={model.templates}
+                  prices={model.prices}
+                  account={model.account}
+                  agent={model.agentModels}
+                  settings={model.settings}
+                  idPrefix={this._idPrefix}
+                  confirmRun={actions.confirmRun}
+                  onCreated={actions.created}
+                />
+                <ProjectList
+                  projects={model.projects}
+                  loading={model.loading}
+                  loaded={model.loaded}
+                  error={model.error}
+                  idPrefix={this._idPrefix}
+                  activeId={active?.id ?? null}
+                  onRefresh={() => void model.refresh()}
+                  onOpen={project => actions.openProject(project)}
+                />
+              </div>
+              {active && (
+                <FeedView
+                  key={active.id}
+                  session={active}
+                  model={model.settings.defaultModel}
+                  confirmRun={actions.confirmRun}
+                  onOpenView={() => actions.showView(active)}
+                  idPrefix={this._idPrefix}
+                />
+              )}
+            </div>
+          );
+        }}
       </UseSignal>
     );
   }

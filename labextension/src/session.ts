@@ -10,10 +10,11 @@ import * as api from './api';
 import { FeedClient } from './feed';
 import {
   applyEvents,
+  FINAL_STATUSES,
+  feedDone,
   IFeedEvent,
   IFeedState,
   initialFeedState,
-  isFinished,
   withRunStatus
 } from './feedState';
 import { adviceFor } from './format';
@@ -31,7 +32,7 @@ export function openRunFeed(run: api.IRun): RunFeedClient {
     url: after => websocketURL(endpoint, { after }),
     reduce: applyEvents,
     seqOf: state => state.lastSeq,
-    isDone: isFinished,
+    isDone: feedDone,
     initial: initialFeedState(run.id, run),
     catchUp: async state => {
       let next = state;
@@ -44,7 +45,7 @@ export function openRunFeed(run: api.IRun): RunFeedClient {
           break;
         }
       }
-      if (!isFinished(next)) {
+      if (!feedDone(next)) {
         next = withRunStatus(next, await api.getRun(run.id));
       }
       return next;
@@ -122,16 +123,12 @@ export class ProjectSession implements IDisposable {
 
   /** The running preview, if any. */
   get preview(): api.IDeployment | null {
-    return (
-      this._deployments.find(d => d.kind === 'preview' && d.live) ?? null
-    );
+    return this._deployments.find(d => d.kind === 'preview' && d.live) ?? null;
   }
 
   /** The live release's deployment, if any. */
   get liveRelease(): api.IDeployment | null {
-    return (
-      this._deployments.find(d => d.kind === 'release' && d.live) ?? null
-    );
+    return this._deployments.find(d => d.kind === 'release' && d.live) ?? null;
   }
 
   get exportBundle(): api.IExportBundle | null {
@@ -157,7 +154,11 @@ export class ProjectSession implements IDisposable {
 
   /** Load the project, its runs (following the latest) and its deployments. */
   async load(): Promise<void> {
-    await Promise.all([this.refreshProject(), this.refreshRuns(), this.refreshDeploy()]);
+    await Promise.all([
+      this.refreshProject(),
+      this.refreshRuns(),
+      this.refreshDeploy()
+    ]);
     this._loaded = true;
     this._emit();
   }
@@ -190,10 +191,11 @@ export class ProjectSession implements IDisposable {
     this._feed?.dispose();
     const feed = openRunFeed(run);
     this._feed = feed;
-    let finished = isFinished(feed.state);
+    // A run already over when followed is only replayed: nothing new has finished.
+    let finished = FINAL_STATUSES.has(run.status);
     feed.changed.connect((_, state) => {
       this._feedChanged.emit(state);
-      if (!finished && isFinished(state)) {
+      if (!finished && feedDone(state)) {
         finished = true;
         this._runFinished.emit(state);
         // The run may have started a preview; the list of runs has its new status.
@@ -320,7 +322,10 @@ export class ProjectSession implements IDisposable {
     }
   }
 
-  private async _busyWith(what: string, fn: () => Promise<unknown>): Promise<void> {
+  private async _busyWith(
+    what: string,
+    fn: () => Promise<unknown>
+  ): Promise<void> {
     this._busy = new Set(this._busy).add(what);
     this._emit();
     try {

@@ -42,7 +42,7 @@ async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
     assert resp.body["provider"] == provider
     run = await wait_final(ecode_api, resp.body["id"])
 
-    assert run["status"] == "completed", run
+    assert run["status"] == "completed", (run["reason"], run["summary"])
     assert run["summary"]["tests"]["passed"] is True
     assert sorted(run["summary"]["files"]) == ["app.py", "tests/test_app.py"]
     # The model saw the failing test, then the passing one, in the tool results it was sent.

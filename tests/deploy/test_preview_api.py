@@ -174,6 +174,9 @@ async def test_the_app_never_sees_jupyter_credentials(
         },
     )
     assert answer.code == 200, answer.text
+    # Paths reach the app exactly as sent, encoded characters and all.
+    encoded = await app_fetch(dep["url"] + "files/a%2Fb%20c?q=%C3%A9&token=x")
+    assert json.loads(encoded.body)["path"] == "/files/a%2Fb%20c?q=%C3%A9"
     seen = json.loads(answer.body)
     everything = json.dumps(seen)
     assert token not in everything and "secret" not in everything

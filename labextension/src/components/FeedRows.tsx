@@ -80,7 +80,10 @@ export function callOpen(
   if (choice !== undefined) {
     return choice;
   }
-  return (row.status === 'running' && row.output.length > 0) || row.status === 'error';
+  return (
+    (row.status === 'running' && row.output.length > 0) ||
+    row.status === 'error'
+  );
 }
 
 function FileChip(props: {
@@ -98,17 +101,23 @@ function FileChip(props: {
       title={`${change.action} ${change.path}: show the diff`}
     >
       <span className="jp-EcodeFileChip-path">{change.path}</span>
-      <span className="jp-EcodeFileChip-add" aria-label={`${change.added} lines added`}>
+      <span
+        className="jp-EcodeFileChip-add"
+        aria-label={`${change.added} lines added`}
+      >
         +{change.added}
       </span>
-      <span className="jp-EcodeFileChip-del" aria-label={`${change.removed} lines removed`}>
+      <span
+        className="jp-EcodeFileChip-del"
+        aria-label={`${change.removed} lines removed`}
+      >
         −{change.removed}
       </span>
     </button>
   );
 }
 
-const CallRowView = React.memo(function CallRowView(props: {
+function CallRowViewBody(props: {
   row: ICallRow;
   open: boolean;
   openFiles: ReadonlySet<string>;
@@ -139,7 +148,9 @@ const CallRowView = React.memo(function CallRowView(props: {
           </code>
         )}
         <span className="jp-EcodeCall-meta">
-          {row.exitCode !== null && row.exitCode !== 0 && `exit ${row.exitCode} `}
+          {row.exitCode !== null &&
+            row.exitCode !== 0 &&
+            `exit ${row.exitCode} `}
           {formatDuration(row.durationS)}
         </span>
         {hasBody && (
@@ -172,7 +183,11 @@ const CallRowView = React.memo(function CallRowView(props: {
       {row.files.map(change => {
         const fileKey = `${row.key}|${change.path}|${change.seq}`;
         return openFiles.has(fileKey) && change.diff ? (
-          <DiffView key={fileKey} diff={change.diff} label={`Diff of ${change.path}`} />
+          <DiffView
+            key={fileKey}
+            diff={change.diff}
+            label={`Diff of ${change.path}`}
+          />
         ) : null;
       })}
       {hasBody && open && (
@@ -184,7 +199,8 @@ const CallRowView = React.memo(function CallRowView(props: {
         >
           {row.outputDropped > 0 && (
             <span className="jp-EcodeCall-dropped">
-              … {row.outputDropped.toLocaleString()} earlier characters not shown
+              … {row.outputDropped.toLocaleString()} earlier characters not
+              shown
               {'\n'}
             </span>
           )}
@@ -193,11 +209,10 @@ const CallRowView = React.memo(function CallRowView(props: {
       )}
     </div>
   );
-});
+}
+const CallRowView = React.memo(CallRowViewBody);
 
-const StepRowView = React.memo(function StepRowView(props: {
-  row: IStepRow;
-}): JSX.Element {
+function StepRowViewBody(props: { row: IStepRow }): JSX.Element {
   const { row } = props;
   const title =
     row.stepKind === 'verify'
@@ -208,21 +223,22 @@ const StepRowView = React.memo(function StepRowView(props: {
       {title}
     </h4>
   );
-});
+}
+const StepRowView = React.memo(StepRowViewBody);
 
-const MessageRowView = React.memo(function MessageRowView(props: {
-  row: IMessageRow;
-}): JSX.Element {
+function MessageRowViewBody(props: { row: IMessageRow }): JSX.Element {
   return <p className="jp-EcodeMessageRow">{props.row.text}</p>;
-});
+}
+const MessageRowView = React.memo(MessageRowViewBody);
 
-const NoticeRowView = React.memo(function NoticeRowView(props: {
-  row: INoticeRow;
-}): JSX.Element {
+function NoticeRowViewBody(props: { row: INoticeRow }): JSX.Element {
   return (
-    <p className={`jp-EcodeNotice jp-mod-${props.row.level}`}>{props.row.text}</p>
+    <p className={`jp-EcodeNotice jp-mod-${props.row.level}`}>
+      {props.row.text}
+    </p>
   );
-});
+}
+const NoticeRowView = React.memo(NoticeRowViewBody);
 
 const END_TITLES: Record<string, string> = {
   completed: 'Completed',
@@ -231,22 +247,28 @@ const END_TITLES: Record<string, string> = {
   interrupted: 'Interrupted'
 };
 
-const EndRowView = React.memo(function EndRowView(props: {
-  row: IEndRow;
-}): JSX.Element {
+function EndRowViewBody(props: { row: IEndRow }): JSX.Element {
   const { row } = props;
   const advice = runEndAdvice(row.status, row.reason);
   return (
-    <div className={`jp-EcodeEnd jp-mod-${row.status}`} data-status={row.status}>
-      <strong className="jp-EcodeEnd-title">{END_TITLES[row.status] ?? row.status}</strong>
+    <div
+      className={`jp-EcodeEnd jp-mod-${row.status}`}
+      data-status={row.status}
+    >
+      <strong className="jp-EcodeEnd-title">
+        {END_TITLES[row.status] ?? row.status}
+      </strong>
       <span className="jp-EcodeEnd-message"> — {row.message}</span>
       {advice && <p className="jp-EcodeEnd-advice">{advice}</p>}
     </div>
   );
-});
+}
+const EndRowView = React.memo(EndRowViewBody);
 
 /** Open file diffs (keys `callKey|path|seq`) among the explicit choices. */
-export function openFileKeys(expanded: ReadonlyMap<string, boolean>): Set<string> {
+export function openFileKeys(
+  expanded: ReadonlyMap<string, boolean>
+): Set<string> {
   const keys = new Set<string>();
   for (const [key, open] of expanded) {
     if (open && key.includes('|')) {

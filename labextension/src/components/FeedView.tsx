@@ -68,7 +68,9 @@ export function FeedList(props: IFeedBodyProps): JSX.Element {
   if (state.rows.length === 0) {
     return (
       <p className="jp-EcodeFeed-empty" data-last-seq={state.lastSeq}>
-        {state.status === 'queued' ? 'Waiting for the agent to start…' : 'No events yet.'}
+        {state.status === 'queued'
+          ? 'Waiting for the agent to start…'
+          : 'No events yet.'}
       </p>
     );
   }
@@ -157,7 +159,10 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
           >
             {STATUS_WORDS[state.status] ?? state.status}
           </span>
-          <span className="jp-EcodeFeed-cost" title="What this run has cost so far">
+          <span
+            className="jp-EcodeFeed-cost"
+            title="What this run has cost so far"
+          >
             Cost so far: {formatCredits(state.costMicros)}
             {state.usage.inputTokens + state.usage.outputTokens > 0 &&
               ` · ${formatTokens(state.usage.inputTokens + state.usage.cacheReadTokens)} in / ${formatTokens(state.usage.outputTokens)} out`}
@@ -186,10 +191,14 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
         {announcement(state)}
       </p>
       {state?.ai === false && (
-        <p className="jp-EcodeNotice jp-mod-info jp-EcodeFeed-offline">{OFFLINE_NOTICE}</p>
+        <p className="jp-EcodeNotice jp-mod-info jp-EcodeFeed-offline">
+          {OFFLINE_NOTICE}
+        </p>
       )}
       {connection === 'reconnecting' && (
-        <p className="jp-EcodeNotice jp-mod-warning">Connection lost — reconnecting…</p>
+        <p className="jp-EcodeNotice jp-mod-warning">
+          Connection lost — reconnecting…
+        </p>
       )}
       {connection === 'error' && feed?.error && (
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
@@ -211,7 +220,9 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
         <FeedList state={state} />
       ) : (
         <p className="jp-EcodeFeed-empty">
-          {session.loaded ? 'No runs yet. Ask for something below.' : 'Loading…'}
+          {session.loaded
+            ? 'No runs yet. Ask for something below.'
+            : 'Loading…'}
         </p>
       )}
       <form className="jp-EcodeFeed-ask" onSubmit={send}>
@@ -222,7 +233,9 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
           id={`${idPrefix}-ask`}
           className="jp-mod-styled jp-EcodeField-input"
           rows={2}
-          placeholder={running ? 'Wait for this run to finish…' : 'Ask for a change…'}
+          placeholder={
+            running ? 'Wait for this run to finish…' : 'Ask for a change…'
+          }
           value={prompt}
           disabled={sending || running}
           onChange={event => setPrompt(event.target.value)}

@@ -1,10 +1,12 @@
 /**
  * The list of my projects, with a refresh button and the loading, empty and error states.
+ * Each project opens (its feed here, its four tabs in the main area) with a click or Enter.
  */
 import { refreshIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { IProject } from '../api';
+import { formatDate } from '../format';
 
 export interface IProjectListProps {
   projects: readonly IProject[];
@@ -12,51 +14,60 @@ export interface IProjectListProps {
   loaded: boolean;
   error: string | null;
   idPrefix: string;
+  activeId: string | null;
   onRefresh: () => void;
+  onOpen: (project: IProject) => void;
 }
 
-/** A date the way the user's locale writes it, or the raw text if it does not parse. */
-function formatDate(iso: string): string {
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
-}
-
-function ProjectItem({ project }: { project: IProject }): JSX.Element {
+function ProjectItem(props: {
+  project: IProject;
+  active: boolean;
+  onOpen: (project: IProject) => void;
+}): JSX.Element {
+  const { project, active } = props;
   const address = `@${project.owner}/${project.slug}`;
   return (
     <li
-      className="jp-EcodeProject"
+      className={`jp-EcodeProject${active ? ' jp-mod-active' : ''}`}
       data-project-id={project.id}
       data-slug={project.slug}
     >
-      <div className="jp-EcodeProject-header">
-        <span className="jp-EcodeProject-name">{project.name}</span>
-        <span
-          className="jp-EcodeProject-role"
-          title="Your role in this project"
-        >
-          {project.role}
-        </span>
-      </div>
-      <div className="jp-EcodeProject-meta">
-        <span className="jp-EcodeProject-slug">{address}</span>
-        {project.template && (
-          <span className="jp-EcodeProject-template" title="Template">
-            {project.template}
+      <button
+        type="button"
+        className="jp-EcodeProject-open"
+        onClick={() => props.onOpen(project)}
+        aria-current={active ? 'true' : undefined}
+        aria-label={`Open ${project.name} (${address})`}
+      >
+        <span className="jp-EcodeProject-header">
+          <span className="jp-EcodeProject-name">{project.name}</span>
+          <span
+            className="jp-EcodeProject-role"
+            title="Your role in this project"
+          >
+            {project.role}
           </span>
-        )}
-      </div>
-      <div className="jp-EcodeProject-meta">
-        <time dateTime={project.updated_at} title="Last changed">
-          {formatDate(project.updated_at)}
-        </time>
-      </div>
+        </span>
+        <span className="jp-EcodeProject-meta">
+          <span className="jp-EcodeProject-slug">{address}</span>
+          {project.template && (
+            <span className="jp-EcodeProject-template" title="Template">
+              {project.template}
+            </span>
+          )}
+        </span>
+        <span className="jp-EcodeProject-meta">
+          <time dateTime={project.updated_at} title="Last changed">
+            {formatDate(project.updated_at)}
+          </time>
+        </span>
+      </button>
     </li>
   );
 }
 
 export function ProjectList(props: IProjectListProps): JSX.Element {
-  const { projects, loading, loaded, error, idPrefix, onRefresh } = props;
+  const { projects, loading, loaded, error, idPrefix } = props;
   const headingId = `${idPrefix}-projects-heading`;
   let body: JSX.Element;
   if (projects.length > 0) {
@@ -67,14 +78,19 @@ export function ProjectList(props: IProjectListProps): JSX.Element {
         aria-busy={loading}
       >
         {projects.map(project => (
-          <ProjectItem key={project.id} project={project} />
+          <ProjectItem
+            key={project.id}
+            project={project}
+            active={project.id === props.activeId}
+            onOpen={props.onOpen}
+          />
         ))}
       </ul>
     );
   } else if (loaded) {
     body = (
       <p className="jp-EcodeProjectList-empty">
-        No projects yet. Create one above.
+        No projects yet. Describe one above.
       </p>
     );
   } else {
@@ -91,7 +107,7 @@ export function ProjectList(props: IProjectListProps): JSX.Element {
         <button
           type="button"
           className="jp-EcodeIconButton"
-          onClick={onRefresh}
+          onClick={props.onRefresh}
           disabled={loading}
           aria-label="Refresh projects"
           title="Refresh projects"

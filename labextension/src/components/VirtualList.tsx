@@ -103,7 +103,11 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
         const element = entry.target as HTMLElement;
         const key = element.dataset.key;
         const height = element.offsetHeight;
-        if (key !== undefined && height > 0 && heights.current.get(key) !== height) {
+        if (
+          key !== undefined &&
+          height > 0 &&
+          heights.current.get(key) !== height
+        ) {
           heights.current.set(key, height);
           changed = true;
         }
@@ -144,7 +148,8 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
     if (!node) {
       return;
     }
-    following.current = node.scrollTop + node.clientHeight >= node.scrollHeight - 24;
+    following.current =
+      node.scrollTop + node.clientHeight >= node.scrollHeight - 24;
     setScroll({ top: node.scrollTop, height: node.clientHeight });
   }, []);
 

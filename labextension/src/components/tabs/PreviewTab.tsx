@@ -1,0 +1,96 @@
+/**
+ * Preview: the running app in a sandboxed frame (scripts and forms, never the Jupyter
+ * origin's cookies or DOM: no allow-same-origin), with reload, open-in-new-tab, restart
+ * and stop.
+ */
+import * as React from 'react';
+
+import { ProjectSession } from '../../session';
+
+/** The frame's sandbox: the app may script itself and post forms, not reach Jupyter. */
+export const PREVIEW_SANDBOX = 'allow-scripts allow-forms allow-popups';
+
+export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
+  const { session } = props;
+  const [reloads, setReloads] = React.useState(0);
+  const preview = session.preview;
+  const starting = session.busy.has('preview');
+  const canEdit = session.project.role !== 'viewer';
+  const name = session.project.name;
+  return (
+    <div className="jp-EcodePreviewTab">
+      <div className="jp-EcodeToolbar" role="toolbar" aria-label="Preview">
+        <span
+          className={`jp-EcodeBadge jp-mod-${preview ? preview.status : 'stopped'}`}
+          data-status={preview?.status ?? 'none'}
+        >
+          {starting ? 'starting…' : preview ? preview.status : 'not running'}
+        </span>
+        {preview?.url && (
+          <>
+            <button
+              type="button"
+              className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
+              onClick={() => setReloads(n => n + 1)}
+            >
+              Reload
+            </button>
+            <a
+              className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small jp-EcodeLink"
+              href={preview.entry_url ?? preview.url}
+              target="_blank"
+              rel="noopener noreferrer"
+            >
+              Open in new tab
+            </a>
+          </>
+        )}
+        {canEdit && (
+          <button
+            type="button"
+            className="jp-mod-styled jp-mod-accept jp-EcodeButton jp-EcodeButton-small"
+            disabled={starting}
+            onClick={() => void session.startPreview(preview !== null)}
+          >
+            {preview ? 'Restart' : 'Start preview'}
+          </button>
+        )}
+        {canEdit && preview && (
+          <button
+            type="button"
+            className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
+            disabled={starting}
+            onClick={() => void session.stopPreview()}
+          >
+            Stop
+          </button>
+        )}
+      </div>
+      {session.errors.deploy && (
+        <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
+          {session.errors.deploy}
+        </p>
+      )}
+      {preview?.url ? (
+        <iframe
+          key={`${preview.id}:${reloads}`}
+          className="jp-EcodePreview-frame"
+          title={`Preview of ${name}`}
+          src={preview.url}
+          sandbox={PREVIEW_SANDBOX}
+          referrerPolicy="no-referrer"
+        />
+      ) : (
+        <p className="jp-EcodeField-help jp-EcodePreview-empty">
+          {starting
+            ? 'Starting the app and waiting for it to answer…'
+            : preview
+              ? `The preview is ${preview.status}${preview.reason ? `: ${preview.reason}` : ''}.`
+              : canEdit
+                ? 'No preview is running. Start it to see the app here.'
+                : 'No preview is running.'}
+        </p>
+      )}
+    </div>
+  );
+}
