@@ -10,9 +10,16 @@ from __future__ import annotations
 from typing import Any, cast
 
 from ..context import EcodeContext
-from ..exceptions import NotFound
+from ..exceptions import EcodeError, NotFound
 from ..identity import EcodeUser
 from .manager import DeployManager
+
+
+class PreviewFailed(EcodeError):
+    """The preview did not answer its health check; the message carries its log's tail."""
+
+    status = 422
+    code = "preview_failed"
 
 
 def _manager(ctx: EcodeContext) -> DeployManager:
@@ -34,10 +41,17 @@ async def start_preview(
 
     The command is found from the project (template, Procfile, framework) unless given; it
     may use ``{port}`` (or ``$PORT``). A preview already running is kept (it reloads on
-    save) unless ``restart`` is set. The result's ``status`` is ``running`` when the app
-    answered its health check; otherwise ``reason`` and ``log_tail`` say why not.
+    save) unless ``restart`` is set. Returns the deployment (``status`` ``running``, ``url``,
+    ``local_url``, ``log_tail``); raises :class:`PreviewFailed` with the reason and the end of
+    the app's log when it did not answer (it keeps retrying, and restarts when a file is
+    saved, so fixing the code is enough).
     """
-    return await _manager(ctx).start_preview(user, project_id, command=command, restart=restart)
+    result = await _manager(ctx).start_preview(user, project_id, command=command, restart=restart)
+    if result["status"] != "running":
+        tail = "\n".join(result.get("log_tail") or [])
+        msg = f"the preview did not start: {result.get('reason')}\n--- end of its log ---\n{tail}"
+        raise PreviewFailed(msg, deployment=result["id"], url=result.get("url"))
+    return result
 
 
 async def preview_status(ctx: EcodeContext, user: EcodeUser, project_id: str) -> dict[str, Any]:

@@ -66,6 +66,10 @@ class ProjectHandler(EcodeHandler):
     @authorized
     async def delete(self, project_id: str) -> None:
         project = await self.ecode.projects.delete_project(self.ecode_user, project_id)
+        # A deleted project's apps stop now, not at the deploy manager's next poll.
+        deploy = self.ecode.extras.get("deploy")
+        if deploy is not None:
+            await deploy.stop_project(project["id"])
         self.finish_json(project)
 
 

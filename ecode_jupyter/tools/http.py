@@ -74,7 +74,27 @@ def create_tool_layer(serverapp: Any, context: EcodeContext) -> ToolLayer:
         ManagerProjectAccess(context.projects, context.secrets),
         live=live,
         audit=DatabaseAudit(context.db),
+        preview_backend=DeployPreviews(context),
     )
+
+
+class DeployPreviews:
+    """start_preview / preview_status through the deploy manager of this server."""
+
+    def __init__(self, context: EcodeContext) -> None:
+        self.context = context
+
+    async def start(
+        self, user: EcodeUser, project_id: str, command: str | None, restart: bool
+    ) -> dict[str, Any]:
+        from ecode_jupyter.deploy.tools import start_preview
+
+        return await start_preview(self.context, user, project_id, command, restart)
+
+    async def status(self, user: EcodeUser, project_id: str) -> dict[str, Any]:
+        from ecode_jupyter.deploy.tools import preview_status
+
+        return await preview_status(self.context, user, project_id)
 
 
 class McpHandler(EcodeHandler):

@@ -40,6 +40,7 @@ from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
 
 if TYPE_CHECKING:
     from ecode_jupyter.tools.kernel import KernelProvider
+    from ecode_jupyter.tools.preview import PreviewBackend
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +148,14 @@ class ToolLayer:
         launcher: Launcher | None = None,
         audit: AuditSink | None = None,
         settings: ToolSettings | None = None,
+        preview_backend: PreviewBackend | None = None,
     ) -> None:
-        from ecode_jupyter.tools import commands, database, files, kernel, notebooks
+        from ecode_jupyter.tools import commands, database, files, kernel, notebooks, preview
 
         self.access = access
         self.live = live
         self.launcher = launcher
+        self.preview = preview_backend
         self.audit_sink = audit
         self.settings = settings or ToolSettings()
         self.kernels: KernelProvider = kernels or kernel.LocalKernels()
@@ -167,7 +170,7 @@ class ToolLayer:
             self.mcp = _EcodeMCPServer(name="ecode", instructions=INSTRUCTIONS, version="0.1.0")
         finally:
             root.removeHandler(placeholder)
-        for module in (files, commands, kernel, notebooks, database):
+        for module in (files, commands, kernel, notebooks, database, preview):
             module.register(self)
         self._session_manager: StreamableHTTPSessionManager | None = None
         self._http_task: asyncio.Task[None] | None = None

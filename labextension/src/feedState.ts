@@ -442,11 +442,21 @@ function applyTests(d: Draft, tests: Record<string, unknown>, seq: number) {
   }
   const outputTail = str(tests.output_tail);
   const note = str(tests.note);
+  const old = d.s.tests;
+  const found = outputTail.match(PYTEST_SUMMARY);
+  // A tail without pytest's summary line keeps the summary the streamed output gave.
+  const summary =
+    note ||
+    (found
+      ? testSummary(outputTail, passed)
+      : old && old.passed === passed
+        ? old.summary
+        : testSummary('', passed));
   d.s.tests = {
-    command: str(tests.command, d.s.tests?.command ?? ''),
+    command: str(tests.command, old?.command ?? ''),
     passed,
     exitCode: num(tests.exit_code),
-    summary: note || testSummary(outputTail, passed),
+    summary,
     outputTail: tail(outputTail, 4000)[0],
     seq: d.s.tests && d.s.tests.seq > seq ? d.s.tests.seq : seq
   };
@@ -764,7 +774,11 @@ export function withRunStatus(
           summary: run.summary ?? {}
         }
       : state.end;
-  if (status === state.status && cost === state.costMicros && end === state.end) {
+  if (
+    status === state.status &&
+    cost === state.costMicros &&
+    end === state.end
+  ) {
     return state;
   }
   return { ...state, status, costMicros: cost, end };

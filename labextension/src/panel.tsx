@@ -47,6 +47,8 @@ export class ProjectsPanel extends ReactWidget {
 
   /** Put the keyboard in the prompt box, for "E-Code: New project". */
   focusNewProject(): void {
+    this._formOpen = true;
+    this.update();
     // React renders on the next animation frame after the panel is shown.
     requestAnimationFrame(() => {
       this.node
@@ -96,17 +98,34 @@ export class ProjectsPanel extends ReactWidget {
                     </span>
                   )}
                 </header>
-                <PromptForm
-                  model={model}
-                  templates={model.templates}
-                  prices={model.prices}
-                  account={model.account}
-                  agent={model.agentModels}
-                  settings={model.settings}
-                  idPrefix={this._idPrefix}
-                  confirmRun={actions.confirmRun}
-                  onCreated={actions.created}
-                />
+                <details
+                  className="jp-EcodeNewApp"
+                  // Collapsed while a project's feed is open (it needs the height),
+                  // until the user opens it.
+                  open={this._formOpen ?? !active}
+                  onToggle={event => {
+                    const open = (event.target as HTMLDetailsElement).open;
+                    if (open !== (this._formOpen ?? !active)) {
+                      this._formOpen = open;
+                      this.update();
+                    }
+                  }}
+                >
+                  <summary className="jp-EcodePanel-sectionTitle">
+                    New app
+                  </summary>
+                  <PromptForm
+                    model={model}
+                    templates={model.templates}
+                    prices={model.prices}
+                    account={model.account}
+                    agent={model.agentModels}
+                    settings={model.settings}
+                    idPrefix={this._idPrefix}
+                    confirmRun={actions.confirmRun}
+                    onCreated={actions.created}
+                  />
+                </details>
                 <ProjectList
                   projects={model.projects}
                   loading={model.loading}
@@ -136,4 +155,6 @@ export class ProjectsPanel extends ReactWidget {
   }
 
   private readonly _idPrefix: string;
+  /** The user's choice for the new-app form; null follows whether a feed is open. */
+  private _formOpen: boolean | null = null;
 }

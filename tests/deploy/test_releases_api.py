@@ -149,6 +149,7 @@ async def test_tool_functions_start_and_report_a_preview(
     ecode_api: Any,
     app_fetch: Any,
     deploy: Any,
+    ecode_workspace_root: Path,
 ) -> None:
     r = await ecode_api("POST", "projects", body={"name": "Agent", "template": "flask-api"})
     pid = r.body["id"]
@@ -161,3 +162,9 @@ async def test_tool_functions_start_and_report_a_preview(
     assert status["running"] is True
     assert status["preview"]["health"] == {"path": "/health", "status": 200}
     assert any("ready on port" in line for line in status["preview"]["log_tail"])
+
+    # A preview that cannot start is an error for the tool, with the app's own words.
+    (ecode_workspace_root / pid / "app.py").write_text("raise SystemExit('missing API_KEY')\n")
+    with pytest.raises(deploy_tools.PreviewFailed) as failed:
+        await deploy_tools.start_preview(ecode_app.ecode, alice, pid, restart=True)
+    assert "missing API_KEY" in failed.value.message

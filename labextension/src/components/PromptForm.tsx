@@ -147,16 +147,10 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
   return (
     <form
       className="jp-EcodeCreateForm"
-      aria-labelledby={`${idPrefix}-create-heading`}
+      aria-label="New app"
       onSubmit={onSubmit}
       noValidate
     >
-      <h3
-        id={`${idPrefix}-create-heading`}
-        className="jp-EcodePanel-sectionTitle"
-      >
-        New app
-      </h3>
       <label className="jp-EcodeField" htmlFor={`${idPrefix}-prompt`}>
         <span className="jp-EcodeVisuallyHidden">
           Describe the app you want
