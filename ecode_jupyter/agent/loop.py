@@ -10,8 +10,9 @@ Every model call goes through :class:`Metering` (reserve, settle, release) and r
 ``usage`` event; every tool call goes through the tool layer as the run's user. The run ends
 ``completed`` when verification passes, or ``failed`` with a reason: a limit (``max_steps``,
 ``max_tokens``, ``max_wall_time``, ``max_cost``), ``insufficient_credits``, ``tests_failing``,
-``provider_error``, ``refused``. Cancelling the task that runs :meth:`AgentLoop.run` stops it
-anywhere — a running command's process group is killed by the tool layer's runner.
+``preview_failed`` (a served app that does not start), ``provider_error``, ``refused``.
+Cancelling the task that runs :meth:`AgentLoop.run` stops it anywhere — a running command's
+process group is killed by the tool layer's runner.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 # pytest's exit code when it collected no tests: nothing failed, there is just nothing to run.
 PYTEST_NO_TESTS = 5
 VERIFY_OUTPUT_CHARS = 6000
+# The deploy tools' error when the app itself did not start (see deploy/tools.py).
+PREVIEW_FAILED = "preview_failed"
 COMPACT_RESULT_CHARS = 800
 _PLAN_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$")
 # A command that runs the whole pytest suite: `pytest -q`, `python -m pytest -x --tb=short`
@@ -221,6 +224,9 @@ class AgentLoop:
         # The running usage total of the current model call, for settling a cut stream.
         self._seen_usage = Usage()
         self._stream_began = False
+        self._preview: dict[str, Any] | None = None
+        # Why the last verification failed: (reason, what failed), for the run's end.
+        self._last_failure: tuple[str, str] | None = None
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -451,16 +457,18 @@ class AgentLoop:
     # -- verification --------------------------------------------------------------------
 
     async def _verify_or_continue(self) -> LoopResult | None:
-        """The model says it is done: check. None means the loop goes on with a fix request."""
+        """The model says it is done: check. None means the loop goes on with a fix request.
+
+        The project's tests must pass and, for a served project where previews exist, the
+        app must start. A failure goes back to the model, at most ``max_verify_attempts``
+        times, and not again when the model changed nothing since the last one.
+        """
         if not self.limits.verify or not await self.toolbox.has("run_command"):
             return self._completed(None)
-        if not self._changed_since_verify and self._last_verify is not None:
-            # Asked to fix the failure, the model changed nothing: more turns will not help.
-            msg = (
-                f"the project's tests still fail (`{self._last_verify.command}` exited with "
-                f"{self._last_verify.exit_code}) and the agent made no further changes"
-            )
-            raise RunStopped(msg, reason="tests_failing", tests=self._last_verify.to_json())
+        if not self._changed_since_verify and self._last_failure is not None:
+            reason, what = self._last_failure
+            msg = f"{what}, and the agent made no further changes"
+            raise RunStopped(msg, reason=reason, tests=self._tests_json())
         result = await self._verify()
         self._last_verify = result
         self._changed_since_verify = False
@@ -468,24 +476,24 @@ class AgentLoop:
             problem = await self._check_preview()
             if problem is None:
                 return self._completed(result)
-            result = VerifyResult("start_preview", False, None, problem)
-            self._last_verify = result
+            reason, what, detail = PREVIEW_FAILED, "the app did not start", problem
+            request = "Fix the project so that the app starts, then stop."
+        else:
+            code = f"exited with {result.exit_code}" if result.exit_code is not None else "failed"
+            reason, what = "tests_failing", f"the project's tests fail (`{result.command}` {code})"
+            detail = result.output
+            request = "Fix the project so that its tests pass, then stop."
+        self._last_failure = (reason, what)
         self._verify_failures += 1
         if self._verify_failures >= self.limits.max_verify_attempts:
-            msg = (
-                f"the project's tests still fail after {self._verify_failures} attempts "
-                f"(`{result.command}` exited with {result.exit_code})"
-            )
-            raise RunStopped(msg, reason="tests_failing", tests=result.to_json())
-        output = trim_middle(result.output, VERIFY_OUTPUT_CHARS)
-        self.messages.append(
-            Message.user(
-                f"Verification failed: `{result.command}` "
-                + (f"exited with {result.exit_code}" if result.exit_code is not None else "failed")
-                + f".\n{output}\n\nFix the project so that this passes, then stop."
-            )
-        )
+            msg = f"{what}, after {self._verify_failures} attempts to fix it"
+            raise RunStopped(msg, reason=reason, tests=self._tests_json())
+        output = trim_middle(detail, VERIFY_OUTPUT_CHARS)
+        self.messages.append(Message.user(f"Verification failed: {what}.\n{output}\n\n{request}"))
         return None
+
+    def _tests_json(self) -> dict[str, Any] | None:
+        return self._last_verify.to_json() if self._last_verify is not None else None
 
     async def _verify(self) -> VerifyResult:
         await self.feed.emit(
@@ -508,12 +516,22 @@ class AgentLoop:
         return VerifyResult(self.test_command, code == 0, code, output)
 
     async def _check_preview(self) -> str | None:
-        """Start a served project's preview when the deploy tools exist; a problem, or None."""
+        """Start a served project's preview when the deploy tools exist; a problem, or None.
+
+        Only an app that did not start (``preview_failed``) is the project's problem; a
+        server without previews (the CLI, previews turned off) just skips this check.
+        """
         if not self.served or not await self.toolbox.has("start_preview"):
             return None
         call = ToolCall(f"preview_{self.step}", "start_preview", {})
         outcome = await self.toolbox.call(call, step=self.step)
-        return outcome.text if outcome.is_error else None
+        if outcome.is_error and outcome.error_code == PREVIEW_FAILED:
+            return outcome.text
+        if outcome.is_error:
+            log.info("run %s: preview not checked: %s", self.run_id, outcome.error_code)
+        else:
+            self._preview = outcome.structured
+        return None
 
     # -- endings -------------------------------------------------------------------------
 
@@ -529,6 +547,10 @@ class AgentLoop:
     def _completed(self, tests: VerifyResult | None) -> LoopResult:
         summary = self._summary()
         summary["tests"] = tests.to_json() if tests is not None else None
+        if self._preview is not None:
+            summary["preview"] = {
+                k: self._preview.get(k) for k in ("id", "status", "url") if k in self._preview
+            }
         note = ""
         if tests is not None:
             note = f"; tests: {tests.note}" if tests.note else "; tests pass"

@@ -84,6 +84,8 @@ class ToolOutcome:
     is_error: bool
     structured: dict[str, Any] | None = None
     changed: list[str] = field(default_factory=list)
+    #: the EcodeError code of a failed call ("preview_failed", "not_found", ...)
+    error_code: str | None = None
 
     @property
     def exit_code(self) -> int | None:
@@ -227,7 +229,7 @@ class AgentToolbox:
         try:
             result = await self.layer.call(call.name, arguments, self.user, reporter)
         except EcodeError as exc:
-            return ToolOutcome(call.name, f"{exc.code}: {exc.message}", True)
+            return ToolOutcome(call.name, f"{exc.code}: {exc.message}", True, error_code=exc.code)
         except Exception:
             # A bug in one tool must not end the run; the model may try another way.
             log.exception("tool %s failed unexpectedly", call.name)

@@ -114,7 +114,7 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
         )
         return EcodeUser(user.username, user.display_name, user.is_admin, self.request.remote_ip)
 
-    def _fail(self, status: int, body: dict[str, Any]) -> None:
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
@@ -125,7 +125,7 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)
         )
         if not allowed:
-            self._fail(403, {"error": {"code": "forbidden", "message": "not allowed"}})
+            self._reply(403, {"error": {"code": "forbidden", "message": "not allowed"}})
             return
         agent = _agent(self.ecode)
         try:
@@ -140,13 +140,13 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
                 raise InvalidInput(msg, field="after")
             ref = await agent.authorize_feed(self._ecode_user(), run_id)
         except EcodeError as exc:
-            self._fail(exc.status, exc.to_json())
+            self._reply(exc.status, exc.to_json())
             return
         self.run_id = ref.id
         self.after = after
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
             events = await agent.events_after(ref.id, after, REPLAY_BATCH)
-            self._fail(200, {"events": [e.to_json() for e in events]})
+            self._reply(200, {"events": [e.to_json() for e in events]})
             return
         # Subscribe before reading the database: an event recorded in between is then in the
         # replay, in the queue, or both (and sent once, by seq).

@@ -73,6 +73,9 @@ def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
             "TERM": "dumb",
             # Output should stream as it happens, not in 8 KiB blocks at exit.
             "PYTHONUNBUFFERED": "1",
+            # A .pyc is checked by whole-second mtime and size: an edit within the second after
+            # a test run that keeps the size (200 -> 201) would run the stale compiled module.
+            "PYTHONDONTWRITEBYTECODE": "1",
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1",
             "NPM_CONFIG_UPDATE_NOTIFIER": "false",

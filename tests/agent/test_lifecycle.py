@@ -175,3 +175,22 @@ async def test_a_cut_stream_is_settled_and_the_turn_retried(
     assert final["cost_micros"] > 0
     account = await ecode_api("GET", "billing/account")
     assert account.status == 200
+
+
+async def test_a_server_that_stops_interrupts_its_runs(
+    ecode_api: Any,
+    ecode_app: Any,
+    ecode_anthropic_loopback: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    ecode_workspace_root: Path,
+) -> None:
+    server = ecode_anthropic_loopback([tool_turn("run_command", {"command": "touch go; sleep 60"})])
+    use_anthropic(server, monkeypatch)
+    pid = (await ecode_api("POST", "projects", body={"name": "p"})).body["id"]
+    run = (await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "wait"})).body
+    while not (ecode_workspace_root / pid / "go").exists():
+        await asyncio.sleep(0.02)
+    await ecode_app.ecode.extras["agent"].stop()
+    stopped = (await ecode_api("GET", f"runs/{run['id']}")).body
+    assert (stopped["status"], stopped["reason"]) == ("interrupted", "server_stop")
+    assert (await events(ecode_api, run["id"]))[-1]["type"] == "run.interrupted"

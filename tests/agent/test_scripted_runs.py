@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from ecode_jupyter.testing import text_turn, tool_turn
+
 from .feed import events, of_type, wait_final
 from .scripts import TEST_COMMAND, flask_build_script
 
@@ -43,7 +45,7 @@ async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
     run = await wait_final(ecode_api, resp.body["id"])
 
     feed = await events(ecode_api, run["id"])
-    assert run["status"] == "completed", feed[-3:]
+    assert run["status"] == "completed", [(e["type"], e["data"]) for e in feed[-3:]]
     assert run["summary"]["tests"]["passed"] is True
     assert sorted(run["summary"]["files"]) == ["app.py", "tests/test_app.py"]
     # The model saw the failing test, then the passing one, in the tool results it was sent.
@@ -72,3 +74,29 @@ async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
     assert TEST_COMMAND in [
         e["data"]["arguments"].get("command") for e in of_type(feed, "tool.call")
     ]
+
+
+async def test_a_run_whose_tests_still_fail_ends_failed_with_the_reason(
+    ecode_api: Any, ecode_anthropic_loopback: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = "def test_sum():\n    assert 1 + 1 == 3\n"
+    server = ecode_anthropic_loopback(
+        [
+            tool_turn("write_file", {"path": "tests/test_sum.py", "content": failing}),
+            text_turn("Done."),
+            text_turn("I cannot see what is wrong."),
+        ]
+    )
+    configure("anthropic", server, monkeypatch)
+    pid = (await ecode_api("POST", "projects", body={"name": "sums"})).body["id"]
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "sums"})
+    run = await wait_final(ecode_api, started.body["id"])
+    assert (run["status"], run["reason"]) == ("failed", "tests_failing")
+    assert run["summary"]["tests"]["passed"] is False
+    assert run["summary"]["tests"]["exit_code"] == 1
+    # The model was shown the failing output and asked to fix it, once.
+    asked = server.requests[2].json["messages"][-1]["content"]
+    text = asked if isinstance(asked, str) else "".join(b.get("text", "") for b in asked)
+    assert "Verification failed" in text and "test_sum.py::test_sum" in text and "1 failed" in text
+    failed = of_type(await events(ecode_api, run["id"]), "run.failed")[0]["data"]
+    assert "made no further changes" in failed["message"]

@@ -24,6 +24,8 @@ EXPECTED_TOOLS = {
     "read_notebook",
     "edit_notebook_cell",
     "query_database",
+    "start_preview",
+    "preview_status",
 }
 
 
@@ -49,7 +51,13 @@ async def test_list_tools_names_and_schemas(mcp_connect: McpConnect) -> None:
         assert "project" in tool.input_schema["required"]
         assert tool.description
     read_only = {t.name for t in tools if t.annotations and t.annotations.read_only_hint}
-    assert read_only == {"list_files", "read_file", "search_files", "read_notebook"}
+    assert read_only == {
+        "list_files",
+        "read_file",
+        "search_files",
+        "read_notebook",
+        "preview_status",
+    }
 
 
 async def test_write_read_edit_delete(mcp_connect: McpConnect, make_project: Any) -> None:

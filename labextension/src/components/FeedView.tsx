@@ -105,7 +105,9 @@ export interface IFeedViewProps {
 export function FeedView(props: IFeedViewProps): JSX.Element {
   const { session, idPrefix } = props;
   useSignalTick(session.changed);
-  const state = useSignalValue(session.feedChanged, session.feedState);
+  const state = useSignalValue(session.feedChanged, session.feedState, {
+    sync: true
+  });
   const [prompt, setPrompt] = React.useState('');
   const [sending, setSending] = React.useState(false);
   const project = session.project;
