@@ -60,7 +60,7 @@ CHROMIUM_ARGS = [
 ]
 # Events one scripted turn makes: step.started, message.delta, usage, 8 tool calls with
 # their results, one file.changed and a few command.output chunks.
-EVENTS_PER_TURN = 22
+EVENTS_PER_TURN = 21
 LIST_CALLS_PER_TURN = 6
 IDLE_S = 2.0
 

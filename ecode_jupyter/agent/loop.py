@@ -199,7 +199,7 @@ class AgentLoop:
         messages: list[Message],
         limits: RunLimits,
         test_command: str,
-        served: bool = False,
+        serve_command: str | None = None,
     ) -> None:
         self.run_id = run_id
         self.provider = provider
@@ -210,7 +210,8 @@ class AgentLoop:
         self.messages = messages
         self.limits = limits
         self.test_command = test_command
-        self.served = served
+        # The template's run command ({port} placeholder): the project is served, preview it.
+        self.serve_command = serve_command
         self.step = 0
         self.files_changed: list[str] = []
         self._started = time.monotonic()
@@ -521,9 +522,9 @@ class AgentLoop:
         Only an app that did not start (``preview_failed``) is the project's problem; a
         server without previews (the CLI, previews turned off) just skips this check.
         """
-        if not self.served or not await self.toolbox.has("start_preview"):
+        if self.serve_command is None or not await self.toolbox.can_preview():
             return None
-        call = ToolCall(f"preview_{self.step}", "start_preview", {})
+        call = ToolCall(f"preview_{self.step}", "start_preview", {"command": self.serve_command})
         outcome = await self.toolbox.call(call, step=self.step)
         if outcome.is_error and outcome.error_code == PREVIEW_FAILED:
             return outcome.text

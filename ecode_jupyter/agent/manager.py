@@ -476,7 +476,7 @@ class AgentManager:
                 messages=await self._first_messages(ref),
                 limits=self.settings.limits,
                 test_command=verify_command(template),
-                served=template is not None and template.run is not None,
+                serve_command=template.run if template is not None else None,
             )
             return await loop.run()
         finally:

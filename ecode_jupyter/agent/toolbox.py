@@ -184,6 +184,11 @@ class AgentToolbox:
     async def has(self, name: str) -> bool:
         return any(spec.name == name for spec in await self.specs())
 
+    async def can_preview(self) -> bool:
+        """Whether start_preview can work here: the tool exists and the layer has a preview
+        backend (a server; not ``jupyter ecode new``)."""
+        return await self.has("start_preview") and getattr(self.layer, "preview", True) is not None
+
     async def call(self, call: ToolCall, *, step: int) -> ToolOutcome:
         """Run one tool call and record it; tool errors become error results, not exceptions.
 

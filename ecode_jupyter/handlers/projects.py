@@ -5,7 +5,9 @@ from __future__ import annotations
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..db.models import Role
 from ..exceptions import InvalidInput
+from ..projects.validation import validate_model
 from .base import AUTH_RESOURCE, EcodeHandler
 
 ID = r"(?P<project_id>[^/]+)"
@@ -31,6 +33,11 @@ class ProjectsHandler(EcodeHandler):
             msg = "name is required"
             raise InvalidInput(msg, field="name")
         user = self.ecode_user
+        agent = self.ecode.extras.get("agent")
+        if body.get("prompt") is not None and agent is not None:
+            # An unusable model is refused before anything is created.
+            model = body.get("model")
+            await agent.choose(user, validate_model(model) if model is not None else None)
         project = await self.ecode.projects.create_project(
             user,
             name=body["name"],
@@ -41,7 +48,6 @@ class ProjectsHandler(EcodeHandler):
             description=body.get("description", ""),
         )
         # A prompt starts the agent at once, when the agent is installed in this server.
-        agent = self.ecode.extras.get("agent")
         if project["prompt"] and agent is not None:
             run = await agent.start_run(user, project["id"], project["prompt"], project["model"])
             project["run"] = run
@@ -65,8 +71,17 @@ class ProjectHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def delete(self, project_id: str) -> None:
-        project = await self.ecode.projects.delete_project(self.ecode_user, project_id)
-        # A deleted project's apps stop now, not at the deploy manager's next poll.
+        user = self.ecode_user
+        agent = self.ecode.extras.get("agent")
+        if agent is not None:
+            # Only an owner may delete: check first, then stop the project's active runs so
+            # they do not go on writing into a deleted project.
+            await self.ecode.projects.get_project(user, project_id, Role.owner)
+            for run in await agent.list_runs(user, project_id):
+                if run["status"] in ("queued", "running"):
+                    await agent.cancel_run(user, run["id"])
+        project = await self.ecode.projects.delete_project(user, project_id)
+        # Its apps stop now, not at the deploy manager's next poll.
         deploy = self.ecode.extras.get("deploy")
         if deploy is not None:
             await deploy.stop_project(project["id"])

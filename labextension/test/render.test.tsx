@@ -103,9 +103,12 @@ describe('the feed list', () => {
     expect(articles[0].getAttribute('aria-setsize')).toBe(
       String(state.rows.length)
     );
-    expect(articles[0].getAttribute('aria-posinset')).toBe('1');
-    // The spacer below stands in for the rows not drawn.
-    const spacer = feed.lastElementChild as HTMLElement;
+    // A live feed follows its newest rows: the window is at the bottom...
+    const last = articles[articles.length - 1];
+    expect(last.getAttribute('aria-posinset')).toBe(String(state.rows.length));
+    expect(last.textContent).toContain('f999.py');
+    // ...and the spacer above stands in for the rows not drawn.
+    const spacer = feed.firstElementChild as HTMLElement;
     expect(parseFloat(spacer.style.height)).toBeGreaterThan(30_000);
   });
 

@@ -56,6 +56,9 @@ async def test_a_new_project_with_a_prompt_is_built_at_once_offline(
     assert "passed" in "".join(e["data"]["text"] for e in of_type(feed, "command.output"))
     usage = of_type(feed, "usage")
     assert usage and all(e["data"]["input_tokens"] == 0 for e in usage)
+    # A served template is started once its tests pass.
+    assert "start_preview" in [e["data"]["name"] for e in of_type(feed, "tool.call")]
+    assert run["summary"]["preview"]["status"] == "running"
 
 
 def installed(requirement: str) -> bool:
@@ -186,3 +189,15 @@ async def test_run_events_are_emitted_on_the_jupyter_event_bus(
         await asyncio.sleep(0.01)
     assert [(e["seq"], e["type"]) for e in seen] == [(e["seq"], e["type"]) for e in feed]
     assert {e["project_id"] for e in seen} == {pid}
+
+
+async def test_deleting_a_project_cancels_its_active_run(ecode_api: Any) -> None:
+    made = await ecode_api(
+        "POST", "projects", body={"name": "busy", "prompt": "a Flask todo API with tests"}
+    )
+    assert made.status == 201, made.body
+    run_id = made.body["run"]["id"]
+    assert (await ecode_api("DELETE", f"projects/{made.body['id']}")).status == 200
+    # The run ended (cancelled, or completed if it was faster than the delete).
+    run = await ecode_api("GET", f"runs/{run_id}")
+    assert run.status == 404 or run.body["status"] in ("cancelled", "completed")

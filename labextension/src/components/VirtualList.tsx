@@ -89,7 +89,9 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
   const heights = React.useRef(new Map<string, number>());
   // Measurements land here and are folded in once per frame.
   const [measured, setMeasured] = React.useState(0);
-  const [scroll, setScroll] = React.useState({ top: 0, height: 0 });
+  const [scrollTop, setScrollTop] = React.useState(0);
+  const [viewportHeight, setViewportHeight] = React.useState(0);
+  // At the bottom (or never scrolled): new rows keep the list at the bottom.
   const following = React.useRef(true);
   const frame = React.useRef<number | null>(null);
 
@@ -101,6 +103,10 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
       let changed = false;
       for (const entry of entries) {
         const element = entry.target as HTMLElement;
+        if (element === scroller.current) {
+          setViewportHeight(entry.contentRect.height);
+          continue;
+        }
         const key = element.dataset.key;
         const height = element.offsetHeight;
         if (
@@ -120,15 +126,19 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
       }
     });
   }, []);
-  React.useEffect(
-    () => () => {
+  React.useLayoutEffect(() => {
+    const node = scroller.current;
+    if (node && observer) {
+      // The viewport's height comes from the observer, not from reading layout per render.
+      observer.observe(node);
+    }
+    return () => {
       observer?.disconnect();
       if (frame.current !== null) {
         cancelAnimationFrame(frame.current);
       }
-    },
-    [observer]
-  );
+    };
+  }, [observer]);
 
   const offsets = React.useMemo(
     () =>
@@ -139,9 +149,12 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
     // `measured` invalidates when a measurement changed a height.
     [items, measured, estimateHeight, itemKey]
   );
-  const viewport = scroll.height || fallbackViewport;
-  const [start, end] = visibleRange(offsets, scroll.top, viewport, overscan);
+  const viewport = viewportHeight || fallbackViewport;
   const total = offsets[items.length];
+  // Following, the window is the bottom one, in this very render: no second pass after
+  // the scroll it causes.
+  const top = following.current ? Math.max(0, total - viewport) : scrollTop;
+  const [start, end] = visibleRange(offsets, top, viewport, overscan);
 
   const onScroll = React.useCallback(() => {
     const node = scroller.current;
@@ -150,19 +163,15 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
     }
     following.current =
       node.scrollTop + node.clientHeight >= node.scrollHeight - 24;
-    setScroll({ top: node.scrollTop, height: node.clientHeight });
+    const at = node.scrollTop;
+    setScrollTop(old => (Math.abs(old - at) < 1 ? old : at));
   }, []);
 
   React.useLayoutEffect(() => {
     const node = scroller.current;
-    if (!node) {
-      return;
-    }
-    if (node.clientHeight !== scroll.height) {
-      setScroll({ top: node.scrollTop, height: node.clientHeight });
-    }
-    if (following.current && node.scrollHeight > node.clientHeight) {
-      node.scrollTop = node.scrollHeight;
+    if (node && following.current && total > viewport) {
+      // Only written, never read here: reading layout after a commit would force it.
+      node.scrollTop = total;
     }
   });
 

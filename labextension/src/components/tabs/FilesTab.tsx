@@ -4,7 +4,7 @@
  */
 import * as React from 'react';
 
-import { IFeedState } from '../../feedState';
+import { IFeedState, IFileStat } from '../../feedState';
 import { DiffView } from '../FeedRows';
 
 export interface IFilesTabProps {
@@ -30,14 +30,17 @@ export function FilesTab(props: IFilesTabProps): JSX.Element {
     showInBrowser(workspace, false);
   }, [workspace, showInBrowser]);
   const files = state?.files ?? [];
-  const toggle = (path: string) =>
-    setOpen(old => {
-      const next = new Set(old);
-      if (!next.delete(path)) {
-        next.add(path);
-      }
-      return next;
-    });
+  const toggle = React.useCallback(
+    (path: string) =>
+      setOpen(old => {
+        const next = new Set(old);
+        if (!next.delete(path)) {
+          next.add(path);
+        }
+        return next;
+      }),
+    []
+  );
   return (
     <div className="jp-EcodeFilesTab">
       <p className="jp-EcodeTab-intro">
@@ -65,45 +68,65 @@ export function FilesTab(props: IFilesTabProps): JSX.Element {
           aria-label="Files changed by the agent"
         >
           {files.map(file => (
-            <li
+            <ChangedFile
               key={file.path}
-              className={`jp-EcodeChangedFile jp-mod-${file.action}`}
-              data-path={file.path}
-            >
-              <span className={`jp-EcodeBadge jp-mod-${file.action}`}>
-                {ACTION_WORDS[file.action] ?? file.action}
-              </span>
-              {file.action === 'deleted' ? (
-                <span className="jp-EcodeChangedFile-path">{file.path}</span>
-              ) : (
-                <button
-                  type="button"
-                  className="jp-EcodeLinkButton jp-EcodeChangedFile-path"
-                  onClick={() => props.openFile(`${workspace}/${file.path}`)}
-                  title={`Open ${file.path}`}
-                >
-                  {file.path}
-                </button>
-              )}
-              <span className="jp-EcodeFileChip-add">+{file.added}</span>
-              <span className="jp-EcodeFileChip-del">−{file.removed}</span>
-              {file.diff && (
-                <button
-                  type="button"
-                  className="jp-EcodeLinkButton"
-                  aria-expanded={open.has(file.path)}
-                  onClick={() => toggle(file.path)}
-                >
-                  {open.has(file.path) ? 'Hide diff' : 'Diff'}
-                </button>
-              )}
-              {open.has(file.path) && (
-                <DiffView diff={file.diff} label={`Diff of ${file.path}`} />
-              )}
-            </li>
+              file={file}
+              workspace={workspace}
+              open={open.has(file.path)}
+              onToggle={toggle}
+              openFile={props.openFile}
+            />
           ))}
         </ul>
       )}
     </div>
   );
 }
+
+/** One changed file; memoized, since a run's file entries keep their identity until they change. */
+function ChangedFileBody(props: {
+  file: IFileStat;
+  workspace: string;
+  open: boolean;
+  onToggle: (path: string) => void;
+  openFile: (path: string) => void;
+}): JSX.Element {
+  const { file, open } = props;
+  return (
+    <li
+      className={`jp-EcodeChangedFile jp-mod-${file.action}`}
+      data-path={file.path}
+    >
+      <span className={`jp-EcodeBadge jp-mod-${file.action}`}>
+        {ACTION_WORDS[file.action] ?? file.action}
+      </span>
+      {file.action === 'deleted' ? (
+        <span className="jp-EcodeChangedFile-path">{file.path}</span>
+      ) : (
+        <button
+          type="button"
+          className="jp-EcodeLinkButton jp-EcodeChangedFile-path"
+          onClick={() => props.openFile(`${props.workspace}/${file.path}`)}
+          title={`Open ${file.path}`}
+        >
+          {file.path}
+        </button>
+      )}
+      <span className="jp-EcodeFileChip-add">+{file.added}</span>
+      <span className="jp-EcodeFileChip-del">−{file.removed}</span>
+      {file.diff && (
+        <button
+          type="button"
+          className="jp-EcodeLinkButton"
+          aria-expanded={open}
+          onClick={() => props.onToggle(file.path)}
+        >
+          {open ? 'Hide diff' : 'Diff'}
+        </button>
+      )}
+      {open && <DiffView diff={file.diff} label={`Diff of ${file.path}`} />}
+    </li>
+  );
+}
+
+const ChangedFile = React.memo(ChangedFileBody);
