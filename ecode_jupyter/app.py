@@ -21,7 +21,7 @@ from .context import EcodeContext, build_context
 from .db.session import redact_url
 from .deploy.manager import create_deploy_manager
 from .exceptions import SchemaOutOfDate
-from .handlers import audit, members, projects, runs, secrets
+from .handlers import audit, members, open_project, projects, runs, secrets
 from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
 from .handlers.base import fallback_handlers
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 HANDLER_MODULES = [
     projects,
+    open_project,
     members,
     secrets,
     audit,

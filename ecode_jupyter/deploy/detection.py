@@ -192,6 +192,9 @@ def _from_template(workspace: Path, template_id: str) -> RunSpec | None:
 
 _FASTAPI_APP = re.compile(r"^(\w+)\s*(?::[^=]+)?=\s*(?:fastapi\.)?FastAPI\(", re.MULTILINE)
 _FLASK_APP = re.compile(r"^(\w+)\s*(?::[^=]+)?=\s*(?:flask\.)?Flask\(", re.MULTILINE)
+# An application factory: `flask --app module` finds create_app/make_app by itself.
+_FLASK_FACTORY = re.compile(r"^def (create_app|make_app)\(", re.MULTILINE)
+_FLASK_IMPORT = re.compile(r"^\s*(?:from flask import|import flask)", re.MULTILINE)
 
 
 def _framework(workspace: Path) -> RunSpec | None:
@@ -224,13 +227,12 @@ def _framework(workspace: Path) -> RunSpec | None:
             )
     for name, text in sources.items():
         match = _FLASK_APP.search(text)
-        if match:
+        factory = _FLASK_FACTORY.search(text) if _FLASK_IMPORT.search(text) else None
+        if match or factory:
             module = name.removesuffix(".py")
+            target = f"{module}:{match.group(1)}" if match else module
             return RunSpec(
-                command=(
-                    f"python -m flask --app {module}:{match.group(1)} run "
-                    "--host 127.0.0.1 --port {port}"
-                ),
+                command=(f"python -m flask --app {target} run --host 127.0.0.1 --port {{port}}"),
                 shell=False,
                 health=None,
                 kind="http",

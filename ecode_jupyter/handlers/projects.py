@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
@@ -13,13 +16,26 @@ from .base import AUTH_RESOURCE, EcodeHandler
 ID = r"(?P<project_id>[^/]+)"
 
 
-class ProjectsHandler(EcodeHandler):
+class ProjectJsonMixin(EcodeHandler):
+    def with_workspace(self, project: dict[str, Any]) -> dict[str, Any]:
+        """Add ``workspace_path``: the workspace relative to the server's root dir (what
+        Lab's file browser opens), or None when it lies outside it."""
+        root = Path(self.settings.get("server_root_dir") or "").expanduser().resolve()
+        ws = self.ecode.projects.workspace_path(str(project["id"])).resolve()
+        try:
+            project["workspace_path"] = ws.relative_to(root).as_posix()
+        except ValueError:
+            project["workspace_path"] = None
+        return project
+
+
+class ProjectsHandler(ProjectJsonMixin):
     @web.authenticated
     @authorized
     async def get(self) -> None:
         deleted = self.get_query_argument("deleted", "false") == "true"
         projects = await self.ecode.projects.list_projects(self.ecode_user, deleted=deleted)
-        self.finish_json({"projects": projects})
+        self.finish_json({"projects": [self.with_workspace(p) for p in projects]})
 
     @web.authenticated
     @authorized
@@ -52,21 +68,22 @@ class ProjectsHandler(EcodeHandler):
             run = await agent.start_run(user, project["id"], project["prompt"], project["model"])
             project["run"] = run
         self.set_header("Location", self.base_url + f"api/ecode/projects/{project['id']}")
-        self.finish_json(project, status=201)
+        self.finish_json(self.with_workspace(project), status=201)
 
 
-class ProjectHandler(EcodeHandler):
+class ProjectHandler(ProjectJsonMixin):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
-        self.finish_json(await self.ecode.projects.get_project(self.ecode_user, project_id))
+        project = await self.ecode.projects.get_project(self.ecode_user, project_id)
+        self.finish_json(self.with_workspace(project))
 
     @web.authenticated
     @authorized
     async def patch(self, project_id: str) -> None:
         changes = self.json_body()
         project = await self.ecode.projects.update_project(self.ecode_user, project_id, changes)
-        self.finish_json(project)
+        self.finish_json(self.with_workspace(project))
 
     @web.authenticated
     @authorized
@@ -96,12 +113,12 @@ class ProjectRestoreHandler(EcodeHandler):
         self.finish_json(project)
 
 
-class SlugHandler(EcodeHandler):
+class SlugHandler(ProjectJsonMixin):
     @web.authenticated
     @authorized
     async def get(self, owner: str, slug: str) -> None:
         project = await self.ecode.projects.resolve_slug(self.ecode_user, owner, slug)
-        self.finish_json(project)
+        self.finish_json(self.with_workspace(project))
 
 
 class TemplatesHandler(EcodeHandler):

@@ -23,7 +23,7 @@ from ..agent.events import FeedEvent, Subscription
 from ..agent.manager import AgentManager
 from ..agent.store import FINAL_STATUSES
 from ..context import EcodeContext
-from ..exceptions import EcodeError, InvalidInput
+from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
 from .base import AUTH_RESOURCE, EcodeHandler
 
@@ -233,7 +233,28 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
 
 
 _ = AUTH_RESOURCE
+
+
+class AgentModelsHandler(EcodeHandler):
+    """What a prompt would run with now: the default provider and model, and the usable
+    providers (``offline`` always; the others when a key or base URL is configured)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from ..agent.providers import configured_provider_names
+
+        agent = self.ecode.extras.get("agent")
+        if agent is None:
+            msg = "the agent is not installed in this server"
+            raise NotFound(msg)
+        choice = await agent.choose(self.ecode_user, None)
+        providers = [*configured_provider_names(agent.env), "offline"]
+        self.finish_json({"default": choice.to_json(), "providers": providers})
+
+
 default_handlers = [
+    (r"/api/ecode/agent/models", AgentModelsHandler),
     (rf"/api/ecode/projects/{PROJECT}/runs", ProjectRunsHandler),
     (rf"/api/ecode/runs/{RUN}", RunHandler),
     (rf"/api/ecode/runs/{RUN}/cancel", RunCancelHandler),

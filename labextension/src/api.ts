@@ -265,11 +265,16 @@ export async function listDeployments(
 /** Start (or, with `restart`, restart) the project's preview; resolves once it answers. */
 export async function startPreview(
   projectId: string,
-  restart = false
+  restart = false,
+  command?: string
 ): Promise<IDeployment> {
+  const body: Record<string, unknown> = { kind: 'preview', restart };
+  if (command) {
+    body.command = command;
+  }
   return requestAPI<IDeployment>(
     projectPath(projectId, 'deployments'),
-    json({ kind: 'preview', restart })
+    json(body)
   );
 }
 
@@ -291,8 +296,14 @@ export async function listReleases(projectId: string): Promise<IRelease[]> {
 }
 
 /** Snapshot the workspace as a new release and make it live once healthy. */
-export async function deployRelease(projectId: string): Promise<IDeployment> {
-  return requestAPI<IDeployment>(projectPath(projectId, 'releases'), json({}));
+export async function deployRelease(
+  projectId: string,
+  command?: string
+): Promise<IDeployment> {
+  return requestAPI<IDeployment>(
+    projectPath(projectId, 'releases'),
+    json(command ? { command } : {})
+  );
 }
 
 export async function rollback(

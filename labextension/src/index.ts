@@ -197,6 +197,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         widget = new MainAreaWidget({ content });
         widget.id = content.id;
         widget.addClass('jp-EcodeProjectView-area');
+        // A closed view lets its project go, unless the sidebar still follows it.
+        widget.disposed.connect(() => {
+          if (model.active !== session) {
+            model.close(session);
+          }
+        });
         void tracker.add(widget);
         app.shell.add(widget, 'main');
       }

@@ -239,12 +239,23 @@ export class ProjectsModel {
    * project, an id, or `@owner/slug`.
    */
   async open(project: IProject | string): Promise<ProjectSession> {
+    const key = typeof project === 'string' ? project : project.id;
+    const known = this._sessions.get(key);
+    if (known) {
+      return known;
+    }
+    // The layout restorer, a URL and a click may all open one project at once.
+    let opening = this._opening.get(key);
+    if (!opening) {
+      opening = this._open(project).finally(() => this._opening.delete(key));
+      this._opening.set(key, opening);
+    }
+    return opening;
+  }
+
+  private async _open(project: IProject | string): Promise<ProjectSession> {
     let info: IProject;
     if (typeof project === 'string') {
-      const known = this._sessions.get(project);
-      if (known) {
-        return known;
-      }
       const slug = /^@([^/]+)\/([^/]+)\/?$/.exec(project);
       if (slug) {
         info = await projectBySlug(slug[1], slug[2]);
@@ -298,6 +309,7 @@ export class ProjectsModel {
   private _agentModels: IAgentModels | null = null;
   private _agentModelsMissing = false;
   private _sessions = new Map<string, ProjectSession>();
+  private _opening = new Map<string, Promise<ProjectSession>>();
   private _active: ProjectSession | null = null;
   private _loading = false;
   private _loaded = false;

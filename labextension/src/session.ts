@@ -148,6 +148,19 @@ export class ProjectSession implements IDisposable {
     return this._loaded;
   }
 
+  /**
+   * Which action the server could not start for want of a command ('preview' or
+   * 'release'), so the view can ask for one; null otherwise.
+   */
+  get commandNeeded(): 'preview' | 'release' | null {
+    return this._commandNeeded;
+  }
+
+  /** The command the project's app last ran with (a starting point for the user). */
+  get lastCommand(): string {
+    return this._deployments.find(d => d.command)?.command ?? '';
+  }
+
   get isDisposed(): boolean {
     return this._disposed;
   }
@@ -248,12 +261,17 @@ export class ProjectSession implements IDisposable {
   }
 
   /** Start the preview (or restart it); resolves once it answers or failed. */
-  async startPreview(restart = false): Promise<void> {
+  async startPreview(restart = false, command?: string): Promise<void> {
     await this._busyWith('preview', () =>
-      this._guard('deploy', async () => {
-        await api.startPreview(this._project.id, restart);
-        await this.refreshDeploy();
-      })
+      this._guard(
+        'deploy',
+        async () => {
+          await api.startPreview(this._project.id, restart, command);
+          this._commandNeeded = null;
+          await this.refreshDeploy();
+        },
+        error => this._noteCommand(error, 'preview')
+      )
     );
   }
 
@@ -267,12 +285,17 @@ export class ProjectSession implements IDisposable {
   }
 
   /** Snapshot the workspace as a release and make it live once healthy. */
-  async deployRelease(): Promise<void> {
+  async deployRelease(command?: string): Promise<void> {
     await this._busyWith('release', () =>
-      this._guard('deploy', async () => {
-        await api.deployRelease(this._project.id);
-        await this.refreshDeploy();
-      })
+      this._guard(
+        'deploy',
+        async () => {
+          await api.deployRelease(this._project.id, command);
+          this._commandNeeded = null;
+          await this.refreshDeploy();
+        },
+        error => this._noteCommand(error, 'release')
+      )
     );
   }
 
@@ -303,10 +326,18 @@ export class ProjectSession implements IDisposable {
     Signal.clearData(this);
   }
 
+  /** The server could not tell how to run the app: ask the user for the command. */
+  private _noteCommand(error: unknown, action: 'preview' | 'release'): void {
+    if ((error as { field?: unknown }).field === 'command') {
+      this._commandNeeded = action;
+    }
+  }
+
   /** Run `fn`; a failure is kept (as advice) under `area` instead of thrown. */
   private async _guard<R>(
     area: keyof ISessionErrors,
-    fn: () => Promise<R>
+    fn: () => Promise<R>,
+    onError?: (error: unknown) => void
   ): Promise<R | null> {
     try {
       const result = await fn();
@@ -316,6 +347,7 @@ export class ProjectSession implements IDisposable {
       this._emit();
       return result;
     } catch (error) {
+      onError?.(error);
       this._errors = { ...this._errors, [area]: adviceFor(error) };
       this._emit();
       return null;
@@ -353,6 +385,7 @@ export class ProjectSession implements IDisposable {
   private _errors: ISessionErrors = {};
   private _busy: ReadonlySet<string> = new Set();
   private _loaded = false;
+  private _commandNeeded: 'preview' | 'release' | null = null;
   private _disposed = false;
   private _changed = new Signal<this, void>(this);
   private _feedChanged = new Signal<this, IFeedState | null>(this);

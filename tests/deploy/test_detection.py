@@ -125,3 +125,12 @@ def test_spec_round_trips_through_json(tmp_path: Path) -> None:
     spec = detect_run(_template(tmp_path, "fastapi-service"), template_id="fastapi-service")
     assert RunSpec.from_json(spec.to_json()) == spec
     assert spec.for_release().reload == "none"
+
+
+def test_a_flask_app_factory_is_found_without_template_metadata(tmp_path: Path) -> None:
+    # What the offline agent writes for a prompt-only project: the Flask template's files,
+    # whose app.py has a create_app() factory and no module-level app.
+    ws = _template(tmp_path, "flask-api")
+    spec = detect_run(ws, template_id=None)
+    assert spec.framework == "flask"
+    assert spec.command.startswith("python -m flask --app app run")

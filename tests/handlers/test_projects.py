@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 
@@ -148,3 +149,23 @@ async def test_unknown_endpoint_is_a_json_404(ecode_api: Any) -> None:
     resp = await ecode_api("GET", "no/such/thing")
     assert resp.status == 404 and resp.error_code == "not_found"
     assert (await ecode_api("GET", "no/such/thing", user=None)).status == 401
+
+
+async def test_project_json_names_its_folder_for_the_file_browser(
+    ecode_api: Any, jp_root_dir: Any, ecode_workspace_root: Any
+) -> None:
+    project = (await ecode_api("POST", "projects", body={"name": "where"})).body
+    # The test workspaces live outside the server's root dir: no browsable path then.
+    expected = None
+    with contextlib.suppress(ValueError):
+        expected = (ecode_workspace_root / project["id"]).relative_to(jp_root_dir).as_posix()
+    assert project["workspace_path"] == expected
+    listed = (await ecode_api("GET", "projects")).body["projects"]
+    assert listed[0]["workspace_path"] == expected
+
+
+async def test_agent_models_names_the_default_and_providers(ecode_api: Any) -> None:
+    resp = await ecode_api("GET", "agent/models")
+    assert resp.status == 200, resp.body
+    assert "offline" in resp.body["providers"]
+    assert set(resp.body["default"]) == {"provider", "model"}

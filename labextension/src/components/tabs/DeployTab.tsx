@@ -7,6 +7,7 @@ import * as React from 'react';
 import { formatBytes, formatDate } from '../../format';
 import { serverURL } from '../../handler';
 import { ProjectSession } from '../../session';
+import { CommandForm } from '../CommandForm';
 import { LogView } from '../LogView';
 
 export function DeployTab(props: {
@@ -66,6 +67,15 @@ export function DeployTab(props: {
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
           {session.errors.deploy}
         </p>
+      )}
+      {canEdit && session.commandNeeded === 'release' && (
+        <CommandForm
+          initial={session.lastCommand}
+          action="Deploy with this command"
+          idPrefix={`jp-ecode-release-${session.id}`}
+          busy={deploying}
+          onSubmit={command => void session.deployRelease(command)}
+        />
       )}
       <h3 className="jp-EcodePanel-sectionTitle">Releases</h3>
       {releases.length === 0 ? (

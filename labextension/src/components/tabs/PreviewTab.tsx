@@ -6,6 +6,7 @@
 import * as React from 'react';
 
 import { ProjectSession } from '../../session';
+import { CommandForm } from '../CommandForm';
 
 /** The frame's sandbox: the app may script itself and post forms, not reach Jupyter. */
 export const PREVIEW_SANDBOX = 'allow-scripts allow-forms allow-popups';
@@ -70,6 +71,15 @@ export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
           {session.errors.deploy}
         </p>
+      )}
+      {canEdit && session.commandNeeded === 'preview' && (
+        <CommandForm
+          initial={session.lastCommand}
+          action="Start with this command"
+          idPrefix={`jp-ecode-preview-${session.id}`}
+          busy={starting}
+          onSubmit={command => void session.startPreview(true, command)}
+        />
       )}
       {preview?.url ? (
         <iframe

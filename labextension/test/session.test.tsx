@@ -1,0 +1,121 @@
+import * as React from 'react';
+import { act } from 'react';
+import { createRoot } from 'react-dom/client';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+import { DeployTab } from '../src/components/tabs/DeployTab';
+import { ProjectSession } from '../src/session';
+
+(
+  globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }
+).IS_REACT_ACT_ENVIRONMENT = true;
+
+const PROJECT = {
+  id: 'p1',
+  name: 'Todo',
+  slug: 'todo',
+  owner: 'ann',
+  template: null,
+  prompt: 'a todo API',
+  role: 'owner' as const,
+  created_at: '',
+  updated_at: ''
+};
+
+const NO_COMMAND = {
+  error: {
+    code: 'invalid_input',
+    message: 'cannot tell how to run this project: … or give a command',
+    details: { field: 'command' }
+  }
+};
+
+type Call = { url: string; method: string; body: unknown };
+
+/** A server that answers each request by its method and path. */
+function stubServer(answer: (call: Call) => [number, unknown]): Call[] {
+  const calls: Call[] = [];
+  vi.stubGlobal(
+    'fetch',
+    vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
+      const request =
+        input instanceof Request ? input : new Request(String(input), init);
+      const text = await request.text();
+      const call = {
+        url: new URL(request.url).pathname,
+        method: request.method,
+        body: text ? JSON.parse(text) : null
+      };
+      calls.push(call);
+      const [status, body] = answer(call);
+      return new Response(JSON.stringify(body), { status });
+    })
+  );
+  return calls;
+}
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+});
+
+describe('a release the server cannot tell how to run', () => {
+  it('asks for the command, then deploys with it', async () => {
+    const calls = stubServer(call => {
+      if (call.method === 'POST' && call.url.endsWith('/releases')) {
+        return call.body && (call.body as { command?: string }).command
+          ? [201, { id: 'd1', kind: 'release' }]
+          : [400, NO_COMMAND];
+      }
+      if (call.url.endsWith('/deployments')) {
+        return [
+          200,
+          {
+            deployments: [
+              {
+                id: 'd0',
+                kind: 'preview',
+                command: 'python -m flask --app app run --port {port}'
+              }
+            ]
+          }
+        ];
+      }
+      return [200, { releases: [] }];
+    });
+    const session = new ProjectSession(PROJECT);
+    await session.refreshDeploy();
+    await session.deployRelease();
+    expect(session.commandNeeded).toBe('release');
+    expect(session.errors.deploy).toMatch(/cannot tell how to run/);
+
+    const container = document.createElement('div');
+    document.body.appendChild(container);
+    const root = createRoot(container);
+    act(() =>
+      root.render(<DeployTab session={session} confirm={async () => true} />)
+    );
+    const input = container.querySelector('input') as HTMLInputElement;
+    expect(input.labels?.[0].textContent).toContain(
+      'Command that starts the app'
+    );
+    // A starting point: the command the app last ran with.
+    expect(input.value).toBe('python -m flask --app app run --port {port}');
+    const button = [...container.querySelectorAll('button')].find(
+      b => b.textContent === 'Deploy with this command'
+    ) as HTMLButtonElement;
+    await act(async () => {
+      button.click();
+      await new Promise(resolve => setTimeout(resolve, 0));
+    });
+    const posted = calls.filter(c => c.method === 'POST');
+    expect(posted.map(c => c.body)).toEqual([
+      {},
+      { command: 'python -m flask --app app run --port {port}' }
+    ]);
+    expect(session.commandNeeded).toBeNull();
+    expect(session.errors.deploy).toBeUndefined();
+    act(() => root.unmount());
+    container.remove();
+    session.dispose();
+  });
+});
