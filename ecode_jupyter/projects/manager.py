@@ -178,15 +178,12 @@ class ProjectManager:
                     added_by=user.username,
                 )
             )
-            record_audit(
+            _audit_project(
                 session,
-                actor=user.username,
-                action="project.create",
-                target_type="project",
-                target_id=project.id,
-                project_id=project.id,
-                remote_ip=user.remote_ip,
-                details={"name": clean_name, "slug": want, "template": project.template},
+                user,
+                "project.create",
+                project,
+                {"name": clean_name, "slug": want, "template": project.template},
             )
             session.flush()
             return project
@@ -341,15 +338,8 @@ class ProjectManager:
             for key, value in clean.items():
                 setattr(project, key, value)
             project.updated_at = utcnow()
-            record_audit(
-                session,
-                actor=user.username,
-                action="project.update",
-                target_type="project",
-                target_id=project.id,
-                project_id=project.id,
-                remote_ip=user.remote_ip,
-                details={"before": before, "after": clean},
+            _audit_project(
+                session, user, "project.update", project, {"before": before, "after": clean}
             )
             session.flush()
             return project_to_json(project, role)
@@ -362,15 +352,7 @@ class ProjectManager:
         def delete(session: Session) -> dict[str, Any]:
             project, role = self._load(session, user, project_id, Role.owner, deleted=False)
             project.deleted_at = utcnow()
-            record_audit(
-                session,
-                actor=user.username,
-                action="project.delete",
-                target_type="project",
-                target_id=project.id,
-                project_id=project.id,
-                remote_ip=user.remote_ip,
-            )
+            _audit_project(session, user, "project.delete", project)
             session.flush()
             return project_to_json(project, role)
 
@@ -381,15 +363,7 @@ class ProjectManager:
             project, role = self._load(session, user, project_id, Role.owner, deleted=True)
             project.deleted_at = None
             project.updated_at = utcnow()
-            record_audit(
-                session,
-                actor=user.username,
-                action="project.restore",
-                target_type="project",
-                target_id=project.id,
-                project_id=project.id,
-                remote_ip=user.remote_ip,
-            )
+            _audit_project(session, user, "project.restore", project)
             session.flush()
             return project_to_json(project, role)
 
@@ -506,6 +480,25 @@ class ProjectManager:
             )
 
         await self.db.run(remove)
+
+
+def _audit_project(
+    session: Session,
+    user: EcodeUser,
+    action: str,
+    project: Project,
+    details: dict[str, Any] | None = None,
+) -> None:
+    record_audit(
+        session,
+        actor=user.username,
+        action=action,
+        target_type="project",
+        target_id=project.id,
+        project_id=project.id,
+        remote_ip=user.remote_ip,
+        details=details,
+    )
 
 
 def _ensure_another_owner(session: Session, project_id: str, leaving: str) -> None:
