@@ -389,7 +389,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       url.searchParams.delete(OPEN_PARAM);
       window.history.replaceState(window.history.state, '', url.toString());
       app.shell.activateById(panel.id);
-      void openProject(wanted.startsWith('@') ? wanted : `@${wanted}`);
+      // Opening the view can bring the file browser forward; the sidebar's feed is what the
+      // address was for, so show it again once the project is open.
+      void openProject(wanted.startsWith('@') ? wanted : `@${wanted}`).then(
+        () => app.shell.activateById(panel.id)
+      );
     });
 
     if (settingRegistry) {
