@@ -24,6 +24,7 @@ import html
 import json
 import logging
 import re
+import weakref
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from http.client import responses
@@ -66,6 +67,12 @@ ID = r"(?P<project_id>[^/]+)"
 # A response held in memory up to this size is sent in one piece; beyond, it streams.
 _BUFFER_BYTES = 256 * 1024
 _WS_MAX_MESSAGE = 256 * 1024 * 1024
+# Host headers Jupyter's ``check_host`` accepted, per application: its answer depends only on
+# settings fixed at start, and parsing the host as an IP address on every keyed request is a
+# measurable part of the proxy's cost. Only acceptances are kept (refusals stay logged), a
+# few at most, and never for unix-socket paths (their check looks at the filesystem).
+_HOSTS_OK: weakref.WeakKeyDictionary[web.Application, set[str]] = weakref.WeakKeyDictionary()
+_HOSTS_OK_MAX = 64
 
 
 def _manager(ctx: EcodeContext) -> DeployManager:
@@ -259,6 +266,8 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     _app: LiveApp | None = None
     _backend: WebSocketClientConnection | None = None
     _subprotocols: list[str] | None = None
+    _on_preview: bool | None = None
+    _query: str | None = None
 
     @property
     def ecode(self) -> EcodeContext:
@@ -287,11 +296,29 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         self._route = _Route(args["segment"], args["owner"], args["slug"], rest)
         if self._route.key is not None:
             # The key in the path is the credential; nobody's login is looked at.
-            if not self.check_host():
+            if not self._host_ok():
                 raise web.HTTPError(403)
             self.current_user = self._jupyter_current_user = None
             return
         await JupyterHandler.prepare(self, _redirect_to_login=False)
+
+    def _host_ok(self) -> bool:
+        host = self.request.host
+        known = _HOSTS_OK.get(self.application)
+        if known is not None and host in known:
+            return True
+        if not self.check_host():
+            return False
+        if "/" not in host and "%" not in host:
+            known = _HOSTS_OK.setdefault(self.application, set())
+            if len(known) < _HOSTS_OK_MAX:
+                known.add(host)
+        return True
+
+    def compute_etag(self) -> str | None:
+        # The app's own ETag (if any) passes through; hashing every proxied body to invent
+        # one would cost time and tell the browser something the app never said.
+        return None
 
     def check_xsrf_cookie(self) -> None:
         # The app's forms are the app's business: Jupyter's XSRF token is never sent to it.
@@ -326,8 +353,13 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         return self.request.headers.get("Upgrade", "").lower() == "websocket"
 
     def _on_preview_origin(self) -> bool:
-        origin = self.ecode_preview_origin
-        return bool(origin) and urlsplit(origin).netloc == self.request.host
+        cached = self._on_preview
+        if cached is None:
+            origin = self.ecode_preview_origin
+            cached = self._on_preview = (
+                bool(origin) and urlsplit(origin).netloc == self.request.host
+            )
+        return cached
 
     @property
     def ecode_preview_origin(self) -> str:
@@ -337,7 +369,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         """The app to serve, or None after answering (a redirect, login or error)."""
         route = self._route
         manager = _manager(self.ecode)
-        query = filter_query(self.request.query)
+        query = self._filtered_query()
         suffix = route.rest + ("?" + query if query else "")
         if route.key is not None:
             app = manager.app_for_key(route.key)
@@ -477,8 +509,14 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         self.set_header("Vary", "Origin")
         self.finish()
 
+    def _filtered_query(self) -> str:
+        query = self._query
+        if query is None:
+            query = self._query = filter_query(self.request.query)
+        return query
+
     async def _forward(self, app: LiveApp, port: int) -> None:
-        query = filter_query(self.request.query)
+        query = self._filtered_query()
         target = self._target_path(app) + (f"?{query}" if query else "")
         headers = request_headers(
             self.request.headers,
@@ -561,7 +599,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             self.close(1011, "the app is not running")
             return
         app.supervisor.touch()
-        query = filter_query(self.request.query)
+        query = self._filtered_query()
         url = f"ws://127.0.0.1:{port}{self._target_path(app)}" + (f"?{query}" if query else "")
         headers = request_headers(
             self.request.headers,
