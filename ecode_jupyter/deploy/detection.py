@@ -52,13 +52,14 @@ class RunSpec:
     """
 
     command: str
-    shell: bool
-    health: str | None
-    kind: str
-    base_path_mode: BasePathMode
-    reload: ReloadMode
     source: str
     framework: str
+    # Most apps: one argv (no shell), plain HTTP, served at "/", restarted when files change.
+    shell: bool = False
+    health: str | None = None
+    kind: str = "http"
+    base_path_mode: BasePathMode = "strip"
+    reload: ReloadMode = "watch"
     entry: str | None = None
 
     def argv(self, *, port: int, base_path: str, python: str, shell: str) -> list[str]:
@@ -119,10 +120,7 @@ def _override(command: str) -> RunSpec:
     return RunSpec(
         command=command,
         shell=True,
-        health=None,
-        kind="http",
         base_path_mode="keep" if keep else "strip",
-        reload="watch",
         source="override",
         framework="custom",
     )
@@ -135,10 +133,6 @@ def _procfile(workspace: Path) -> RunSpec | None:
             return RunSpec(
                 command=command.strip(),
                 shell=True,
-                health=None,
-                kind="http",
-                base_path_mode="strip",
-                reload="watch",
                 source="procfile",
                 framework="procfile",
             )
@@ -150,7 +144,6 @@ def _streamlit(command: str, entry: str, health: str | None, source: str) -> Run
         command = f"{command} --server.baseUrlPath {{base_path}}"
     return RunSpec(
         command=command,
-        shell=False,
         health=health or "/_stcore/health",
         kind="websocket-app",
         base_path_mode="keep",
@@ -179,11 +172,8 @@ def _from_template(workspace: Path, template_id: str) -> RunSpec | None:
         command = f"{command} --root-path {{base_path}}"
     return RunSpec(
         command=command,
-        shell=False,
         health=template.health,
         kind=template.preview or "http",
-        base_path_mode="strip",
-        reload="watch",
         source="template",
         framework=template.id,
         entry=template.entry,
@@ -216,11 +206,6 @@ def _framework(workspace: Path) -> RunSpec | None:
                     f"python -m uvicorn {module}:{match.group(1)} --host 127.0.0.1 "
                     "--port {port} --root-path {base_path}"
                 ),
-                shell=False,
-                health=None,
-                kind="http",
-                base_path_mode="strip",
-                reload="watch",
                 source="framework",
                 framework="fastapi",
                 entry=name,
@@ -232,12 +217,7 @@ def _framework(workspace: Path) -> RunSpec | None:
             module = name.removesuffix(".py")
             target = f"{module}:{match.group(1)}" if match else module
             return RunSpec(
-                command=(f"python -m flask --app {target} run --host 127.0.0.1 --port {{port}}"),
-                shell=False,
-                health=None,
-                kind="http",
-                base_path_mode="strip",
-                reload="watch",
+                command=f"python -m flask --app {target} run --host 127.0.0.1 --port {{port}}",
                 source="framework",
                 framework="flask",
                 entry=name,
@@ -251,11 +231,6 @@ def _framework(workspace: Path) -> RunSpec | None:
         if isinstance(scripts, dict) and isinstance(scripts.get("start"), str):
             return RunSpec(
                 command="npm start",
-                shell=False,
-                health=None,
-                kind="http",
-                base_path_mode="strip",
-                reload="watch",
                 source="framework",
                 framework="node",
                 entry="package.json",
@@ -267,10 +242,8 @@ def _framework(workspace: Path) -> RunSpec | None:
                     "python -m http.server {port} --bind 127.0.0.1 --directory "
                     + shlex.quote(folder)
                 ),
-                shell=False,
                 health="/",
                 kind="static",
-                base_path_mode="strip",
                 # The static server reads files on every request: edits show at once.
                 reload="self",
                 source="framework",
