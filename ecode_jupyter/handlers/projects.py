@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import cached_property
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -17,15 +18,23 @@ ID = r"(?P<project_id>[^/]+)"
 
 
 class ProjectJsonMixin(EcodeHandler):
+    @cached_property
+    def _browsable_workspace_root(self) -> PurePosixPath | None:
+        """The workspace root relative to the server's root dir, or None when outside it.
+
+        Worked out once per request (``workspace_root`` is already resolved), not per project.
+        """
+        root = Path(self.settings.get("server_root_dir") or "").expanduser().resolve()
+        try:
+            return PurePosixPath(self.ecode.projects.workspace_root.relative_to(root).as_posix())
+        except ValueError:
+            return None
+
     def with_workspace(self, project: dict[str, Any]) -> dict[str, Any]:
         """Add ``workspace_path``: the workspace relative to the server's root dir (what
         Lab's file browser opens), or None when it lies outside it."""
-        root = Path(self.settings.get("server_root_dir") or "").expanduser().resolve()
-        ws = self.ecode.projects.workspace_path(str(project["id"])).resolve()
-        try:
-            project["workspace_path"] = ws.relative_to(root).as_posix()
-        except ValueError:
-            project["workspace_path"] = None
+        base = self._browsable_workspace_root
+        project["workspace_path"] = None if base is None else str(base / str(project["id"]))
         return project
 
 
