@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..audit.log import record_audit
@@ -124,14 +124,12 @@ class SecretsManager:
             row = session.get(ProjectSecret, (project_id, clean))
             action = "secret.update"
             if row is None:
-                count = len(
-                    list(
-                        session.scalars(
-                            select(ProjectSecret.name).where(ProjectSecret.project_id == project_id)
-                        )
-                    )
+                count = session.scalar(
+                    select(func.count())
+                    .select_from(ProjectSecret)
+                    .where(ProjectSecret.project_id == project_id)
                 )
-                if count >= MAX_SECRETS_PER_PROJECT:
+                if (count or 0) >= MAX_SECRETS_PER_PROJECT:
                     msg = f"a project holds at most {MAX_SECRETS_PER_PROJECT} secrets"
                     raise InvalidInput(msg)
                 row = ProjectSecret(
