@@ -11,13 +11,13 @@ from tornado.routing import PathMatches
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
-def ecode_routes(serverapp: Any) -> list[tuple[str, type]]:
+def ecode_route_patterns(serverapp: Any) -> list[str]:
     routes = []
     for rule in serverapp.web_app.default_router.rules:
         for sub in getattr(rule.target, "rules", []):
             matcher = sub.matcher
             if isinstance(matcher, PathMatches) and "api/ecode" in matcher.regex.pattern:
-                routes.append((matcher.regex.pattern, sub.target))
+                routes.append(matcher.regex.pattern)
     return routes
 
 
@@ -31,20 +31,17 @@ def sample_path(pattern: str) -> str:
 async def test_every_ecode_route_requires_authentication(
     jp_serverapp: Any, http_server_client: Any, jp_http_port: int
 ) -> None:
-    routes = ecode_routes(jp_serverapp)
+    routes = ecode_route_patterns(jp_serverapp)
     # The foundation's own routes must be there, so a broken lookup cannot pass vacuously.
-    patterns = " ".join(p for p, _ in routes)
+    patterns = " ".join(routes)
     for expected in ("api/ecode/projects", "api/ecode/audit", "by-slug", "secrets", "members"):
         assert expected in patterns
     client = AsyncHTTPClient()
     checked = 0
-    for pattern, handler in routes:
+    for pattern in routes:
         path = sample_path(pattern)
+        # Every method, implemented or not: prepare() must refuse before a 405 could answer.
         for method in METHODS:
-            if not hasattr(handler, method.lower()) or getattr(handler, method.lower()) is getattr(
-                object, method.lower(), None
-            ):
-                continue
             body = b"{}" if method in ("POST", "PUT", "PATCH") else None
             for headers in ({}, {"Authorization": "token wrong-token"}):
                 req = HTTPRequest(
