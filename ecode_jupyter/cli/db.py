@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from ..db import Database
-from ..db.schema import current_revision, downgrade, head_revision, upgrade
+from ..db.schema import backup_sqlite, current_revision, downgrade, head_revision, upgrade
 from ..db.session import redact_url
 from .config import load_app
 
@@ -39,8 +39,6 @@ async def _upgrade(args: argparse.Namespace, console: Console) -> int:
             console.print(f"{redact_url(db.url)}: schema {before} is up to date")
             return 0
         if db.is_sqlite:
-            from ..db.schema import backup_sqlite
-
             backup = await asyncio.to_thread(backup_sqlite, db)
             if backup:
                 console.print(f"backed up to {backup}")

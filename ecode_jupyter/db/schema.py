@@ -61,6 +61,13 @@ def backup_sqlite(db: Database) -> Path | None:
     path = Path(name)
     if not path.exists() or path.stat().st_size == 0:
         return None
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        # Opening a new file in WAL mode writes a header: a file without tables holds nothing.
+        if (
+            conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            == 0
+        ):
+            return None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     backup = path.with_name(f"{path.name}.{stamp}.bak")
     # SQLite's online backup copies a consistent snapshot, WAL contents included.
