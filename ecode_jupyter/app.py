@@ -9,10 +9,11 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from tornado.routing import AnyMatches, Rule
 from traitlets import Bool, Dict, Float, Int, List, Set, Unicode, default
 
 from .agent.config import create_agent_manager
@@ -24,6 +25,7 @@ from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, open_project, projects, runs, secrets
 from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
+from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .tools import http as tools_http
 
@@ -313,6 +315,18 @@ class EcodeApp(ExtensionApp):
         for module in HANDLER_MODULES:
             self.handlers.extend(module.default_handlers)
         self.handlers.extend(fallback_handlers)
+        # Keyed requests to running apps skip the request-handler machinery: the router is
+        # asked first and lets everything else through (handlers/app_router.py).
+        serverapp = self.serverapp
+        assert serverapp is not None
+        web_app = serverapp.web_app
+        router = KeyedAppRouter(
+            serverapp.base_url,
+            manager=lambda: cast(Any, self.ecode.extras.get("deploy")),
+            accepted_hosts=lambda: deploy_handlers.accepted_hosts(web_app),
+            settings=web_app.settings,
+        )
+        web_app.default_router.rules.insert(0, Rule(AnyMatches(), router))
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         # JupyterHub stops servers with SIGINT; with no terminal attached jupyter_server leaves

@@ -1,103 +1,280 @@
 """Keep-alive HTTP/1.1 connections from the proxy to local apps.
 
-tornado's HTTP client opens a connection per request; for a proxy in front of a dev server
-that is the main cost (a TCP handshake, and a new thread per connection in Werkzeug). This
-pool keeps idle connections per port and speaks HTTP/1.1 over them with tornado's own
-``HTTP1Connection`` (one per exchange, on a reused stream). A pooled connection the app has
-closed meanwhile is noticed when its request fails before any answer arrives, and the request
-is sent once more on a fresh connection.
+Each connection is an asyncio protocol whose answers are parsed by ``httptools`` (llhttp,
+uvicorn's parser): no coroutine, future or Python-level header parsing per read, which is
+most of what a proxied request costs. Idle connections are kept per port. An app that closes
+every connection (the Flask/Werkzeug dev server does) gets one connection opened ahead of
+need, so the next request does not wait for a TCP handshake and the app's accept.
+
+A pooled connection the app has closed meanwhile is noticed when its request fails before any
+answer arrives, and the request is sent once more on a fresh connection.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable
 
+import httptools
 from tornado import httputil
-from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
-from tornado.iostream import IOStream, StreamClosedError
+from tornado.iostream import StreamClosedError
 
 log = logging.getLogger(__name__)
 
-_MAX_BODY = 1 << 40
-# No header or body timeout: each would cost a timer per request, and a slow app (a long
-# poll, a stream) is the browser's to give up on.
-_PARAMS = HTTP1ConnectionParameters(no_keep_alive=False, max_body_size=_MAX_BODY, decompress=False)
+
+def _closed(exc: BaseException | None = None) -> StreamClosedError:
+    reason = exc or ConnectionResetError("the app closed the connection without answering")
+    return StreamClosedError(real_error=reason)
 
 
-class _Watch(httputil.HTTPMessageDelegate):
-    """Passes everything on, noting whether an answer started (then a retry is unsafe)."""
+class _Exchange:
+    """One request on a connection and the delegate its answer goes to."""
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate) -> None:
+    __slots__ = ("delegate", "done", "eof_body", "head_only", "interim", "reusable", "started")
+
+    def __init__(self, delegate: httputil.HTTPMessageDelegate, head_only: bool) -> None:
         self.delegate = delegate
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.head_only = head_only
         self.started = False
-        self.reusable = True
+        self.interim = False
+        self.eof_body = False
+        self.reusable = False
 
-    def headers_received(
+    def complete(self, reusable: bool) -> None:
+        if not self.done.done():
+            self.done.set_result(reusable)
+
+    def lost(self, exc: BaseException | None) -> None:
+        """The connection ended before the answer did."""
+        if self.done.done():
+            return
+        if not self.started:
+            self.done.set_exception(_closed(exc))
+        elif self.eof_body:
+            self.delegate.finish()  # a body that runs until the app closes: this is its end
+            self.done.set_result(False)
+        else:
+            self.delegate.on_connection_close()
+            self.done.set_result(False)
+
+
+class _AppConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection to an app; one exchange at a time."""
+
+    def __init__(self, pool: BackendPool, port: int) -> None:
+        self.pool = pool
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.exchange: _Exchange | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._new_parser = False
+        self._reason = ""
+        self._headers = httputil.HTTPHeaders()
+
+    # -- asyncio ----------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Requests and answers are small and each waits on the other: no Nagle.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool._forget_connection(self)
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            log.info("app on port %s sent a malformed answer: %s", self.port, exc)
+            self.exchange = None
+            self.close()
+            exchange.lost(exc)
+            return
+        if self._new_parser:
+            # The answer to HEAD ended with its headers; llhttp would wait for a body.
+            self._new_parser = False
+            self._parser = httptools.HttpResponseParser(self)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- httptools callbacks ------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self._reason = status.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        code = self._parser.get_status_code()
+        headers, self._headers = self._headers, httputil.HTTPHeaders()
+        if 100 <= code < 200:
+            exchange.interim = True  # 100 Continue and friends: the real answer follows
+            return
+        version = "HTTP/" + self._parser.get_http_version()
+        exchange.started = True
+        exchange.eof_body = (
+            not exchange.head_only
+            and code not in (204, 304)
+            and "Content-Length" not in headers
+            and "Transfer-Encoding" not in headers
+        )
+        start = httputil.ResponseStartLine(version, code, self._reason)
+        exchange.delegate.headers_received(start, headers)
+        if exchange.head_only:
+            self._new_parser = True
+            self._finish(exchange, self._parser.should_keep_alive())
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        pending = exchange.delegate.data_received(body)
+        if pending is not None and not _is_done(pending):
+            # A slow browser: stop reading from the app until the browser caught up.
+            transport = self.transport
+            assert transport is not None
+            transport.pause_reading()
+            asyncio.ensure_future(pending).add_done_callback(lambda _f: self._resume())
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        if exchange.interim:
+            exchange.interim = False
+            return
+        exchange.delegate.finish()
+        self._finish(exchange, self._parser.should_keep_alive())
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _resume(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.resume_reading()
+
+    def _finish(self, exchange: _Exchange, keep_alive: bool) -> None:
+        self.exchange = None
+        exchange.complete(keep_alive and not exchange.eof_body)
+
+    def send(
         self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        self.started = True
-        assert isinstance(start_line, httputil.ResponseStartLine)
-        # An app that says it will close, or speaks HTTP/1.0, does not get the stream back.
-        if start_line.version != "HTTP/1.1" or "close" in headers.get("Connection", "").lower():
-            self.reusable = False
-        return self.delegate.headers_received(start_line, headers)
+        head: bytes,
+        body: bytes | None,
+        delegate: httputil.HTTPMessageDelegate,
+        head_only: bool,
+    ) -> asyncio.Future[bool]:
+        """Write one request; the future says whether the connection may be reused."""
+        exchange = self.exchange = _Exchange(delegate, head_only)
+        transport = self.transport
+        assert transport is not None
+        transport.write(head + body if body else head)
+        return exchange.done
 
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self.delegate.data_received(chunk)
 
-    def finish(self) -> None:
-        self.delegate.finish()
-
-    def on_connection_close(self) -> None:
-        self.delegate.on_connection_close()
+def _is_done(pending: Awaitable[None]) -> bool:
+    return isinstance(pending, asyncio.Future) and pending.done()
 
 
 class BackendPool:
     def __init__(self, max_idle_per_port: int = 32, max_ports: int = 256) -> None:
-        self._idle: OrderedDict[int, list[IOStream]] = OrderedDict()
+        self._idle: OrderedDict[int, list[_AppConnection]] = OrderedDict()
         self._max_idle = max_idle_per_port
         self._max_ports = max_ports
+        # Ports whose app closes every connection, and the connection being opened ahead.
+        self._closing: set[int] = set()
+        self._warming: dict[int, asyncio.Task[None]] = {}
 
-    async def _connect(self, port: int) -> tuple[IOStream, bool]:
+    async def _open(self, port: int) -> _AppConnection:
+        loop = asyncio.get_running_loop()
+        _transport, connection = await loop.create_connection(
+            lambda: _AppConnection(self, port), "127.0.0.1", port
+        )
+        return connection
+
+    async def _connect(self, port: int) -> tuple[_AppConnection, bool]:
         idle = self._idle.get(port)
         while idle:
-            stream = idle.pop()
-            if not stream.closed():
-                return stream, True
-        # A plain socket: TCPClient would resolve "127.0.0.1" in a worker thread first.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        stream = IOStream(sock)
-        try:
-            await stream.connect(("127.0.0.1", port))
-        except BaseException:
-            stream.close()
-            raise
-        return stream, False
+            connection = idle.pop()
+            if not connection.closed:
+                return connection, True
+        warming = self._warming.get(port)
+        if warming is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(warming)
+            idle = self._idle.get(port)
+            while idle:
+                connection = idle.pop()
+                if not connection.closed:
+                    return connection, True
+        return await self._open(port), False
 
-    def _release(self, port: int, stream: IOStream) -> None:
+    def _release(self, port: int, connection: _AppConnection) -> None:
         idle = self._idle.setdefault(port, [])
         self._idle.move_to_end(port)
         if len(idle) >= self._max_idle:
-            stream.close()
+            connection.close()
         else:
-            idle.append(stream)
+            idle.append(connection)
         while len(self._idle) > self._max_ports:
-            _port, streams = self._idle.popitem(last=False)
-            for old in streams:
+            old_port, connections = self._idle.popitem(last=False)
+            self._closing.discard(old_port)
+            for old in connections:
                 old.close()
+
+    def _forget_connection(self, connection: _AppConnection) -> None:
+        idle = self._idle.get(connection.port)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+    def _warm(self, port: int) -> None:
+        """Open the next connection to an app that closes each one, before it is needed."""
+        if port in self._warming or self._idle.get(port):
+            return
+
+        async def warm() -> None:
+            try:
+                connection = await self._open(port)
+            except OSError:
+                return  # the app stopped; the next request will say so
+            finally:
+                self._warming.pop(port, None)
+            if port in self._closing:
+                self._release(port, connection)
+            else:
+                connection.close()
+
+        self._warming[port] = asyncio.ensure_future(warm())
 
     def forget(self, port: int) -> None:
         """Close the idle connections to a port (its app stopped)."""
-        for stream in self._idle.pop(port, []):
-            stream.close()
+        self._closing.discard(port)
+        warming = self._warming.pop(port, None)
+        if warming is not None:
+            warming.cancel()
+        for connection in self._idle.pop(port, []):
+            connection.close()
 
     def close(self) -> None:
-        for port in list(self._idle):
+        for port in list(self._idle) + list(self._warming):
             self.forget(port)
 
     async def request(
@@ -117,32 +294,27 @@ class BackendPool:
         """
         if body is not None:
             headers["Content-Length"] = str(len(body))
+        lines = [f"{method} {target} HTTP/1.1"]
+        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head_only = method == "HEAD"
         for attempt in (1, 2):
-            stream, reused = await self._connect(port)
-            stream.set_nodelay(True)
-            watch = _Watch(delegate)
-            connection = HTTP1Connection(stream, True, _PARAMS)
+            connection, reused = await self._connect(port)
             try:
-                await connection.write_headers(
-                    httputil.RequestStartLine(method, target, "HTTP/1.1"), headers
-                )
-                if body:
-                    await connection.write(body)
-                connection.finish()
-                keep = await connection.read_response(watch)
+                reusable = await connection.send(head, body, delegate, head_only)
             except StreamClosedError:
-                stream.close()
-                if reused and not watch.started and attempt == 1:
+                connection.close()
+                if reused and attempt == 1:
                     continue  # the app had closed this idle connection: use a new one
                 raise
-            if not watch.started:
-                stream.close()
-                if reused and attempt == 1:
-                    continue
-                msg = "the app closed the connection without answering"
-                raise StreamClosedError(real_error=ConnectionResetError(msg))
-            if keep and watch.reusable and not stream.closed():
-                self._release(port, stream)
+            except asyncio.CancelledError:
+                connection.close()
+                raise
+            if reusable and not connection.closed:
+                self._closing.discard(port)
+                self._release(port, connection)
             else:
-                stream.close()
+                connection.close()
+                self._closing.add(port)
+                self._warm(port)
             return

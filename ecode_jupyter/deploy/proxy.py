@@ -16,6 +16,7 @@ Jupyter's; redirects to ``/x`` are put back under the app's prefix.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 from http.cookies import CookieError, SimpleCookie
@@ -185,6 +186,53 @@ def rewrite_location(location: str, *, public_prefix: str, host: str) -> str:
     if not location.startswith("/") or _under(parts.path, public_prefix):
         return location
     return public_prefix + location
+
+
+def add_security_headers(headers: HTTPHeaders, *, same_origin: bool, sandboxed_fetch: bool) -> None:
+    """What every answer from an app's URL carries, the proxy's own errors included."""
+    headers.add("Content-Security-Policy", sandbox_policy(same_origin))
+    # Keyed URLs must not travel to other sites in a Referer.
+    headers["Referrer-Policy"] = "no-referrer"
+    if sandboxed_fetch:
+        # A sandboxed page's own fetches come from the opaque origin "null".
+        headers["Access-Control-Allow-Origin"] = "null"
+        headers.add("Vary", "Origin")
+
+
+def response_headers(
+    app_headers: HTTPHeaders,
+    *,
+    public_prefix: str,
+    host: str,
+    head: bool,
+    same_origin: bool,
+    sandboxed_fetch: bool,
+) -> HTTPHeaders:
+    """The app's answer headers as the browser gets them."""
+    out = HTTPHeaders()
+    for name, value in app_headers.get_all():
+        lower = name.lower()
+        if lower == "set-cookie":
+            cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
+            if cookie:
+                out.add("Set-Cookie", cookie)
+            continue
+        if lower in STRIPPED_RESPONSE_HEADERS:
+            continue
+        if lower == "location":
+            value = rewrite_location(value, public_prefix=public_prefix, host=host)
+        out.add(name, value)
+    if head and "Content-Length" in app_headers:
+        out["Content-Length"] = app_headers["Content-Length"]
+    add_security_headers(out, same_origin=same_origin, sandboxed_fetch=sandboxed_fetch)
+    return out
+
+
+def error_page(message: str) -> str:
+    """The proxy's own answer when it cannot serve the app (502, 503, 404)."""
+    return (
+        f"<!doctype html><meta charset=utf-8><title>E-Code app</title><p>{html.escape(message)}</p>"
+    )
 
 
 _TOKEN_IN_TEXT = re.compile(r"([?&]token=)[^&#\s]+")

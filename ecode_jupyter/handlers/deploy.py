@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import json
 import logging
 import re
@@ -47,15 +46,15 @@ from tornado.websocket import (
 from ..context import EcodeContext
 from ..deploy.manager import DeployManager, LiveApp, may_view_app
 from ..deploy.proxy import (
-    STRIPPED_RESPONSE_HEADERS,
+    add_security_headers,
+    error_page,
     filter_query,
     request_headers,
-    rewrite_location,
-    rewrite_set_cookie,
-    sandbox_policy,
+    response_headers,
 )
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
+from .app_router import forward, quiet
 from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)
@@ -64,8 +63,6 @@ _KEY_IN_PATH = re.compile(r"/~[A-Za-z0-9_-]+")
 _RAW_REST = re.compile(r"/ecode/(?:apps|live)/@[^/]+/[a-z0-9-]+(?P<rest>/.*)?$")
 
 ID = r"(?P<project_id>[^/]+)"
-# A response held in memory up to this size is sent in one piece; beyond, it streams.
-_BUFFER_BYTES = 256 * 1024
 _WS_MAX_MESSAGE = 256 * 1024 * 1024
 # Host headers Jupyter's ``check_host`` accepted, per application: its answer depends only on
 # settings fixed at start, and parsing the host as an IP address on every keyed request is a
@@ -73,6 +70,14 @@ _WS_MAX_MESSAGE = 256 * 1024 * 1024
 # few at most, and never for unix-socket paths (their check looks at the filesystem).
 _HOSTS_OK: weakref.WeakKeyDictionary[web.Application, set[str]] = weakref.WeakKeyDictionary()
 _HOSTS_OK_MAX = 64
+
+
+def accepted_hosts(application: web.Application) -> set[str]:
+    """Host headers ``check_host`` accepted on this application (see ``_HOSTS_OK``)."""
+    return _HOSTS_OK.get(application) or _NO_HOSTS
+
+
+_NO_HOSTS: set[str] = set()
 
 
 def _manager(ctx: EcodeContext) -> DeployManager:
@@ -528,56 +533,9 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         body = self.request.body or None
         if body is None and self.request.method in ("POST", "PUT", "PATCH"):
             body = b""
-        relay = _ResponseRelay(self, app)
-        try:
-            await _manager(self.ecode).backend.request(
-                port, self.request.method or "GET", target, headers, body, relay
-            )
-        except (StreamClosedError, OSError) as exc:
-            if relay.streaming:
-                # Part of the body is out: close rather than let a cut body look complete.
-                log.info("app %s dropped a response mid-way: %s", app.id, type(exc).__name__)
-                self.request.connection.close()  # type: ignore[union-attr]
-                self._finished = True
-                return
-            raise web.HTTPError(502, "the app did not answer") from None
-        if relay.broken:
-            if relay.streaming:
-                self.request.connection.close()  # type: ignore[union-attr]
-                self._finished = True
-                return
-            raise web.HTTPError(502, "the app closed the connection mid-answer")
-        relay.complete()
-
-    def apply_app_headers(
-        self, app: LiveApp, code: int, reason: str, headers: httputil.HTTPHeaders
-    ) -> None:
-        self.set_status(code, reason or responses.get(code, "Unknown"))
-        self._headers = httputil.HTTPHeaders()
-        prefix = app.base_path
-        for name, value in headers.get_all():
-            lower = name.lower()
-            if lower == "set-cookie":
-                cookie = rewrite_set_cookie(value, public_prefix=prefix)
-                if cookie:
-                    self.add_header("Set-Cookie", cookie)
-                continue
-            if lower in STRIPPED_RESPONSE_HEADERS:
-                continue
-            if lower == "location":
-                value = rewrite_location(value, public_prefix=prefix, host=self.request.host)
-            self.add_header(name, value)
-        if self.request.method == "HEAD" and "Content-Length" in headers:
-            self.set_header("Content-Length", headers["Content-Length"])
-        self._security_headers()
-
-    def _security_headers(self) -> None:
-        self.add_header("Content-Security-Policy", sandbox_policy(self._on_preview_origin()))
-        # Keyed URLs must not travel to other sites in a Referer.
-        self.set_header("Referrer-Policy", "no-referrer")
-        if self._sandboxed_fetch():
-            self.set_header("Access-Control-Allow-Origin", "null")
-            self.add_header("Vary", "Origin")
+        backend = _manager(self.ecode).backend
+        sink = _HandlerSink(self, app)
+        await forward(backend, port, self.request.method or "GET", target, headers, body, sink)
 
     # -- WebSocket ------------------------------------------------------------------------------
     @property
@@ -633,7 +591,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         if self._app is not None:
             self._app.supervisor.touch()
         with contextlib.suppress(WebSocketClosedError, StreamClosedError):
-            _quiet(self.write_message(message, binary=isinstance(message, bytes)))
+            quiet(self.write_message(message, binary=isinstance(message, bytes)))
 
     def on_message(self, message: str | bytes) -> None:
         if self._backend is None:
@@ -641,7 +599,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         if self._app is not None:
             self._app.supervisor.touch()
         with contextlib.suppress(WebSocketClosedError, StreamClosedError):
-            _quiet(self._backend.write_message(message, binary=isinstance(message, bytes)))
+            quiet(self._backend.write_message(message, binary=isinstance(message, bytes)))
 
     def on_close(self) -> None:
         if self._backend is not None:
@@ -671,85 +629,70 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         if retry:
             self.set_header("Retry-After", retry)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self._security_headers()
-        self.finish(
-            "<!doctype html><meta charset=utf-8><title>E-Code app</title>"
-            f"<p>{html.escape(message)}</p>"
+        add_security_headers(
+            self._headers,
+            same_origin=self._on_preview_origin(),
+            sandboxed_fetch=self._sandboxed_fetch(),
         )
+        self.finish(error_page(message))
 
 
-def _quiet(future: Any) -> None:
-    """Writes that fail because a side closed are expected: don't log them as unhandled."""
-    if isinstance(future, asyncio.Future):
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())
-
-
-class _ResponseRelay(httputil.HTTPMessageDelegate):
-    """Relays the app's answer: in one piece when small, streamed when large or an event
-    stream (with back-pressure: a slow browser slows the read from the app)."""
+class _HandlerSink:
+    """The relay's ``AnswerSink`` for answers that go through ``AppProxyHandler``."""
 
     def __init__(self, handler: AppProxyHandler, app: LiveApp) -> None:
         self.handler = handler
         self.app = app
-        self.start_line: httputil.ResponseStartLine | None = None
-        self.headers = httputil.HTTPHeaders()
-        self.buffer: list[bytes] = []
-        self.size = 0
-        self.streaming = False
-        self.broken = False
 
-    def headers_received(
+    @property
+    def head_request(self) -> bool:
+        return self.handler.request.method == "HEAD"
+
+    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders:
+        handler = self.handler
+        return response_headers(
+            app_headers,
+            public_prefix=self.app.base_path,
+            host=handler.request.host,
+            head=self.head_request,
+            same_origin=handler._on_preview_origin(),
+            sandboxed_fetch=handler._sandboxed_fetch(),
+        )
+
+    def write_head(
         self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        start: httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
+        body: bytes | None,
+        stream: bool,
     ) -> None:
-        assert isinstance(start_line, httputil.ResponseStartLine)
-        if 100 <= start_line.code < 200:
-            return  # an interim answer (100 Continue): the real one follows
-        self.start_line = start_line
-        self.headers = headers
-        if "text/event-stream" in headers.get("Content-Type", ""):
-            self._stream()
-
-    def _stream(self) -> None:
-        self._apply()
-        self.streaming = True
-        if self.buffer:
-            self.handler.write(b"".join(self.buffer))
-            self.buffer = []
-        _quiet(self.handler.flush())
-
-    def _apply(self) -> None:
-        start = self.start_line
-        assert start is not None
-        self.handler.apply_app_headers(self.app, start.code, start.reason, self.headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        if self.handler._finished:
-            return None
-        if not self.streaming:
-            self.buffer.append(chunk)
-            self.size += len(chunk)
-            if self.size > _BUFFER_BYTES:
-                self._stream()
-            return None
-        self.handler.write(chunk)
-        return self.handler.flush()
-
-    def finish(self) -> None:
-        return None
-
-    def on_connection_close(self) -> None:
-        self.broken = True
-
-    def complete(self) -> None:
-        if self.handler._finished:
+        handler = self.handler
+        if handler._finished:
             return
-        if not self.streaming:
-            self._apply()
-            if self.buffer:
-                self.handler.write(b"".join(self.buffer))
-        self.handler.finish()
+        handler.set_status(start.code, start.reason or responses.get(start.code, "Unknown"))
+        handler._headers = headers
+        if body:
+            handler.write(body)
+        if stream:
+            quiet(handler.flush())
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        handler = self.handler
+        if handler._finished:
+            return None
+        handler.write(chunk)
+        return handler.flush()
+
+    def end(self) -> None:
+        if not self.handler._finished:
+            self.handler.finish()
+
+    def abort(self) -> None:
+        self.handler.request.connection.close()  # type: ignore[union-attr]
+        self.handler._finished = True
+
+    def fail(self, code: int, message: str) -> None:
+        raise web.HTTPError(code, message)
 
 
 _ = AUTH_RESOURCE

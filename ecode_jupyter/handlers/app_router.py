@@ -1,0 +1,370 @@
+"""The fast lane of the app proxy: keyed HTTP requests to a running app.
+
+Almost every request a previewed app gets is a keyed one (``…/@owner/slug/~key/…``): the page
+was sent there by a redirect, and its scripts, styles and API calls follow. For those the key
+in the path is the whole authorization, so they need none of Jupyter's request-handler
+machinery (login lookup, XSRF, default headers, the request log, ~30 route patterns). This
+router sits first in the tornado application's rules and answers them with a small message
+delegate on tornado's own HTTP/1.1 connection; the app is reached through ``BackendPool``.
+
+Everything else falls through to ``AppProxyHandler`` (``handlers/deploy.py``) — unkeyed URLs
+(sign-in and visibility), expired keys, WebSockets, CORS preflights, a stopped app, a Host
+header Jupyter has not accepted before, navigations that belong on the preview origin — so
+there is one place where those decisions are made. The answer is the same either way: the
+same request rewriting and answer headers (``deploy/proxy.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from http.client import responses
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from tornado import httputil, routing
+from tornado.iostream import StreamClosedError
+
+from ..deploy.backend import BackendPool
+from ..deploy.manager import DeployManager, LiveApp
+from ..deploy.proxy import (
+    add_security_headers,
+    error_page,
+    filter_query,
+    request_headers,
+    response_headers,
+)
+
+log = logging.getLogger(__name__)
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_KEYED = re.compile(
+    r"(?P<segment>apps|live)/@(?P<owner>[^/]+)/(?P<slug>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
+    r"/~(?P<key>[A-Za-z0-9_-]+)(?P<rest>/[^?]*)$"
+)
+# A response held in memory up to this size is sent in one piece; beyond, it streams.
+BUFFER_BYTES = 256 * 1024
+
+
+class KeyedAppRouter(routing.Router):
+    """Finds keyed requests to running apps; ``None`` lets every other request through."""
+
+    def __init__(
+        self,
+        base_url: str,
+        manager: Callable[[], DeployManager | None],
+        accepted_hosts: Callable[[], set[str]],
+        settings: dict[str, Any],
+    ) -> None:
+        self.prefix = base_url.rstrip("/") + "/ecode/"
+        self.manager = manager
+        self.accepted_hosts = accepted_hosts
+        self.settings = settings
+
+    def find_handler(
+        self, request: httputil.HTTPServerRequest, **kwargs: Any
+    ) -> httputil.HTTPMessageDelegate | None:
+        path = request.path
+        if not path.startswith(self.prefix) or request.method not in _METHODS:
+            return None
+        match = _KEYED.match(path, len(self.prefix))
+        if match is None:
+            return None
+        headers = request.headers
+        if "Upgrade" in headers:
+            return None  # WebSockets: the handler speaks them
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+            return None  # a CORS preflight: the handler answers it
+        if request.host not in self.accepted_hosts():
+            return None  # the handler checks the Host header (and remembers it if good)
+        manager = self.manager()
+        if manager is None:
+            return None
+        app = manager.app_for_key(match["key"])
+        if app is None or (app.kind, app.owner, app.slug) != (
+            "preview" if match["segment"] == "apps" else "release",
+            match["owner"],
+            match["slug"],
+        ):
+            return None  # an old link: the handler redirects or explains
+        port = app.supervisor.port
+        if port is None:
+            return None  # starting, restarting or crashed: the handler says which
+        origin = manager.options.preview_origin
+        on_preview_origin = bool(origin) and urlsplit(origin).netloc == request.host
+        if origin and not on_preview_origin and _is_navigation(request):
+            return None  # pages render on the preview origin: the handler redirects
+        return _KeyedExchange(
+            request, manager, app, port, match["rest"], on_preview_origin, self.settings
+        )
+
+
+def _is_navigation(request: httputil.HTTPServerRequest) -> bool:
+    if request.method not in ("GET", "HEAD"):
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if mode is not None:
+        return mode == "navigate"
+    return "text/html" in request.headers.get("Accept", "")
+
+
+class _KeyedExchange(httputil.HTTPMessageDelegate):
+    """One browser request: read its body, send it to the app, relay the answer."""
+
+    def __init__(
+        self,
+        request: httputil.HTTPServerRequest,
+        manager: DeployManager,
+        app: LiveApp,
+        port: int,
+        rest: str,
+        on_preview_origin: bool,
+        settings: dict[str, Any],
+    ) -> None:
+        assert request.connection is not None
+        self.request = request
+        self.connection = request.connection
+        self.manager = manager
+        self.app = app
+        self.port = port
+        self.rest = rest
+        self.same_origin = on_preview_origin
+        self.settings = settings
+        self.chunks: list[bytes] = []
+        self.gone = False
+        self.written = False
+
+    # -- the browser's request -------------------------------------------------------------
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        return None
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        self.chunks.append(chunk)
+        return None
+
+    def finish(self) -> None:
+        task = asyncio.ensure_future(self._forward())
+        task.add_done_callback(_log_failure)
+
+    def on_connection_close(self) -> None:
+        self.gone = True
+
+    # -- to the app and back -----------------------------------------------------------------
+    async def _forward(self) -> None:
+        request, app = self.request, self.app
+        method = request.method or "GET"
+        query = filter_query(request.query)
+        path = app.base_path + self.rest if app.spec.base_path_mode == "keep" else self.rest
+        target = path + ("?" + query if query else "")
+        headers = request_headers(
+            request.headers,
+            public_prefix=app.base_path,
+            host=request.host,
+            proto=request.protocol,
+            remote_ip=request.remote_ip,
+        )
+        body: bytes | None = b"".join(self.chunks) if self.chunks else None
+        if body is None and method in _BODY_METHODS:
+            body = b""
+        app.supervisor.touch()
+        # Someone using an app is someone using this server: keep idle culling away.
+        self.settings.setdefault("last_activity_times", {})["ecode_apps"] = datetime.now(UTC)
+        await forward(self.manager.backend, self.port, method, target, headers, body, self)
+
+    # -- the AnswerSink the relay writes to ------------------------------------------------
+    @property
+    def head_request(self) -> bool:
+        return self.request.method == "HEAD"
+
+    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders:
+        return response_headers(
+            app_headers,
+            public_prefix=self.app.base_path,
+            host=self.request.host,
+            head=self.head_request,
+            same_origin=self.same_origin,
+            sandboxed_fetch=self.sandboxed_fetch(),
+        )
+
+    def sandboxed_fetch(self) -> bool:
+        return self.request.headers.get("Origin") == "null"
+
+    def write_head(
+        self,
+        start: httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        body: bytes | None,
+        stream: bool,
+    ) -> None:
+        if self.gone:
+            return
+        self.written = True
+        line = httputil.ResponseStartLine(
+            "HTTP/1.1", start.code, start.reason or responses.get(start.code, "Unknown")
+        )
+        quiet(self.connection.write_headers(line, headers, body))
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        if self.gone:
+            return None
+        future = self.connection.write(chunk)
+        quiet(future)
+        return future
+
+    def end(self) -> None:
+        if not self.gone:
+            self.connection.finish()
+
+    def abort(self) -> None:
+        self.gone = True
+        self.connection.close()  # type: ignore[attr-defined]
+
+    def fail(self, code: int, message: str) -> None:
+        log.warning("%s %s -> %s (%s)", self.request.method, self.app.base_path, code, message)
+        if self.gone or self.written:
+            return
+        body = error_page(message).encode()
+        headers = httputil.HTTPHeaders(
+            {"Content-Type": "text/html; charset=utf-8", "Content-Length": str(len(body))}
+        )
+        add_security_headers(
+            headers, same_origin=self.same_origin, sandboxed_fetch=self.sandboxed_fetch()
+        )
+        self.write_head(httputil.ResponseStartLine("HTTP/1.1", code, ""), headers, body, False)
+        self.end()
+
+
+class AnswerSink(Protocol):
+    """Where an app's answer goes: the fast lane's exchange, or ``AppProxyHandler``."""
+
+    @property
+    def head_request(self) -> bool: ...
+
+    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders: ...
+
+    def write_head(
+        self,
+        start: httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        body: bytes | None,
+        stream: bool,
+    ) -> None: ...
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None: ...
+
+    def end(self) -> None: ...
+
+    def abort(self) -> None:
+        """Part of the body is out: close rather than let a cut body look complete."""
+
+    def fail(self, code: int, message: str) -> None:
+        """Nothing is out yet: answer with the proxy's own error page."""
+
+
+async def forward(
+    pool: BackendPool,
+    port: int,
+    method: str,
+    target: str,
+    headers: httputil.HTTPHeaders,
+    body: bytes | None,
+    sink: AnswerSink,
+) -> None:
+    """Send a request to the app on ``port`` and relay its answer to ``sink``."""
+    relay = ResponseRelay(sink)
+    try:
+        await pool.request(port, method, target, headers, body, relay)
+    except (StreamClosedError, OSError) as exc:
+        if relay.streaming:
+            log.info("an app on port %s dropped an answer mid-way: %s", port, type(exc).__name__)
+            sink.abort()
+        else:
+            sink.fail(502, "the app did not answer")
+        return
+    if relay.broken:
+        if relay.streaming:
+            sink.abort()
+        else:
+            sink.fail(502, "the app closed the connection mid-answer")
+        return
+    relay.complete()
+
+
+class ResponseRelay(httputil.HTTPMessageDelegate):
+    """The app's answer: in one piece when small, streamed when large or an event stream
+    (with back-pressure: a slow browser slows the read from the app)."""
+
+    def __init__(self, sink: AnswerSink) -> None:
+        self.sink = sink
+        self.start: httputil.ResponseStartLine | None = None
+        self.headers = httputil.HTTPHeaders()
+        self.buffer: list[bytes] = []
+        self.size = 0
+        self.streaming = False
+        self.broken = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> None:
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        self.start = start_line
+        self.headers = headers
+        if "text/event-stream" in headers.get("Content-Type", ""):
+            self._stream()
+
+    def _stream(self) -> None:
+        assert self.start is not None
+        self.streaming = True
+        body = b"".join(self.buffer) if self.buffer else None
+        self.buffer = []
+        self.sink.write_head(self.start, self.sink.outgoing(self.headers), body, True)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        if not self.streaming:
+            self.buffer.append(chunk)
+            self.size += len(chunk)
+            if self.size > BUFFER_BYTES:
+                self._stream()
+            return None
+        return self.sink.write(chunk)
+
+    def finish(self) -> None:
+        return None
+
+    def on_connection_close(self) -> None:
+        self.broken = True
+
+    def complete(self) -> None:
+        if not self.streaming:
+            assert self.start is not None
+            headers = self.sink.outgoing(self.headers)
+            code = self.start.code
+            body = b"".join(self.buffer)
+            if not self.sink.head_request and code not in (204, 304):
+                headers["Content-Length"] = str(len(body))
+            self.sink.write_head(self.start, headers, body or None, False)
+        self.sink.end()
+
+
+def quiet(future: Any) -> None:
+    """Writes that fail because the browser left are expected: don't log them."""
+    if isinstance(future, asyncio.Future):
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None and not isinstance(exc, StreamClosedError):
+        log.error("unexpected error in the app proxy", exc_info=exc)
