@@ -1,13 +1,21 @@
 """What the app proxy costs: the same app, asked directly and through the proxy.
 
-Starts a real Jupyter server with the ecode extension (temporary config, data and database).
-For each template (Flask, then FastAPI) it creates a project and starts its preview through
-the REST API, timing the start to the first 200 through the proxy. Then it asks the app's
-``/health`` directly on its own port and through the proxy's keyed URL, alternating one
-request each way so drift hits both alike (persistent client connections; the Flask dev
-server closes each connection, uvicorn keeps them), measures the CPU the Jupyter process
-spends per proxied request (a number a busy machine skews less than latency), and the
-throughput with several concurrent connections each way.
+Starts a real Jupyter server with the ecode extension (temporary config, data and database)
+and its app gateway (``preview_port``). For each template (Flask, then FastAPI) it creates a
+project and starts its preview through the REST API, timing the start to the first 200
+through the proxy. Then it asks the app's ``/health`` three ways, one request each in turn so
+drift hits all alike (persistent client connections; the Flask dev server closes each
+connection, uvicorn keeps them):
+
+- direct: the app's own port (the baseline);
+- jupyter: the keyed URL on the Jupyter server's origin (the default set-up: the fast lane in
+  ``handlers/app_router.py``, inside Jupyter's process and event loop);
+- gateway: the keyed URL on the preview origin (``c.EcodeApp.preview_port``:
+  ``deploy/gateway.py``, a thread with its own event loop).
+
+It also measures the CPU the Jupyter process spends per proxied request on its origin (a
+number a busy machine skews less than latency), and the throughput with several concurrent
+connections each way.
 
     python benchmarks/bench_proxy.py [--requests 2000] [--concurrency 8] [--seconds 5]
 
@@ -52,6 +60,7 @@ class Server:
 
     def __init__(self, root: Path) -> None:
         self.port = _free_port()
+        self.gateway_port = _free_port()
         self.token = secrets.token_hex(16)
         env = {
             **os.environ,
@@ -74,6 +83,7 @@ class Server:
             f"--EcodeApp.database_url=sqlite:///{root / 'ecode.sqlite'}",
             f"--EcodeApp.workspace_root={root / 'work' / 'ecode-projects'}",
             "--EcodeApp.owner_name=bench",
+            f"--EcodeApp.preview_port={self.gateway_port}",
             "--ServerApp.log_level=WARN",
             "--allow-root",
         ]
@@ -161,16 +171,15 @@ def proxy_cpu_per_request(server: Server, proxied: Client, requests: int) -> flo
     return (cpu_seconds(server.proc.pid) - before) / requests
 
 
-def latency(direct: Client, proxied: Client, requests: int) -> tuple[list[float], list[float]]:
-    for _ in range(100):  # warm up both paths
-        direct.get()
-        proxied.get()
-    d: list[float] = []
-    p: list[float] = []
+def latency(clients: dict[str, Client], requests: int) -> dict[str, list[float]]:
+    for _ in range(100):  # warm up every path
+        for client in clients.values():
+            client.get()
+    times: dict[str, list[float]] = {name: [] for name in clients}
     for _ in range(requests):
-        d.append(direct.get())
-        p.append(proxied.get())
-    return d, p
+        for name, client in clients.items():
+            times[name].append(client.get())
+    return times
 
 
 def throughput(port: int, path: str, concurrency: int, seconds: float) -> float:
@@ -206,48 +215,49 @@ def measure(server: Server, template: str, args: argparse.Namespace) -> dict[str
     to_first_200 = time.perf_counter() - started
     app_port = urlsplit(dep["local_url"]).port
     assert app_port is not None
-    proxied = Client(server.port, keyed)
-    direct, through = latency(Client(app_port, "/health"), proxied, args.requests)
+    assert urlsplit(dep["url"]).port == server.gateway_port, dep["url"]
+    ports = {"direct": app_port, "jupyter": server.port, "gateway": server.gateway_port}
+    paths = {"direct": "/health", "jupyter": keyed, "gateway": keyed}
+    clients = {name: Client(ports[name], paths[name]) for name in ports}
     return {
         "template": template,
         "first_200_s": to_first_200,
-        "direct": direct,
-        "proxied": through,
-        "cpu": proxy_cpu_per_request(server, proxied, args.requests),
-        "rps_direct": throughput(app_port, "/health", args.concurrency, args.seconds),
-        "rps_proxied": throughput(server.port, keyed, args.concurrency, args.seconds),
+        "latency": latency(clients, args.requests),
+        "cpu": proxy_cpu_per_request(server, clients["jupyter"], args.requests),
+        "rps": {
+            name: throughput(ports[name], paths[name], args.concurrency, args.seconds)
+            for name in ports
+        },
     }
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     ms = 1000.0
-    d, p = result["direct"], result["proxied"]
+    times = result["latency"]
+    d = times["direct"]
     print(f"== {result['template']}")
     print(f"  start to first 200 through the proxy: {result['first_200_s'] * ms:.0f} ms")
-    print(f"  latency, {args.requests} requests each way, alternating:")
-    for name, values in (("direct", d), ("proxied", p)):
-        print(
+    print(f"  latency, {args.requests} requests each way, in turn:")
+    for name, values in times.items():
+        line = (
             f"    {name:8} p50 {_percentile(values, 0.5) * ms:6.2f} ms"
             f"   p99 {_percentile(values, 0.99) * ms:6.2f} ms"
             f"   mean {statistics.fmean(values) * ms:6.2f} ms"
         )
-    ratio_p50 = _percentile(p, 0.5) / _percentile(d, 0.5)
-    ratio_p99 = _percentile(p, 0.99) / _percentile(d, 0.99)
-    verdict = "met" if ratio_p50 <= GOAL_P50_RATIO else "NOT met"
-    print(
-        f"    ratio    p50 {ratio_p50:.2f}x   p99 {ratio_p99:.2f}x"
-        f"   (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
-    )
-    print(
-        f"    added at p50: {(_percentile(p, 0.5) - _percentile(d, 0.5)) * ms:.2f} ms;"
-        f" proxy CPU per request (Jupyter process): {result['cpu'] * 1e6:.0f} us"
-    )
+        if name != "direct":
+            ratio = _percentile(values, 0.5) / _percentile(d, 0.5)
+            verdict = "met" if ratio <= GOAL_P50_RATIO else "NOT met"
+            line += (
+                f"   p50 {ratio:.2f}x direct, p99"
+                f" {_percentile(values, 0.99) / _percentile(d, 0.99):.2f}x"
+                f" (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
+            )
+        print(line)
+    print(f"  proxy CPU per request on the Jupyter origin: {result['cpu'] * 1e6:.0f} us")
     print(f"  throughput, {args.concurrency} connections, {args.seconds:g} s each way:")
-    print(f"    direct  {result['rps_direct']:8.0f} req/s")
-    print(
-        f"    proxied {result['rps_proxied']:8.0f} req/s"
-        f"   ratio {result['rps_proxied'] / result['rps_direct']:.2f}x"
-    )
+    rps = result["rps"]
+    for name, value in rps.items():
+        print(f"    {name:8} {value:8.0f} req/s   {value / rps['direct']:.2f}x direct")
 
 
 def main() -> None:

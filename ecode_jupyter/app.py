@@ -20,6 +20,7 @@ from .agent.config import create_agent_manager
 from .billing import make_billing_manager
 from .context import EcodeContext, build_context
 from .db.session import redact_url
+from .deploy.gateway import start_gateway
 from .deploy.manager import create_deploy_manager
 from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, open_project, projects, runs, secrets
@@ -243,6 +244,21 @@ class EcodeApp(ExtensionApp):
         localStorage) and Jupyter's pages redirect there.""",
     ).tag(config=True)
 
+    preview_port = Int(
+        0,
+        help="""Port of the app gateway, which serves project apps on an origin of their own
+        from a thread with its own event loop (fewer hops of Python per request than the proxy
+        inside Jupyter, and app traffic off Jupyter's loop). 0 (default): no gateway, apps are
+        served by the Jupyter server itself. With a port set and `preview_origin` empty, the
+        preview origin is `http://127.0.0.1:{preview_port}`; behind a reverse proxy, set
+        `preview_origin` to the public origin that reaches this port.""",
+    ).tag(config=True)
+
+    preview_ip = Unicode(
+        "127.0.0.1",
+        help="""Address the app gateway listens on (see `preview_port`). Default: 127.0.0.1.""",
+    ).tag(config=True)
+
     app_idle_timeout_s = Float(
         3600.0,
         help="""Seconds a preview may go without a request before it is stopped; 0 never
@@ -337,6 +353,14 @@ class EcodeApp(ExtensionApp):
         await self.ecode.extras["agent"].start()
         # Live releases this server ran when it stopped go live again.
         await self.ecode.extras["deploy"].start()
+        # The preview origin's own listener, when configured (deploy/gateway.py).
+        self._gateway = start_gateway(self, self.ecode.extras["deploy"])
+        if self._gateway is not None:
+            self.log.info(
+                "ecode apps are served at %s (gateway on port %s)",
+                self.ecode.extras["deploy"].options.preview_origin,
+                self._gateway.port,
+            )
         self._tasks.append(asyncio.create_task(self._purge_loop()))
         # Releases reservations a crash left open (now, at start-up, then periodically).
         sweep = self.ecode.extras["billing"].sweep_forever(self.billing_sweep_interval_s)
@@ -351,6 +375,9 @@ class EcodeApp(ExtensionApp):
             await asyncio.sleep(self.purge_interval_s)
 
     async def stop_extension(self) -> None:
+        gateway = getattr(self, "_gateway", None)
+        if gateway is not None:
+            await asyncio.to_thread(gateway.stop)
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
         await self.ecode.extras["deploy"].stop_all()

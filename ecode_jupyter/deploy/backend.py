@@ -18,6 +18,7 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable
+from typing import cast
 
 import httptools
 from tornado import httputil
@@ -79,9 +80,9 @@ class _AppConnection(asyncio.Protocol):
 
     # -- asyncio ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             # Requests and answers are small and each waits on the other: no Nagle.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

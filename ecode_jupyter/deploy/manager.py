@@ -1001,6 +1001,11 @@ def create_deploy_manager(app: Any, context: Any) -> DeployManager:
     serverapp = app.serverapp
     base_url = str(getattr(serverapp, "base_url", "/") or "/")
     origin = str(app.preview_origin).rstrip("/")
+    gateway_port = int(getattr(app, "preview_port", 0) or 0)
+    if not origin and gateway_port:
+        ip = str(getattr(app, "preview_ip", "") or "127.0.0.1")
+        host = "127.0.0.1" if ip in ("0.0.0.0", "*") else f"[{ip}]" if ":" in ip else ip
+        origin = f"http://{host}:{gateway_port}"
     parts = urlsplit(origin)
     if origin and (
         parts.scheme not in ("http", "https") or not parts.netloc or parts.path or parts.query

@@ -69,38 +69,73 @@ class KeyedAppRouter(routing.Router):
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate | None:
         path = request.path
-        if not path.startswith(self.prefix) or request.method not in _METHODS:
+        if not path.startswith(self.prefix):
             return None
-        match = _KEYED.match(path, len(self.prefix))
-        if match is None:
-            return None
-        headers = request.headers
-        if "Upgrade" in headers:
-            return None  # WebSockets: the handler speaks them
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in headers:
-            return None  # a CORS preflight: the handler answers it
         if request.host not in self.accepted_hosts():
             return None  # the handler checks the Host header (and remembers it if good)
         manager = self.manager()
         if manager is None:
             return None
-        app = manager.app_for_key(match["key"])
-        if app is None or (app.kind, app.owner, app.slug) != (
-            "preview" if match["segment"] == "apps" else "release",
-            match["owner"],
-            match["slug"],
-        ):
-            return None  # an old link: the handler redirects or explains
-        port = app.supervisor.port
-        if port is None:
-            return None  # starting, restarting or crashed: the handler says which
+        found = keyed_app(manager, request.method or "", path[len(self.prefix) :], request.headers)
+        if found is None:
+            return None
+        app, port, rest = found
         origin = manager.options.preview_origin
         on_preview_origin = bool(origin) and urlsplit(origin).netloc == request.host
         if origin and not on_preview_origin and _is_navigation(request):
             return None  # pages render on the preview origin: the handler redirects
-        return _KeyedExchange(
-            request, manager, app, port, match["rest"], on_preview_origin, self.settings
-        )
+        return _KeyedExchange(request, manager, app, port, rest, on_preview_origin, self.settings)
+
+
+def keyed_app(
+    manager: DeployManager, method: str, path: str, headers: httputil.HTTPHeaders
+) -> tuple[LiveApp, int, str] | None:
+    """The running app a keyed request goes to, its port and the rest of the path; ``None``
+    when the request needs ``AppProxyHandler`` (``path`` starts after ``…/ecode/``)."""
+    if method not in _METHODS:
+        return None
+    match = _KEYED.match(path)
+    if match is None:
+        return None
+    if "Upgrade" in headers:
+        return None  # WebSockets: the handler speaks them
+    if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+        return None  # a CORS preflight: the handler answers it
+    app = manager.app_for_key(match["key"])
+    if app is None or (app.kind, app.owner, app.slug) != (
+        "preview" if match["segment"] == "apps" else "release",
+        match["owner"],
+        match["slug"],
+    ):
+        return None  # an old link: the handler redirects or explains
+    port = app.supervisor.port
+    if port is None:
+        return None  # starting, restarting or crashed: the handler says which
+    return app, port, match["rest"]
+
+
+def app_request(
+    app: LiveApp,
+    rest: str,
+    query: str,
+    incoming: httputil.HTTPHeaders,
+    *,
+    method: str,
+    chunks: list[bytes],
+    host: str,
+    proto: str,
+    remote_ip: str | None,
+) -> tuple[str, httputil.HTTPHeaders, bytes | None]:
+    """The request line target, headers and body the app gets for a browser's request."""
+    query = filter_query(query)
+    path = app.base_path + rest if app.spec.base_path_mode == "keep" else rest
+    headers = request_headers(
+        incoming, public_prefix=app.base_path, host=host, proto=proto, remote_ip=remote_ip
+    )
+    body: bytes | None = b"".join(chunks) if chunks else None
+    if body is None and method in _BODY_METHODS:
+        body = b""
+    return path + ("?" + query if query else ""), headers, body
 
 
 def _is_navigation(request: httputil.HTTPServerRequest) -> bool:
@@ -161,19 +196,17 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
     async def _forward(self) -> None:
         request, app = self.request, self.app
         method = request.method or "GET"
-        query = filter_query(request.query)
-        path = app.base_path + self.rest if app.spec.base_path_mode == "keep" else self.rest
-        target = path + ("?" + query if query else "")
-        headers = request_headers(
+        target, headers, body = app_request(
+            app,
+            self.rest,
+            request.query,
             request.headers,
-            public_prefix=app.base_path,
+            method=method,
+            chunks=self.chunks,
             host=request.host,
             proto=request.protocol,
             remote_ip=request.remote_ip,
         )
-        body: bytes | None = b"".join(self.chunks) if self.chunks else None
-        if body is None and method in _BODY_METHODS:
-            body = b""
         app.supervisor.touch()
         # Someone using an app is someone using this server: keep idle culling away.
         self.settings.setdefault("last_activity_times", {})["ecode_apps"] = datetime.now(UTC)

@@ -1,0 +1,203 @@
+"""The app gateway (``c.EcodeApp.preview_port``): apps on an origin of their own, served from a
+listener with its own thread and event loop; what it does not serve goes to Jupyter."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from ecode_jupyter.deploy.gateway import AppGateway, start_gateway
+from ecode_jupyter.pytest_plugin import ecode_token_for
+
+from .apps import HEADER_ECHO, WS_ECHO
+
+Write = Callable[[Path, dict[str, str]], None]
+SAME_ORIGIN_SANDBOX = (
+    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads allow-same-origin"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    return _free_port()
+
+
+@pytest.fixture
+def ecode_extra_config(gateway_port: int) -> dict[str, Any]:
+    return {"EcodeApp": {"preview_port": gateway_port, "app_start_timeout_s": 30.0}}
+
+
+@pytest.fixture
+def gateway(ecode_app: Any) -> Iterator[AppGateway]:
+    # pytest-jupyter does not start extensions; this is what the extension's start does.
+    manager = ecode_app.ecode.extras["deploy"]
+    manager.options.access_cache_s = 0
+    started = start_gateway(ecode_app, manager)
+    assert started is not None
+    yield started
+    started.stop()
+
+
+async def _preview(ecode_api: Any, write: Write, root: Path, files: dict[str, str], **body: Any):
+    r = await ecode_api("POST", "projects", body={"name": f"Gw {len(files)} {body}"[:40]})
+    assert r.status == 201, r.body
+    project = r.body
+    write(root / project["id"], files)
+    dep = await ecode_api("POST", f"projects/{project['id']}/deployments", body=body)
+    assert dep.status == 201 and dep.body["status"] == "running", dep.body
+    return project, dep.body
+
+
+async def test_keyed_requests_are_served_on_the_preview_origin(
+    ecode_api: Any,
+    app_fetch: Any,
+    gateway: AppGateway,
+    write_files: Write,
+    ecode_workspace_root: Path,
+    jp_http_port: int,
+) -> None:
+    _project, dep = await _preview(
+        ecode_api,
+        write_files,
+        ecode_workspace_root,
+        {"echo.py": HEADER_ECHO},
+        command="python echo.py",
+    )
+    origin = f"http://127.0.0.1:{gateway.port}"
+    assert dep["url"].startswith(origin + "/") and "/ecode/apps/@alice/" in dep["url"]
+    token = ecode_token_for("alice")
+    answer = await app_fetch(
+        dep["url"] + "x?a=1&token=" + token,
+        method="POST",
+        body=b"data",
+        headers={
+            "Authorization": f"token {token}",
+            "Cookie": f"username-127-0-0-1-{jp_http_port}=2|secret; _xsrf=2|x; app_session=abc",
+        },
+    )
+    assert answer.code == 200, answer.text
+    seen = json.loads(answer.body)
+    assert token not in json.dumps(seen) and "secret" not in json.dumps(seen)
+    assert seen["path"] == "/x?a=1" and seen["method"] == "POST" and seen["body"] == "data"
+    assert "authorization" not in seen["headers"]
+    assert seen["headers"]["cookie"] == "app_session=abc"
+    assert seen["headers"]["host"] == f"127.0.0.1:{gateway.port}"
+    assert seen["headers"]["x-forwarded-proto"] == "http"
+    # Its own origin: the app keeps it (allow-same-origin); cookies stay under its path.
+    assert answer.headers["Content-Security-Policy"] == SAME_ORIGIN_SANDBOX
+    prefix = dep["url"].removeprefix(origin).rstrip("/")
+    assert answer.headers.get_list("Set-Cookie") == [f"app_session=abc; Path={prefix}/"]
+    assert "Strict-Transport-Security" not in answer.headers
+    # Keep-alive: many requests, one after the other, each answered whole.
+    for n in range(20):
+        again = await app_fetch(dep["url"] + f"n{n}")
+        assert json.loads(again.body)["path"] == f"/n{n}"
+
+
+async def test_what_the_gateway_does_not_serve_goes_to_jupyter(
+    ecode_api: Any,
+    app_fetch: Any,
+    gateway: AppGateway,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    _project, dep = await _preview(
+        ecode_api,
+        write_files,
+        ecode_workspace_root,
+        {"app.py": WS_ECHO},
+        command="python app.py --server.port {port} --server.baseUrlPath {base_path}",
+    )
+    origin = f"http://127.0.0.1:{gateway.port}"
+    entry_path = dep["entry_url"].removeprefix(origin)
+    # The plain URL needs the user: Jupyter's handler answers it, through the gateway.
+    navigate = {"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}
+    entry = await app_fetch(origin + entry_path, user="alice", headers=navigate)
+    assert entry.code == 302 and "/~" in entry.headers["Location"]
+    served = await app_fetch(origin + entry_path, user="alice")  # a script with a token
+    assert served.code == 200 and "ws app" in served.text
+    stranger = await app_fetch(origin + entry_path, user="bob")
+    assert stranger.code == 404
+    # An old key: Jupyter explains.
+    old = await app_fetch(origin + entry_path + "~nope/x")
+    assert old.code == 404
+
+    # A WebSocket on the keyed URL (Streamlit's kind) works through the gateway.
+    ws_url = dep["url"].replace("http://", "ws://") + "ws"
+    conn = await websocket_connect(
+        HTTPRequest(ws_url, headers={"Origin": origin}), subprotocols=["streamlit"]
+    )
+    hello = await conn.read_message()
+    assert hello is not None and hello.startswith("hello")
+    for message in ("ping", b"\x00\x01binary"):
+        await conn.write_message(message, binary=isinstance(message, bytes))
+        assert await conn.read_message() == message
+    conn.close()
+    # The same connection's plain requests still work after the pipe (a page on the app).
+    page = await app_fetch(dep["url"])
+    assert page.code == 200 and "ws app" in page.text
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+async def test_bad_requests_get_clear_answers(
+    ecode_api: Any,
+    gateway: AppGateway,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    _project, dep = await _preview(
+        ecode_api,
+        write_files,
+        ecode_workspace_root,
+        {"echo.py": HEADER_ECHO},
+        command="python echo.py",
+    )
+    path = dep["url"].removeprefix(f"http://127.0.0.1:{gateway.port}")
+    host = f"Host: 127.0.0.1:{gateway.port}\r\n"
+    huge = b"GET " + path.encode() + b" HTTP/1.1\r\n" + host.encode()
+    huge += b"X-Big: " + b"a" * 70_000 + b"\r\n\r\n"
+    assert _raw(gateway.port, huge).startswith(b"HTTP/1.1 431 ")
+    assert _raw(gateway.port, b"NOT HTTP AT ALL\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    # A chunked request body is read whole before it goes to the app, and the client asked to
+    # close: the answer says so and the connection ends.
+    chunked = (
+        f"POST {path}c HTTP/1.1\r\n{host}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    ).encode()
+    answer = _raw(gateway.port, chunked)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head
+    assert json.loads(body)["body"] == "abcde"
+
+
+async def test_the_gateway_stops_and_frees_its_port(ecode_app: Any, gateway_port: int) -> None:
+    manager = ecode_app.ecode.extras["deploy"]
+    gateway = start_gateway(ecode_app, manager)
+    assert gateway is not None and gateway.port == gateway_port
+    gateway.stop()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", gateway_port))  # free again
