@@ -17,7 +17,7 @@ import contextlib
 import logging
 import socket
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 import httptools
@@ -32,36 +32,43 @@ def _closed(exc: BaseException | None = None) -> StreamClosedError:
     return StreamClosedError(real_error=reason)
 
 
+Done = Callable[[BaseException | None, bool], None]
+
+
 class _Exchange:
-    """One request on a connection and the delegate its answer goes to."""
+    """One request on a connection, the delegate its answer goes to, and who to tell when
+    it is over: ``done(None, reusable)``, or ``done(error, False)`` when the connection
+    ended before any answer (nothing reached the delegate)."""
 
-    __slots__ = ("delegate", "done", "eof_body", "head_only", "interim", "reusable", "started")
+    __slots__ = ("delegate", "done", "eof_body", "head_only", "interim", "over", "started")
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate, head_only: bool) -> None:
+    def __init__(self, delegate: httputil.HTTPMessageDelegate, head_only: bool, done: Done) -> None:
         self.delegate = delegate
-        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.done = done
         self.head_only = head_only
         self.started = False
         self.interim = False
         self.eof_body = False
-        self.reusable = False
+        self.over = False
 
     def complete(self, reusable: bool) -> None:
-        if not self.done.done():
-            self.done.set_result(reusable)
+        if not self.over:
+            self.over = True
+            self.done(None, reusable)
 
     def lost(self, exc: BaseException | None) -> None:
         """The connection ended before the answer did."""
-        if self.done.done():
+        if self.over:
             return
+        self.over = True
         if not self.started:
-            self.done.set_exception(_closed(exc))
-        elif self.eof_body:
+            self.done(_closed(exc), False)
+            return
+        if self.eof_body:
             self.delegate.finish()  # a body that runs until the app closes: this is its end
-            self.done.set_result(False)
         else:
             self.delegate.on_connection_close()
-            self.done.set_result(False)
+        self.done(None, False)
 
 
 class _AppConnection(asyncio.Protocol):
@@ -75,6 +82,7 @@ class _AppConnection(asyncio.Protocol):
         self.exchange: _Exchange | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._new_parser = False
+        self.http11 = True  # the version of the last answer
         self._reason = ""
         self._headers = httputil.HTTPHeaders()
 
@@ -133,6 +141,7 @@ class _AppConnection(asyncio.Protocol):
             exchange.interim = True  # 100 Continue and friends: the real answer follows
             return
         version = "HTTP/" + self._parser.get_http_version()
+        self.http11 = version == "HTTP/1.1"
         exchange.started = True
         exchange.eof_body = (
             not exchange.head_only
@@ -150,12 +159,17 @@ class _AppConnection(asyncio.Protocol):
         exchange = self.exchange
         assert exchange is not None
         pending = exchange.delegate.data_received(body)
-        if pending is not None and not _is_done(pending):
-            # A slow browser: stop reading from the app until the browser caught up.
-            transport = self.transport
-            assert transport is not None
-            transport.pause_reading()
-            asyncio.ensure_future(pending).add_done_callback(lambda _f: self._resume())
+        if pending is None:
+            return
+        if isinstance(pending, asyncio.Future) and pending.done():
+            if pending.cancelled() or pending.exception() is not None:
+                self.close()  # the browser is gone: stop reading what nobody will get
+            return
+        # A slow browser: stop reading from the app until the browser caught up.
+        transport = self.transport
+        assert transport is not None
+        transport.pause_reading()
+        asyncio.ensure_future(pending).add_done_callback(self._resume)
 
     def on_message_complete(self) -> None:
         exchange = self.exchange
@@ -168,8 +182,10 @@ class _AppConnection(asyncio.Protocol):
         self._finish(exchange, self._parser.should_keep_alive())
 
     # -- helpers ----------------------------------------------------------------------------
-    def _resume(self) -> None:
-        if not self.closed and self.transport is not None:
+    def _resume(self, written: asyncio.Future[None]) -> None:
+        if written.cancelled() or written.exception() is not None:
+            self.close()  # the browser is gone
+        elif not self.closed and self.transport is not None:
             self.transport.resume_reading()
 
     def _finish(self, exchange: _Exchange, keep_alive: bool) -> None:
@@ -182,17 +198,34 @@ class _AppConnection(asyncio.Protocol):
         body: bytes | None,
         delegate: httputil.HTTPMessageDelegate,
         head_only: bool,
-    ) -> asyncio.Future[bool]:
-        """Write one request; the future says whether the connection may be reused."""
-        exchange = self.exchange = _Exchange(delegate, head_only)
+        done: Done,
+    ) -> None:
+        """Write one request; ``done`` hears how it ended."""
+        self.exchange = _Exchange(delegate, head_only, done)
+        if isinstance(delegate, Watched):
+            if delegate.abandoned:
+                self.close()
+                return
+            delegate.drop = self.close
         transport = self.transport
         assert transport is not None
         transport.write(head + body if body else head)
-        return exchange.done
 
 
-def _is_done(pending: Awaitable[None]) -> bool:
-    return isinstance(pending, asyncio.Future) and pending.done()
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+
+class Watched(httputil.HTTPMessageDelegate):
+    """A delegate that may give up on an answer (the browser left): ``abandon()`` drops the
+    connection to the app, so an endless stream does not hold it."""
+
+    drop: Callable[[], None] | None = None
+    abandoned = False
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        if self.drop is not None:
+            self.drop()
 
 
 class BackendPool:
@@ -203,6 +236,7 @@ class BackendPool:
         # Ports whose app closes every connection, and the connection being opened ahead.
         self._closing: set[int] = set()
         self._warming: dict[int, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _open(self, port: int) -> _AppConnection:
         loop = asyncio.get_running_loop()
@@ -211,22 +245,23 @@ class BackendPool:
         )
         return connection
 
-    async def _connect(self, port: int) -> tuple[_AppConnection, bool]:
+    def _take(self, port: int) -> _AppConnection | None:
         idle = self._idle.get(port)
         while idle:
             connection = idle.pop()
             if not connection.closed:
-                return connection, True
+                return connection
+        return None
+
+    async def _open_or_warmed(self, port: int) -> _AppConnection:
         warming = self._warming.get(port)
         if warming is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(warming)
-            idle = self._idle.get(port)
-            while idle:
-                connection = idle.pop()
-                if not connection.closed:
-                    return connection, True
-        return await self._open(port), False
+            connection = self._take(port)
+            if connection is not None:
+                return connection
+        return await self._open(port)
 
     def _release(self, port: int, connection: _AppConnection) -> None:
         idle = self._idle.setdefault(port, [])
@@ -278,6 +313,99 @@ class BackendPool:
         for port in list(self._idle) + list(self._warming):
             self.forget(port)
 
+    def begin(
+        self,
+        port: int,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        delegate: httputil.HTTPMessageDelegate,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Send one encoded request (see ``encode_request``) and feed the answer to
+        ``delegate``; then ``done(None)``, or ``done(error)`` when the app could not be
+        reached or dropped the connection before answering. Once the answer has started, a
+        dropped connection reaches the delegate as ``on_connection_close``.
+
+        On a pooled connection this sends at once, with no task or future in between."""
+        connection = self._take(port)
+        if connection is not None:
+            self._send(connection, True, port, method, head, body, delegate, done)
+            return
+
+        async def connect() -> None:
+            try:
+                fresh = await self._open_or_warmed(port)
+            except OSError as exc:
+                done(exc)
+                return
+            self._send(fresh, False, port, method, head, body, delegate, done)
+
+        task = asyncio.get_running_loop().create_task(connect())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _send(
+        self,
+        connection: _AppConnection,
+        reused: bool,
+        port: int,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        delegate: httputil.HTTPMessageDelegate,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        def finished(error: BaseException | None, reusable: bool) -> None:
+            if error is not None:
+                connection.close()
+                abandoned = isinstance(delegate, Watched) and delegate.abandoned
+                if reused and method in IDEMPOTENT and not abandoned:
+                    # The app had closed this idle connection: once more on a new one. Only
+                    # a request that may be repeated: the app may have acted on a POST
+                    # before it dropped the connection (RFC 9110 9.2.2).
+                    self._retry(port, method, head, body, delegate, done)
+                else:
+                    done(error)
+                return
+            if reusable and not connection.closed:
+                self._closing.discard(port)
+                self._release(port, connection)
+            else:
+                connection.close()
+                if connection.http11:
+                    # An HTTP/1.1 app that closes each connection (Werkzeug, threaded): open
+                    # the next ahead. Never for HTTP/1.0 answers: a single-threaded server
+                    # would sit on the spare and keep everyone else waiting.
+                    self._closing.add(port)
+                    self._warm(port)
+                else:
+                    self._closing.discard(port)
+            done(None)
+
+        connection.send(head, body, delegate, method == "HEAD", finished)
+
+    def _retry(
+        self,
+        port: int,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        delegate: httputil.HTTPMessageDelegate,
+        done: Callable[[BaseException | None], None],
+    ) -> None:
+        async def again() -> None:
+            try:
+                fresh = await self._open(port)
+            except OSError as exc:
+                done(exc)
+                return
+            self._send(fresh, False, port, method, head, body, delegate, done)
+
+        task = asyncio.get_running_loop().create_task(again())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def request(
         self,
         port: int,
@@ -287,35 +415,29 @@ class BackendPool:
         body: bytes | None,
         delegate: httputil.HTTPMessageDelegate,
     ) -> None:
-        """Send one request and feed the answer to ``delegate``.
+        """``begin`` as a coroutine: raises ``StreamClosedError`` or ``OSError`` when the app
+        cannot be reached or drops the connection before answering."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        Raises ``StreamClosedError`` or ``OSError`` when the app cannot be reached or drops
-        the connection before answering; once the answer has started, a dropped connection
-        reaches the delegate as ``on_connection_close``.
-        """
-        if body is not None:
-            headers["Content-Length"] = str(len(body))
-        lines = [f"{method} {target} HTTP/1.1"]
-        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        head_only = method == "HEAD"
-        for attempt in (1, 2):
-            connection, reused = await self._connect(port)
-            try:
-                reusable = await connection.send(head, body, delegate, head_only)
-            except StreamClosedError:
-                connection.close()
-                if reused and attempt == 1:
-                    continue  # the app had closed this idle connection: use a new one
-                raise
-            except asyncio.CancelledError:
-                connection.close()
-                raise
-            if reusable and not connection.closed:
-                self._closing.discard(port)
-                self._release(port, connection)
+        def done(error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
             else:
-                connection.close()
-                self._closing.add(port)
-                self._warm(port)
-            return
+                future.set_exception(error)
+
+        head = encode_request(method, target, headers.get_all(), body)
+        self.begin(port, method, head, body, delegate, done)
+        await future
+
+
+def encode_request(
+    method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes | None
+) -> bytes:
+    """An HTTP/1.1 request head; with a body, its ``Content-Length``."""
+    lines = [f"{method} {target} HTTP/1.1"]
+    lines.extend(f"{name}: {value}" for name, value in headers if name != "Content-Length")
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 import httptools
 from tornado import httputil
 
-from ..handlers.app_router import app_request, forward, keyed_app
-from .backend import BackendPool
+from ..handlers.app_router import app_request, keyed_app, relay_now
+from .backend import BackendPool, encode_request
 from .manager import DeployManager, LiveApp
 from .proxy import add_security_headers, error_page, response_headers
 
@@ -176,6 +176,7 @@ class _Client(asyncio.Protocol):
         self._pipe: _Pipe | None = None
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
+        self._leave: Callable[[], None] | None = None  # the answer under way, if it must stop
 
     # -- asyncio -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -191,6 +192,9 @@ class _Client(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.gateway._connections.discard(self)
+        leave, self._leave = self._leave, None
+        if leave is not None:
+            leave()
         if self._pipe is not None:
             self._pipe.close()
         if self._drained is not None and not self._drained.done():
@@ -340,19 +344,19 @@ class _Client(asyncio.Protocol):
         self._busy = True
         if self.transport is not None and len(self._queue) < _MAX_QUEUED:
             self.transport.resume_reading()
-        task = asyncio.get_running_loop().create_task(self._answer(request))
-        task.add_done_callback(self._answered)
-
-    def _answered(self, task: asyncio.Future[None]) -> None:
-        self._busy = False
-        if not task.cancelled() and task.exception() is not None:
-            log.error("unexpected error in the app gateway", exc_info=task.exception())
+        try:
+            self._answer(request)
+        except Exception:
+            log.exception("unexpected error in the app gateway")
             self.close()
-            return
+
+    def _answered(self) -> None:
+        self._busy = False
+        self._leave = None
         if not self.closed:
             self._next()
 
-    async def _answer(self, request: _Request) -> None:
+    def _answer(self, request: _Request) -> None:
         gateway = self.gateway
         app = request.app
         host = request.headers.get("Host", "")
@@ -371,7 +375,8 @@ class _Client(asyncio.Protocol):
         gateway.on_activity()
         sink = _Answer(self, request, host)
         assert gateway.pool is not None
-        await forward(gateway.pool, request.port, request.method, target, headers, body, sink)
+        head = encode_request(request.method, target, headers.get_all(), body)
+        relay_now(gateway.pool, request.port, request.method, head, body, sink, self._answered)
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
@@ -472,6 +477,9 @@ class _Answer:
 
     def abort(self) -> None:
         self.client.close()
+
+    def leaving(self, abandon: Callable[[], None]) -> None:
+        self.client._leave = abandon
 
     def fail(self, code: int, message: str) -> None:
         log.warning(

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from tornado import httputil, routing
 from tornado.iostream import StreamClosedError
 
-from ..deploy.backend import BackendPool
+from ..deploy.backend import BackendPool, Watched
 from ..deploy.manager import DeployManager, LiveApp
 from ..deploy.proxy import (
     add_security_headers,
@@ -172,6 +172,9 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         self.chunks: list[bytes] = []
         self.gone = False
         self.written = False
+        self._abandon: Callable[[], None] | None = None
+        # Once the request is read, tornado tells of a browser leaving only through this.
+        self.connection.set_close_callback(self.on_connection_close)  # type: ignore[attr-defined]
 
     # -- the browser's request -------------------------------------------------------------
     def headers_received(
@@ -191,6 +194,12 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.gone = True
+        abandon, self._abandon = self._abandon, None
+        if abandon is not None:
+            abandon()
+
+    def leaving(self, abandon: Callable[[], None]) -> None:
+        self._abandon = abandon
 
     # -- to the app and back -----------------------------------------------------------------
     async def _forward(self) -> None:
@@ -253,6 +262,7 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         return future
 
     def end(self) -> None:
+        self._abandon = None
         if not self.gone:
             self.connection.finish()
 
@@ -301,6 +311,9 @@ class AnswerSink(Protocol):
     def fail(self, code: int, message: str) -> None:
         """Nothing is out yet: answer with the proxy's own error page."""
 
+    def leaving(self, abandon: Callable[[], None]) -> None:
+        """Call ``abandon()`` if the browser goes away before the answer is over."""
+
 
 async def forward(
     pool: BackendPool,
@@ -316,8 +329,38 @@ async def forward(
     try:
         await pool.request(port, method, target, headers, body, relay)
     except (StreamClosedError, OSError) as exc:
+        _settle(relay, sink, port, exc)
+        return
+    _settle(relay, sink, port, None)
+
+
+def relay_now(
+    pool: BackendPool,
+    port: int,
+    method: str,
+    head: bytes,
+    body: bytes | None,
+    sink: AnswerSink,
+    then: Callable[[], None],
+) -> None:
+    """``forward`` without a coroutine, for a sink whose ``fail`` does not raise: the
+    request (encoded by ``encode_request``) goes out at once on a pooled connection, and
+    ``then()`` runs when the answer is over."""
+    relay = ResponseRelay(sink)
+
+    def done(error: BaseException | None) -> None:
+        try:
+            _settle(relay, sink, port, error)
+        finally:
+            then()
+
+    pool.begin(port, method, head, body, relay, done)
+
+
+def _settle(relay: ResponseRelay, sink: AnswerSink, port: int, error: BaseException | None) -> None:
+    if error is not None:
         if relay.streaming:
-            log.info("an app on port %s dropped an answer mid-way: %s", port, type(exc).__name__)
+            log.info("an app on port %s dropped an answer mid-way: %s", port, type(error).__name__)
             sink.abort()
         else:
             sink.fail(502, "the app did not answer")
@@ -331,12 +374,14 @@ async def forward(
     relay.complete()
 
 
-class ResponseRelay(httputil.HTTPMessageDelegate):
+class ResponseRelay(Watched):
     """The app's answer: in one piece when small, streamed when large or an event stream
-    (with back-pressure: a slow browser slows the read from the app)."""
+    (with back-pressure: a slow browser slows the read from the app). When the browser
+    leaves, the connection to the app is dropped (an event stream never ends by itself)."""
 
     def __init__(self, sink: AnswerSink) -> None:
         self.sink = sink
+        sink.leaving(self.abandon)
         self.start: httputil.ResponseStartLine | None = None
         self.headers = httputil.HTTPHeaders()
         self.buffer: list[bytes] = []

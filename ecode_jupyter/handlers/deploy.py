@@ -24,7 +24,7 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from http.client import responses
 from typing import Any, cast
@@ -273,6 +273,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     _subprotocols: list[str] | None = None
     _on_preview: bool | None = None
     _query: str | None = None
+    _leave: Callable[[], None] | None = None
 
     @property
     def ecode(self) -> EcodeContext:
@@ -601,6 +602,13 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         with contextlib.suppress(WebSocketClosedError, StreamClosedError):
             quiet(self._backend.write_message(message, binary=isinstance(message, bytes)))
 
+    def on_connection_close(self) -> None:
+        # The browser left mid-answer: drop the app's connection too (see ResponseRelay).
+        leave, self._leave = self._leave, None
+        if leave is not None:
+            leave()
+        super().on_connection_close()
+
     def on_close(self) -> None:
         if self._backend is not None:
             self._backend.close(
@@ -693,6 +701,9 @@ class _HandlerSink:
 
     def fail(self, code: int, message: str) -> None:
         raise web.HTTPError(code, message)
+
+    def leaving(self, abandon: Callable[[], None]) -> None:
+        self.handler._leave = abandon
 
 
 _ = AUTH_RESOURCE
