@@ -331,11 +331,25 @@ class BackendPool:
         connection = self._take(port)
         if connection is not None:
             self._send(connection, True, port, method, head, body, delegate, done)
-            return
+        else:
+            self._send_on_new(port, method, head, body, delegate, done, warmed=True)
+
+    def _send_on_new(
+        self,
+        port: int,
+        method: str,
+        head: bytes,
+        body: bytes | None,
+        delegate: httputil.HTTPMessageDelegate,
+        done: Callable[[BaseException | None], None],
+        *,
+        warmed: bool,
+    ) -> None:
+        """Send on a connection not used before (one being opened ahead, when ``warmed``)."""
 
         async def connect() -> None:
             try:
-                fresh = await self._open_or_warmed(port)
+                fresh = await (self._open_or_warmed(port) if warmed else self._open(port))
             except OSError as exc:
                 done(exc)
                 return
@@ -364,7 +378,7 @@ class BackendPool:
                     # The app had closed this idle connection: once more on a new one. Only
                     # a request that may be repeated: the app may have acted on a POST
                     # before it dropped the connection (RFC 9110 9.2.2).
-                    self._retry(port, method, head, body, delegate, done)
+                    self._send_on_new(port, method, head, body, delegate, done, warmed=False)
                 else:
                     done(error)
                 return
@@ -384,27 +398,6 @@ class BackendPool:
             done(None)
 
         connection.send(head, body, delegate, method == "HEAD", finished)
-
-    def _retry(
-        self,
-        port: int,
-        method: str,
-        head: bytes,
-        body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
-        done: Callable[[BaseException | None], None],
-    ) -> None:
-        async def again() -> None:
-            try:
-                fresh = await self._open(port)
-            except OSError as exc:
-                done(exc)
-                return
-            self._send(fresh, False, port, method, head, body, delegate, done)
-
-        task = asyncio.get_running_loop().create_task(again())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def request(
         self,
