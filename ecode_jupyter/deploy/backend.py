@@ -17,11 +17,10 @@ import contextlib
 import logging
 import socket
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import cast
 
 import httptools
-from tornado import httputil
 from tornado.iostream import StreamClosedError
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class _Exchange:
 
     __slots__ = ("delegate", "done", "eof_body", "head_only", "interim", "over", "started")
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate, head_only: bool, done: Done) -> None:
+    def __init__(self, delegate: AppAnswer, head_only: bool, done: Done) -> None:
         self.delegate = delegate
         self.done = done
         self.head_only = head_only
@@ -65,9 +64,9 @@ class _Exchange:
             self.done(_closed(exc), False)
             return
         if self.eof_body:
-            self.delegate.finish()  # a body that runs until the app closes: this is its end
+            self.delegate.answer_end()  # a body that runs until the app closes: its end
         else:
-            self.delegate.on_connection_close()
+            self.delegate.answer_lost()
         self.done(None, False)
 
 
@@ -84,7 +83,9 @@ class _AppConnection(asyncio.Protocol):
         self._new_parser = False
         self.http11 = True  # the version of the last answer
         self._reason = ""
-        self._headers = httputil.HTTPHeaders()
+        self._headers: list[tuple[str, str]] = []
+        self._framed = False  # a Content-Length or Transfer-Encoding was seen
+        self._content_type = ""
 
     # -- asyncio ----------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -130,27 +131,28 @@ class _AppConnection(asyncio.Protocol):
         self._reason = status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        text = value.decode("latin-1")
+        self._headers.append((name.decode("latin-1"), text))
+        lower = name.lower()
+        if lower in _FRAMING:
+            self._framed = True
+        elif lower == b"content-type":
+            self._content_type = text
 
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         assert exchange is not None
         code = self._parser.get_status_code()
-        headers, self._headers = self._headers, httputil.HTTPHeaders()
+        headers, self._headers = self._headers, []
+        framed, self._framed = self._framed, False
+        content_type, self._content_type = self._content_type, ""
         if 100 <= code < 200:
             exchange.interim = True  # 100 Continue and friends: the real answer follows
             return
-        version = "HTTP/" + self._parser.get_http_version()
-        self.http11 = version == "HTTP/1.1"
+        self.http11 = self._parser.get_http_version() == "1.1"
         exchange.started = True
-        exchange.eof_body = (
-            not exchange.head_only
-            and code not in (204, 304)
-            and "Content-Length" not in headers
-            and "Transfer-Encoding" not in headers
-        )
-        start = httputil.ResponseStartLine(version, code, self._reason)
-        exchange.delegate.headers_received(start, headers)
+        exchange.eof_body = not (exchange.head_only or framed or code in (204, 304))
+        exchange.delegate.answer_head(code, self._reason, headers, content_type)
         if exchange.head_only:
             self._new_parser = True
             self._finish(exchange, self._parser.should_keep_alive())
@@ -158,7 +160,7 @@ class _AppConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
         assert exchange is not None
-        pending = exchange.delegate.data_received(body)
+        pending = exchange.delegate.answer_data(body)
         if pending is None:
             return
         if isinstance(pending, asyncio.Future) and pending.done():
@@ -178,7 +180,7 @@ class _AppConnection(asyncio.Protocol):
         if exchange.interim:
             exchange.interim = False
             return
-        exchange.delegate.finish()
+        exchange.delegate.answer_end()
         self._finish(exchange, self._parser.should_keep_alive())
 
     # -- helpers ----------------------------------------------------------------------------
@@ -196,17 +198,16 @@ class _AppConnection(asyncio.Protocol):
         self,
         head: bytes,
         body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
+        delegate: AppAnswer,
         head_only: bool,
         done: Done,
     ) -> None:
         """Write one request; ``done`` hears how it ended."""
         self.exchange = _Exchange(delegate, head_only, done)
-        if isinstance(delegate, Watched):
-            if delegate.abandoned:
-                self.close()
-                return
-            delegate.drop = self.close
+        if delegate.abandoned:
+            self.close()
+            return
+        delegate.drop = self.close
         transport = self.transport
         assert transport is not None
         transport.write(head + body if body else head)
@@ -215,12 +216,31 @@ class _AppConnection(asyncio.Protocol):
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
-class Watched(httputil.HTTPMessageDelegate):
-    """A delegate that may give up on an answer (the browser left): ``abandon()`` drops the
-    connection to the app, so an endless stream does not hold it."""
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+
+
+class AppAnswer:
+    """Where the pool delivers an app's answer: its head (status, reason, headers as
+    (name, value) pairs in the order sent, and the Content-Type), its body in pieces, then
+    its end, or ``answer_lost`` if the connection ended mid-answer. ``abandon()`` (the
+    browser left) drops the connection to the app, so an endless stream does not hold it."""
 
     drop: Callable[[], None] | None = None
     abandoned = False
+
+    def answer_head(
+        self, code: int, reason: str, headers: list[tuple[str, str]], content_type: str
+    ) -> None:
+        raise NotImplementedError
+
+    def answer_data(self, chunk: bytes) -> Awaitable[None] | None:
+        raise NotImplementedError
+
+    def answer_end(self) -> None:
+        raise NotImplementedError
+
+    def answer_lost(self) -> None:
+        raise NotImplementedError
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -319,7 +339,7 @@ class BackendPool:
         method: str,
         head: bytes,
         body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
+        delegate: AppAnswer,
         done: Callable[[BaseException | None], None],
     ) -> None:
         """Send one encoded request (see ``encode_request``) and feed the answer to
@@ -340,7 +360,7 @@ class BackendPool:
         method: str,
         head: bytes,
         body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
+        delegate: AppAnswer,
         done: Callable[[BaseException | None], None],
         *,
         warmed: bool,
@@ -367,13 +387,13 @@ class BackendPool:
         method: str,
         head: bytes,
         body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
+        delegate: AppAnswer,
         done: Callable[[BaseException | None], None],
     ) -> None:
         def finished(error: BaseException | None, reusable: bool) -> None:
             if error is not None:
                 connection.close()
-                abandoned = isinstance(delegate, Watched) and delegate.abandoned
+                abandoned = delegate.abandoned
                 if reused and method in IDEMPOTENT and not abandoned:
                     # The app had closed this idle connection: once more on a new one. Only
                     # a request that may be repeated: the app may have acted on a POST
@@ -403,10 +423,9 @@ class BackendPool:
         self,
         port: int,
         method: str,
-        target: str,
-        headers: httputil.HTTPHeaders,
+        head: bytes,
         body: bytes | None,
-        delegate: httputil.HTTPMessageDelegate,
+        delegate: AppAnswer,
     ) -> None:
         """``begin`` as a coroutine: raises ``StreamClosedError`` or ``OSError`` when the app
         cannot be reached or drops the connection before answering."""
@@ -420,7 +439,6 @@ class BackendPool:
             else:
                 future.set_exception(error)
 
-        head = encode_request(method, target, headers.get_all(), body)
         self.begin(port, method, head, body, delegate, done)
         await future
 

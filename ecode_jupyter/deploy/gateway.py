@@ -34,18 +34,21 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httptools
-from tornado import httputil
 
-from ..handlers.app_router import app_request, keyed_app, relay_now
-from .backend import BackendPool, encode_request
+from ..handlers.app_router import app_request, error_headers, keyed_app, relay_now
+from .backend import BackendPool
 from .manager import DeployManager, LiveApp
-from .proxy import add_security_headers, error_page, response_headers
+from .proxy import Pairs, error_page, response_header_pairs
 
 log = logging.getLogger(__name__)
 
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 256 * 1024 * 1024
 _MAX_QUEUED = 16  # pipelined requests read ahead before reading pauses
+# Request headers the gateway itself looks at (names in lower case).
+_SPECIAL = frozenset(
+    {b"host", b"upgrade", b"origin", b"transfer-encoding", b"access-control-request-method"}
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ class _Client(asyncio.Protocol):
         self.closed = False
         # the request being parsed
         self._url: list[bytes] = []
-        self._headers = httputil.HTTPHeaders()
+        self._headers: Pairs = []
+        self._special: dict[bytes, str] = {}
         self._body: list[bytes] = []
         self._size = 0
         self._head_size = 0
@@ -247,7 +251,8 @@ class _Client(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._url = []
-        self._headers = httputil.HTTPHeaders()
+        self._headers = []
+        self._special = {}
         self._body = []
         self._size = 0
         self._head_size = 0
@@ -260,7 +265,11 @@ class _Client(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._grow_head(len(name) + len(value))
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        text = value.decode("latin-1")
+        self._headers.append((name.decode("latin-1"), text))
+        lower = name.lower()
+        if lower in _SPECIAL:
+            self._special[lower] = text
 
     def _grow_head(self, size: int) -> None:
         self._head_size += size
@@ -274,13 +283,18 @@ class _Client(asyncio.Protocol):
         url = b"".join(self._url).decode("latin-1")
         path = url.partition("?")[0]
         gateway = self.gateway
+        special = self._special
         if (
             self._pipe is None
             and path.startswith(gateway.prefix)
-            and self._headers.get("Host", "") in gateway.hosts
+            and special.get(b"host", "") in gateway.hosts
         ):
             self._fast = keyed_app(
-                gateway.manager, method, path[len(gateway.prefix) :], self._headers
+                gateway.manager,
+                method,
+                path[len(gateway.prefix) :],
+                upgrade=b"upgrade" in special,
+                preflight=b"access-control-request-method" in special,
             )
         if self._fast is not None:
             return
@@ -289,9 +303,9 @@ class _Client(asyncio.Protocol):
             self._pipe = _Pipe(self)
         version = parser.get_http_version()
         lines = [f"{method} {url} HTTP/{version}"]
-        lines.extend(f"{name}: {value}" for name, value in self._headers.get_all())
+        lines.extend(f"{name}: {value}" for name, value in self._headers)
         self._pipe.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        self._chunked = "chunked" in self._headers.get("Transfer-Encoding", "").lower()
+        self._chunked = "chunked" in special.get(b"transfer-encoding", "").lower()
 
     def on_body(self, body: bytes) -> None:
         if self._fast is None:
@@ -320,6 +334,8 @@ class _Client(asyncio.Protocol):
                 method=parser.get_method().decode("latin-1"),
                 query=url.partition("?")[2],
                 headers=self._headers,
+                host=self._special.get(b"host", ""),
+                origin=self._special.get(b"origin", ""),
                 body=self._body,
                 app=app,
                 port=port,
@@ -359,8 +375,8 @@ class _Client(asyncio.Protocol):
     def _answer(self, request: _Request) -> None:
         gateway = self.gateway
         app = request.app
-        host = request.headers.get("Host", "")
-        target, headers, body = app_request(
+        host = request.host
+        head, body = app_request(
             app,
             request.rest,
             request.query,
@@ -375,7 +391,6 @@ class _Client(asyncio.Protocol):
         gateway.on_activity()
         sink = _Answer(self, request, host)
         assert gateway.pool is not None
-        head = encode_request(request.method, target, headers.get_all(), body)
         relay_now(gateway.pool, request.port, request.method, head, body, sink, self._answered)
 
     def write(self, data: bytes) -> None:
@@ -398,7 +413,9 @@ class _TooLarge(Exception):
 class _Request:
     method: str
     query: str
-    headers: httputil.HTTPHeaders
+    headers: Pairs
+    host: str
+    origin: str
     body: list[bytes]
     app: LiveApp
     port: int
@@ -423,10 +440,10 @@ class _Answer:
         return self.request.method == "HEAD"
 
     def _sandboxed_fetch(self) -> bool:
-        return self.request.headers.get("Origin") == "null"
+        return self.request.origin == "null"
 
-    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders:
-        return response_headers(
+    def outgoing(self, app_headers: Pairs) -> Pairs:
+        return response_header_pairs(
             app_headers,
             public_prefix=self.request.app.base_path,
             host=self.host,
@@ -436,28 +453,22 @@ class _Answer:
         )
 
     def write_head(
-        self,
-        start: httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        body: bytes | None,
-        stream: bool,
+        self, code: int, reason: str, headers: Pairs, body: bytes | None, stream: bool
     ) -> None:
         self.written = True
-        code = start.code
         bodyless = self.head_request or code in (204, 304) or 100 <= code < 200
-        if stream and not bodyless and "Content-Length" not in headers:
+        if stream and not bodyless:  # a streamed answer has no length yet
             if self.request.http11:
                 self.chunked = True
-                headers["Transfer-Encoding"] = "chunked"
+                headers.append(("Transfer-Encoding", "chunked"))
             else:
                 self.close_after = True  # an HTTP/1.0 client reads to the end
         if self.close_after:
-            headers["Connection"] = "close"
+            headers.append(("Connection", "close"))
         elif not self.request.http11:
-            headers["Connection"] = "keep-alive"
-        reason = start.reason or responses.get(code, "Unknown")
-        lines = [f"HTTP/1.1 {code} {reason}"]
-        lines.extend(f"{name}: {value}" for name, value in headers.get_all())
+            headers.append(("Connection", "keep-alive"))
+        lines = [f"HTTP/1.1 {code} {reason or responses.get(code, 'Unknown')}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.client.write(head + self._frame(body) if body and not bodyless else head)
 
@@ -489,10 +500,8 @@ class _Answer:
             self.client.close()
             return
         body = error_page(message).encode()
-        headers = httputil.HTTPHeaders({"Content-Type": "text/html; charset=utf-8"})
-        headers["Content-Length"] = str(len(body))
-        add_security_headers(headers, same_origin=True, sandboxed_fetch=self._sandboxed_fetch())
-        self.write_head(httputil.ResponseStartLine("HTTP/1.1", code, ""), headers, body, False)
+        headers = error_headers(body, same_origin=True, sandboxed_fetch=self._sandboxed_fetch())
+        self.write_head(code, "", headers, body, False)
         self.end()
 
 

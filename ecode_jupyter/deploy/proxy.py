@@ -110,6 +110,53 @@ def filter_query(query: str) -> str:
     return urlencode([(k, v) for k, v in pairs if k not in STRIPPED_QUERY_PARAMS])
 
 
+Pairs = list[tuple[str, str]]
+
+
+def request_header_pairs(
+    incoming: Iterable[tuple[str, str]],
+    *,
+    public_prefix: str,
+    host: str,
+    proto: str,
+    remote_ip: str | None,
+    protected_cookies: Iterable[str] = (),
+    websocket: bool = False,
+) -> Pairs:
+    """Headers for the request to the app, from the browser's (name, value) pairs."""
+    out: Pairs = []
+    cookies: list[str] = []
+    referer = ""
+    for name, value in incoming:
+        lower = name.lower()
+        if lower == "cookie":
+            cookies.append(value)
+            continue
+        if lower == "referer":
+            referer = value
+            continue
+        if lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
+            continue
+        if websocket and lower.startswith("sec-websocket-"):
+            continue  # the proxy's own client handshake sets these
+        out.append((name, value))
+    if cookies:
+        kept = filter_cookie_header("; ".join(cookies), protected_cookies)
+        if kept:
+            out.append(("Cookie", kept))
+    if referer:
+        parts = urlsplit(referer)
+        if parts.netloc == host and _under(parts.path, public_prefix):
+            out.append(("Referer", referer))
+    out.append(("Host", host))
+    out.append(("X-Forwarded-Host", host))
+    out.append(("X-Forwarded-Proto", proto))
+    out.append(("X-Forwarded-Prefix", public_prefix))
+    if remote_ip:
+        out.append(("X-Forwarded-For", remote_ip))
+    return out
+
+
 def request_headers(
     incoming: HTTPHeaders,
     *,
@@ -120,31 +167,19 @@ def request_headers(
     protected_cookies: Iterable[str] = (),
     websocket: bool = False,
 ) -> HTTPHeaders:
-    """Headers for the request to the app."""
+    """``request_header_pairs`` for tornado's headers."""
     out = HTTPHeaders()
-    for name, value in incoming.get_all():
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
-            continue
-        if websocket and lower.startswith("sec-websocket-"):
-            continue  # the proxy's own client handshake sets these
+    pairs = request_header_pairs(
+        incoming.get_all(),
+        public_prefix=public_prefix,
+        host=host,
+        proto=proto,
+        remote_ip=remote_ip,
+        protected_cookies=protected_cookies,
+        websocket=websocket,
+    )
+    for name, value in pairs:
         out.add(name, value)
-    cookie = incoming.get("Cookie")
-    if cookie:
-        kept = filter_cookie_header(cookie, protected_cookies)
-        if kept:
-            out["Cookie"] = kept
-    referer = incoming.get("Referer")
-    if referer:
-        parts = urlsplit(referer)
-        if parts.netloc == host and _under(parts.path, public_prefix):
-            out["Referer"] = referer
-    out["Host"] = host
-    out["X-Forwarded-Host"] = host
-    out["X-Forwarded-Proto"] = proto
-    out["X-Forwarded-Prefix"] = public_prefix
-    if remote_ip:
-        out["X-Forwarded-For"] = remote_ip
     return out
 
 
@@ -188,15 +223,59 @@ def rewrite_location(location: str, *, public_prefix: str, host: str) -> str:
     return public_prefix + location
 
 
-def add_security_headers(headers: HTTPHeaders, *, same_origin: bool, sandboxed_fetch: bool) -> None:
+def security_header_pairs(*, same_origin: bool, sandboxed_fetch: bool) -> Pairs:
     """What every answer from an app's URL carries, the proxy's own errors included."""
-    headers.add("Content-Security-Policy", sandbox_policy(same_origin))
-    # Keyed URLs must not travel to other sites in a Referer.
-    headers["Referrer-Policy"] = "no-referrer"
+    pairs = [
+        ("Content-Security-Policy", sandbox_policy(same_origin)),
+        # Keyed URLs must not travel to other sites in a Referer.
+        ("Referrer-Policy", "no-referrer"),
+    ]
     if sandboxed_fetch:
         # A sandboxed page's own fetches come from the opaque origin "null".
-        headers["Access-Control-Allow-Origin"] = "null"
-        headers.add("Vary", "Origin")
+        pairs.append(("Access-Control-Allow-Origin", "null"))
+        pairs.append(("Vary", "Origin"))
+    return pairs
+
+
+def add_security_headers(headers: HTTPHeaders, *, same_origin: bool, sandboxed_fetch: bool) -> None:
+    for name, value in security_header_pairs(
+        same_origin=same_origin, sandboxed_fetch=sandboxed_fetch
+    ):
+        headers.add(name, value)
+
+
+def response_header_pairs(
+    app_headers: Iterable[tuple[str, str]],
+    *,
+    public_prefix: str,
+    host: str,
+    head: bool,
+    same_origin: bool,
+    sandboxed_fetch: bool,
+) -> Pairs:
+    """The app's answer headers as the browser gets them (without a length, which the proxy
+    sets for what it sends, except for HEAD, where the app's own is the answer)."""
+    out: Pairs = []
+    length = ""
+    for name, value in app_headers:
+        lower = name.lower()
+        if lower == "set-cookie":
+            cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
+            if cookie:
+                out.append(("Set-Cookie", cookie))
+            continue
+        if lower == "content-length":
+            length = value
+            continue
+        if lower in STRIPPED_RESPONSE_HEADERS:
+            continue
+        if lower == "location":
+            value = rewrite_location(value, public_prefix=public_prefix, host=host)
+        out.append((name, value))
+    if head and length:
+        out.append(("Content-Length", length))
+    out.extend(security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch))
+    return out
 
 
 def response_headers(
@@ -208,23 +287,18 @@ def response_headers(
     same_origin: bool,
     sandboxed_fetch: bool,
 ) -> HTTPHeaders:
-    """The app's answer headers as the browser gets them."""
+    """``response_header_pairs`` for tornado's headers."""
     out = HTTPHeaders()
-    for name, value in app_headers.get_all():
-        lower = name.lower()
-        if lower == "set-cookie":
-            cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
-            if cookie:
-                out.add("Set-Cookie", cookie)
-            continue
-        if lower in STRIPPED_RESPONSE_HEADERS:
-            continue
-        if lower == "location":
-            value = rewrite_location(value, public_prefix=public_prefix, host=host)
+    pairs = response_header_pairs(
+        app_headers.get_all(),
+        public_prefix=public_prefix,
+        host=host,
+        head=head,
+        same_origin=same_origin,
+        sandboxed_fetch=sandboxed_fetch,
+    )
+    for name, value in pairs:
         out.add(name, value)
-    if head and "Content-Length" in app_headers:
-        out["Content-Length"] = app_headers["Content-Length"]
-    add_security_headers(out, same_origin=same_origin, sandboxed_fetch=sandboxed_fetch)
     return out
 
 

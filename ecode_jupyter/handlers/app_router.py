@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from http.client import responses
 from typing import Any, Protocol
@@ -28,14 +28,15 @@ from urllib.parse import urlsplit
 from tornado import httputil, routing
 from tornado.iostream import StreamClosedError
 
-from ..deploy.backend import BackendPool, Watched
+from ..deploy.backend import AppAnswer, BackendPool, encode_request
 from ..deploy.manager import DeployManager, LiveApp
 from ..deploy.proxy import (
-    add_security_headers,
+    Pairs,
     error_page,
     filter_query,
-    request_headers,
-    response_headers,
+    request_header_pairs,
+    response_header_pairs,
+    security_header_pairs,
 )
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,14 @@ class KeyedAppRouter(routing.Router):
         manager = self.manager()
         if manager is None:
             return None
-        found = keyed_app(manager, request.method or "", path[len(self.prefix) :], request.headers)
+        headers = request.headers
+        found = keyed_app(
+            manager,
+            request.method or "",
+            path[len(self.prefix) :],
+            upgrade="Upgrade" in headers,
+            preflight="Access-Control-Request-Method" in headers,
+        )
         if found is None:
             return None
         app, port, rest = found
@@ -88,7 +96,7 @@ class KeyedAppRouter(routing.Router):
 
 
 def keyed_app(
-    manager: DeployManager, method: str, path: str, headers: httputil.HTTPHeaders
+    manager: DeployManager, method: str, path: str, *, upgrade: bool, preflight: bool
 ) -> tuple[LiveApp, int, str] | None:
     """The running app a keyed request goes to, its port and the rest of the path; ``None``
     when the request needs ``AppProxyHandler`` (``path`` starts after ``…/ecode/``)."""
@@ -97,9 +105,9 @@ def keyed_app(
     match = _KEYED.match(path)
     if match is None:
         return None
-    if "Upgrade" in headers:
+    if upgrade:
         return None  # WebSockets: the handler speaks them
-    if method == "OPTIONS" and "Access-Control-Request-Method" in headers:
+    if preflight and method == "OPTIONS":
         return None  # a CORS preflight: the handler answers it
     app = manager.app_for_key(match["key"])
     if app is None or (app.kind, app.owner, app.slug) != (
@@ -118,24 +126,25 @@ def app_request(
     app: LiveApp,
     rest: str,
     query: str,
-    incoming: httputil.HTTPHeaders,
+    incoming: Iterable[tuple[str, str]],
     *,
     method: str,
     chunks: list[bytes],
     host: str,
     proto: str,
     remote_ip: str | None,
-) -> tuple[str, httputil.HTTPHeaders, bytes | None]:
-    """The request line target, headers and body the app gets for a browser's request."""
+) -> tuple[bytes, bytes | None]:
+    """The request the app gets for a browser's request: its encoded head, and its body."""
     query = filter_query(query)
     path = app.base_path + rest if app.spec.base_path_mode == "keep" else rest
-    headers = request_headers(
+    headers = request_header_pairs(
         incoming, public_prefix=app.base_path, host=host, proto=proto, remote_ip=remote_ip
     )
     body: bytes | None = b"".join(chunks) if chunks else None
     if body is None and method in _BODY_METHODS:
         body = b""
-    return path + ("?" + query if query else ""), headers, body
+    target = path + ("?" + query if query else "")
+    return encode_request(method, target, headers, body), body
 
 
 def _is_navigation(request: httputil.HTTPServerRequest) -> bool:
@@ -205,11 +214,11 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
     async def _forward(self) -> None:
         request, app = self.request, self.app
         method = request.method or "GET"
-        target, headers, body = app_request(
+        head, body = app_request(
             app,
             self.rest,
             request.query,
-            request.headers,
+            request.headers.get_all(),
             method=method,
             chunks=self.chunks,
             host=request.host,
@@ -219,15 +228,15 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         app.supervisor.touch()
         # Someone using an app is someone using this server: keep idle culling away.
         self.settings.setdefault("last_activity_times", {})["ecode_apps"] = datetime.now(UTC)
-        await forward(self.manager.backend, self.port, method, target, headers, body, self)
+        await forward(self.manager.backend, self.port, method, head, body, self)
 
     # -- the AnswerSink the relay writes to ------------------------------------------------
     @property
     def head_request(self) -> bool:
         return self.request.method == "HEAD"
 
-    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders:
-        return response_headers(
+    def outgoing(self, app_headers: Pairs) -> Pairs:
+        return response_header_pairs(
             app_headers,
             public_prefix=self.app.base_path,
             host=self.request.host,
@@ -240,19 +249,13 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         return self.request.headers.get("Origin") == "null"
 
     def write_head(
-        self,
-        start: httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        body: bytes | None,
-        stream: bool,
+        self, code: int, reason: str, headers: Pairs, body: bytes | None, stream: bool
     ) -> None:
         if self.gone:
             return
         self.written = True
-        line = httputil.ResponseStartLine(
-            "HTTP/1.1", start.code, start.reason or responses.get(start.code, "Unknown")
-        )
-        quiet(self.connection.write_headers(line, headers, body))
+        line = httputil.ResponseStartLine("HTTP/1.1", code, reason or responses.get(code, "?"))
+        quiet(self.connection.write_headers(line, to_tornado(headers), body))
 
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         if self.gone:
@@ -275,13 +278,10 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         if self.gone or self.written:
             return
         body = error_page(message).encode()
-        headers = httputil.HTTPHeaders(
-            {"Content-Type": "text/html; charset=utf-8", "Content-Length": str(len(body))}
+        headers = error_headers(
+            body, same_origin=self.same_origin, sandboxed_fetch=self.sandboxed_fetch()
         )
-        add_security_headers(
-            headers, same_origin=self.same_origin, sandboxed_fetch=self.sandboxed_fetch()
-        )
-        self.write_head(httputil.ResponseStartLine("HTTP/1.1", code, ""), headers, body, False)
+        self.write_head(code, "", headers, body, False)
         self.end()
 
 
@@ -291,14 +291,11 @@ class AnswerSink(Protocol):
     @property
     def head_request(self) -> bool: ...
 
-    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders: ...
+    def outgoing(self, app_headers: Pairs) -> Pairs:
+        """The app's answer headers as this browser gets them (``response_header_pairs``)."""
 
     def write_head(
-        self,
-        start: httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        body: bytes | None,
-        stream: bool,
+        self, code: int, reason: str, headers: Pairs, body: bytes | None, stream: bool
     ) -> None: ...
 
     def write(self, chunk: bytes) -> Awaitable[None] | None: ...
@@ -316,18 +313,13 @@ class AnswerSink(Protocol):
 
 
 async def forward(
-    pool: BackendPool,
-    port: int,
-    method: str,
-    target: str,
-    headers: httputil.HTTPHeaders,
-    body: bytes | None,
-    sink: AnswerSink,
+    pool: BackendPool, port: int, method: str, head: bytes, body: bytes | None, sink: AnswerSink
 ) -> None:
-    """Send a request to the app on ``port`` and relay its answer to ``sink``."""
+    """Send a request (encoded by ``encode_request``) to the app on ``port`` and relay its
+    answer to ``sink``."""
     relay = ResponseRelay(sink)
     try:
-        await pool.request(port, method, target, headers, body, relay)
+        await pool.request(port, method, head, body, relay)
     except (StreamClosedError, OSError) as exc:
         _settle(relay, sink, port, exc)
         return
@@ -374,7 +366,7 @@ def _settle(relay: ResponseRelay, sink: AnswerSink, port: int, error: BaseExcept
     relay.complete()
 
 
-class ResponseRelay(Watched):
+class ResponseRelay(AppAnswer):
     """The app's answer: in one piece when small, streamed when large or an event stream
     (with back-pressure: a slow browser slows the read from the app). When the browser
     leaves, the connection to the app is dropped (an event stream never ends by itself)."""
@@ -382,32 +374,28 @@ class ResponseRelay(Watched):
     def __init__(self, sink: AnswerSink) -> None:
         self.sink = sink
         sink.leaving(self.abandon)
-        self.start: httputil.ResponseStartLine | None = None
-        self.headers = httputil.HTTPHeaders()
+        self.code = 0
+        self.reason = ""
+        self.headers: Pairs = []
         self.buffer: list[bytes] = []
         self.size = 0
         self.streaming = False
         self.broken = False
 
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> None:
-        assert isinstance(start_line, httputil.ResponseStartLine)
-        self.start = start_line
+    def answer_head(self, code: int, reason: str, headers: Pairs, content_type: str) -> None:
+        self.code = code
+        self.reason = reason
         self.headers = headers
-        if "text/event-stream" in headers.get("Content-Type", ""):
+        if "text/event-stream" in content_type:
             self._stream()
 
     def _stream(self) -> None:
-        assert self.start is not None
         self.streaming = True
         body = b"".join(self.buffer) if self.buffer else None
         self.buffer = []
-        self.sink.write_head(self.start, self.sink.outgoing(self.headers), body, True)
+        self.sink.write_head(self.code, self.reason, self.sink.outgoing(self.headers), body, True)
 
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+    def answer_data(self, chunk: bytes) -> Awaitable[None] | None:
         if not self.streaming:
             self.buffer.append(chunk)
             self.size += len(chunk)
@@ -416,22 +404,37 @@ class ResponseRelay(Watched):
             return None
         return self.sink.write(chunk)
 
-    def finish(self) -> None:
+    def answer_end(self) -> None:
         return None
 
-    def on_connection_close(self) -> None:
+    def answer_lost(self) -> None:
         self.broken = True
 
     def complete(self) -> None:
         if not self.streaming:
-            assert self.start is not None
             headers = self.sink.outgoing(self.headers)
-            code = self.start.code
+            code = self.code
             body = b"".join(self.buffer)
             if not self.sink.head_request and code not in (204, 304):
-                headers["Content-Length"] = str(len(body))
-            self.sink.write_head(self.start, headers, body or None, False)
+                headers.append(("Content-Length", str(len(body))))
+            self.sink.write_head(code, self.reason, headers, body or None, False)
         self.sink.end()
+
+
+def to_tornado(pairs: Pairs) -> httputil.HTTPHeaders:
+    headers = httputil.HTTPHeaders()
+    for name, value in pairs:
+        headers.add(name, value)
+    return headers
+
+
+def error_headers(body: bytes, *, same_origin: bool, sandboxed_fetch: bool) -> Pairs:
+    """Headers of the proxy's own error page."""
+    return [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch),
+    ]
 
 
 def quiet(future: Any) -> None:

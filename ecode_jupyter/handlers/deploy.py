@@ -46,15 +46,16 @@ from tornado.websocket import (
 from ..context import EcodeContext
 from ..deploy.manager import DeployManager, LiveApp, may_view_app
 from ..deploy.proxy import (
+    Pairs,
     add_security_headers,
     error_page,
     filter_query,
     request_headers,
-    response_headers,
+    response_header_pairs,
 )
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
-from .app_router import forward, quiet
+from .app_router import app_request, forward, quiet, to_tornado
 from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)
@@ -522,21 +523,20 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         return query
 
     async def _forward(self, app: LiveApp, port: int) -> None:
-        query = self._filtered_query()
-        target = self._target_path(app) + (f"?{query}" if query else "")
-        headers = request_headers(
-            self.request.headers,
-            public_prefix=app.base_path,
+        method = self.request.method or "GET"
+        head, body = app_request(
+            app,
+            self._route.rest or "/",
+            self.request.query,
+            self.request.headers.get_all(),
+            method=method,
+            chunks=[self.request.body] if self.request.body else [],
             host=self.request.host,
             proto=self.request.protocol,
             remote_ip=self.request.remote_ip,
         )
-        body = self.request.body or None
-        if body is None and self.request.method in ("POST", "PUT", "PATCH"):
-            body = b""
         backend = _manager(self.ecode).backend
-        sink = _HandlerSink(self, app)
-        await forward(backend, port, self.request.method or "GET", target, headers, body, sink)
+        await forward(backend, port, method, head, body, _HandlerSink(self, app))
 
     # -- WebSocket ------------------------------------------------------------------------------
     @property
@@ -656,9 +656,9 @@ class _HandlerSink:
     def head_request(self) -> bool:
         return self.handler.request.method == "HEAD"
 
-    def outgoing(self, app_headers: httputil.HTTPHeaders) -> httputil.HTTPHeaders:
+    def outgoing(self, app_headers: Pairs) -> Pairs:
         handler = self.handler
-        return response_headers(
+        return response_header_pairs(
             app_headers,
             public_prefix=self.app.base_path,
             host=handler.request.host,
@@ -668,17 +668,13 @@ class _HandlerSink:
         )
 
     def write_head(
-        self,
-        start: httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-        body: bytes | None,
-        stream: bool,
+        self, code: int, reason: str, headers: Pairs, body: bytes | None, stream: bool
     ) -> None:
         handler = self.handler
         if handler._finished:
             return
-        handler.set_status(start.code, start.reason or responses.get(start.code, "Unknown"))
-        handler._headers = headers
+        handler.set_status(code, reason or responses.get(code, "Unknown"))
+        handler._headers = to_tornado(headers)
         if body:
             handler.write(body)
         if stream:
