@@ -20,7 +20,7 @@ from ..exceptions import EcodeError
 
 log = logging.getLogger(__name__)
 
-SUBCOMMAND_MODULES = ["projects", "db"]
+SUBCOMMAND_MODULES = ["projects", "db", "settings"]
 # Optional subcommands of later concerns; absent modules are simply not offered.
 OPTIONAL_MODULES = ["new", "runs", "credits"]
 
