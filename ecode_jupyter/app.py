@@ -370,6 +370,8 @@ class EcodeApp(ExtensionApp):
         while True:
             try:
                 await self.ecode.projects.purge_expired()
+                # Files only purged projects' releases used go with them.
+                await self.ecode.extras["deploy"].collect_release_blobs()
             except Exception:
                 log.exception("purging expired projects failed")
             await asyncio.sleep(self.purge_interval_s)

@@ -585,6 +585,15 @@ class DeployManager:
 
         return await self.db.run(query)
 
+    async def collect_release_blobs(self, grace_s: float = 3600.0) -> int:
+        """Remove stored files no release uses any more (their projects were purged)."""
+
+        def manifests(session: Session) -> list[str]:
+            return list(session.scalars(select(Release.manifest_digest).distinct()))
+
+        used = await self.db.run(manifests)
+        return await asyncio.to_thread(self.store.collect, used, grace_s)
+
     async def list_releases(self, user: EcodeUser, project_id: Any) -> list[dict[str, Any]]:
         project = await self.projects.project_context(user, project_id, Role.viewer)
 

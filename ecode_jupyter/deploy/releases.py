@@ -12,6 +12,7 @@ so an app that writes into its folder cannot corrupt the snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -19,7 +20,8 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,7 @@ class BlobStore:
         target = self.path_for(digest)
         if target.exists():
             tmp.unlink()
+            _touch(target)  # in use again: collection leaves recently used blobs alone
             return False
         target.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o400)
@@ -146,6 +149,7 @@ class BlobStore:
         self._ensure()
         digest = hashlib.sha256(data).hexdigest()
         if self.has(digest):
+            _touch(self.path_for(digest))
             return digest, False
         fd, name = tempfile.mkstemp(dir=self._tmp)
         with os.fdopen(fd, "wb") as fh:
@@ -242,3 +246,46 @@ class BlobStore:
 
     def remove_run_dir(self, name: str) -> None:
         shutil.rmtree(self.runs / name, ignore_errors=True)
+
+    def collect(self, manifests: Iterable[str], grace_s: float = 3600.0) -> int:
+        """Remove blobs no release uses: neither one of ``manifests`` (every release the
+        database knows) nor a file one of them lists. Blobs written or reused in the last
+        ``grace_s`` seconds stay (a snapshot in progress has no release row yet), and so
+        does everything when a manifest cannot be read (better a full disk than a lost
+        release). Also clears temp files older than the grace period. Blocking."""
+        if not self.blobs.exists():
+            return 0
+        keep: set[str] = set()
+        for digest in manifests:
+            if not self.has(digest):
+                continue  # a release stored elsewhere (another server on the same database)
+            try:
+                files = self.manifest(digest)
+            except (EcodeError, InvalidInput, ValueError, KeyError) as exc:
+                log.warning("not collecting release blobs: manifest %s: %s", digest[:12], exc)
+                return 0
+            keep.add(digest)
+            keep.update(entry.digest for entry in files.values())
+        cutoff = time.time() - grace_s
+        removed = 0
+        for path in self.blobs.glob("*/*"):
+            digest = path.parent.name + path.name
+            try:
+                if digest in keep or path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        for tmp in self._tmp.glob("*") if self._tmp.exists() else ():
+            with contextlib.suppress(FileNotFoundError):
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+        if removed:
+            log.info("release store: removed %d blobs no release uses", removed)
+        return removed
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)

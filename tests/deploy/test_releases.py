@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,55 @@ def test_a_tampered_manifest_path_cannot_escape(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="outside"):
         store.materialize(manifest, tmp_path / "run")
     assert not (tmp_path / "escape.txt").exists()
+
+
+def _age(store: BlobStore, seconds: float) -> None:
+    """Make every stored blob look ``seconds`` old."""
+    past = time.time() - seconds
+    for path in store.blobs.glob("*/*"):
+        os.utime(path, (past, past))
+
+
+def test_collection_removes_only_what_no_release_uses(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    workspace = _workspace(tmp_path / "ws")
+    kept = store.snapshot(workspace)
+    (workspace / "app.py").write_text("print('only the purged release had this')\n")
+    purged = store.snapshot(workspace)
+    only_purged = {purged.digest, purged.files["app.py"].digest}
+    _age(store, 7200)
+
+    # Recently used blobs stay whatever: a snapshot in progress has no release row yet.
+    assert store.collect([kept.digest], grace_s=10 * 3600) == 0
+    # A manifest this store does not hold (another server's release) changes nothing.
+    elsewhere = "f" * 64
+    assert store.collect([kept.digest, elsewhere]) == len(only_purged)
+    assert not any(store.has(d) for d in only_purged)
+    # What the kept release needs is all there, the files it shared with the purged one too.
+    out = tmp_path / "run"
+    assert store.materialize(kept.digest, out) == 4
+    assert (out / "app.py").read_text() == "print('hi')\n"
+    assert store.collect([kept.digest]) == 0
+
+
+def test_reusing_a_stored_blob_protects_it_from_collection(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    workspace = _workspace(tmp_path / "ws")
+    first = store.snapshot(workspace)
+    _age(store, 7200)
+    # The release row of this first snapshot was removed (its project purged); a new
+    # snapshot of the same files reuses every blob before its own row exists.
+    again = store.snapshot(workspace)
+    assert again.digest == first.digest
+    assert store.collect([]) == 0  # reused just now: inside the grace period
+    assert store.materialize(again.digest, tmp_path / "run") == 4
+
+
+def test_collection_stops_when_a_release_manifest_is_unreadable(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "store")
+    workspace = _workspace(tmp_path / "ws")
+    snapshot = store.snapshot(workspace)
+    bad, _ = store.put_bytes(b"not a manifest")
+    _age(store, 7200)
+    assert store.collect([snapshot.digest, bad]) == 0  # better a full disk than a lost file
+    assert store.materialize(snapshot.digest, tmp_path / "run") == 4

@@ -6,11 +6,13 @@ import asyncio
 import io
 import tarfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ecode_jupyter.db.models import utcnow
 from ecode_jupyter.deploy import tools as deploy_tools
 from ecode_jupyter.identity import EcodeUser
 
@@ -168,3 +170,41 @@ async def test_tool_functions_start_and_report_a_preview(
     with pytest.raises(deploy_tools.PreviewFailed) as failed:
         await deploy_tools.start_preview(ecode_app.ecode, alice, pid, restart=True)
     assert "missing API_KEY" in failed.value.message
+
+
+async def test_files_of_purged_projects_releases_are_collected(
+    ecode_api: Any,
+    app_fetch: Any,
+    ecode_app: Any,
+    deploy: Any,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    releases = {}
+    for name, text in (("Kept", "kept"), ("Gone", "gone")):
+        r = await ecode_api("POST", "projects", body={"name": name})
+        pid = r.body["id"]
+        files = {"app.py": VERSIONED.replace("{version}", text), "Procfile": "web: python app.py\n"}
+        write_files(ecode_workspace_root / pid, files)
+        released = await ecode_api("POST", f"projects/{pid}/releases", body={})
+        assert released.body["status"] == "running", released.body
+        releases[name] = (pid, released.body)
+    store = deploy.store
+    before = store.blob_count()
+
+    gone_id = releases["Gone"][0]
+    assert (await ecode_api("DELETE", f"projects/{gone_id}")).status in (200, 204)
+    # Nothing is collected while the project is only in the trash: it can be restored.
+    assert await deploy.collect_release_blobs(grace_s=0) == 0
+    await ecode_app.ecode.projects.purge_expired(now=utcnow() + timedelta(days=365))
+    removed = await deploy.collect_release_blobs(grace_s=0)
+    assert removed == 2  # the purged release's manifest and its own app.py; the Procfile is shared
+    assert store.blob_count() == before - 2
+
+    # The other project's release still rolls back from the store.
+    kept_id, kept = releases["Kept"]
+    rolled = await ecode_api(
+        "POST", f"projects/{kept_id}/releases/{kept['release']['id']}/rollback", body={}
+    )
+    assert rolled.status == 201 and rolled.body["status"] == "running", rolled.body
+    assert await _live_text(app_fetch, kept["entry_url"]) == (200, "kept")
