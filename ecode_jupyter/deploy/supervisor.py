@@ -110,9 +110,6 @@ class AppLaunch:
     limits: ResourceLimits = APP_LIMITS
 
 
-_LOG_GATHER_S = 0.02
-
-
 class AppInstance:
     """One process of the app, listening (once healthy) on ``port``."""
 
@@ -173,10 +170,6 @@ class AppInstance:
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         while chunk := await stdout.read(65536):
             self._logs.feed(chunk)
-            # A chatty app (an access log line per request) gathers its lines for a moment
-            # between reads: one wakeup of this task for many lines, not one per request
-            # competing with the proxy. The pipe holds 64 KiB meanwhile.
-            await asyncio.sleep(_LOG_GATHER_S)
 
     async def check_health(self, timeout_s: float = 2.0) -> int | None:
         """The status code of the health path, or None when nothing answers."""
