@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..handlers.app_router import app_request, error_headers, keyed_app, relay_now
+from ..handlers.app_router import app_request, error_headers, is_app_path, keyed_app, relay_now
 from .backend import BackendPool
 from .manager import DeployManager, LiveApp
 from .proxy import Pairs, error_page, response_header_pairs
@@ -181,6 +181,7 @@ class _Client(asyncio.Protocol):
         self._write_paused = False
         self._drained: asyncio.Future[None] | None = None
         self._leave: Callable[[], None] | None = None  # the answer under way, if it must stop
+        self._refused = False  # a path this origin does not serve: answered 404, closing
 
     # -- asyncio -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,6 +206,8 @@ class _Client(asyncio.Protocol):
             self._drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         parser = self.parser
         if parser is None:
             assert self._pipe is not None
@@ -298,6 +301,11 @@ class _Client(asyncio.Protocol):
             )
         if self._fast is not None:
             return
+        if not is_app_path(path, gateway.prefix):
+            # Only app URLs go on to Jupyter: its pages and APIs on the apps' origin would
+            # be open to every app's scripts.
+            self._not_here()
+            return
         # Not ours to answer: this connection goes to Jupyter from here on.
         if self._pipe is None:
             self._pipe = _Pipe(self)
@@ -307,7 +315,23 @@ class _Client(asyncio.Protocol):
         self._pipe.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self._chunked = "chunked" in special.get(b"transfer-encoding", "").lower()
 
+    def _not_here(self) -> None:
+        self.parser = None
+        self._refused = True
+        body = error_page("nothing here: this origin serves project apps only").encode()
+        headers = error_headers(body, same_origin=True, sandboxed_fetch=False)
+        lines = ["HTTP/1.1 404 Not Found", *(f"{n}: {v}" for n, v in headers)]
+        lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        if self._pipe is not None and self._pipe.held is None and not self._busy:
+            self._pipe.close()  # Jupyter's earlier answers on this connection are out
+        self.write(head + body)
+        if self.transport is not None:
+            self.transport.close()  # after the buffered answer is written
+
     def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
         if self._fast is None:
             assert self._pipe is not None
             if self._chunked:
@@ -320,6 +344,8 @@ class _Client(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._refused:
+            return
         parser = self.parser
         assert parser is not None
         if self._fast is None:

@@ -961,7 +961,9 @@ class DeployManager:
             "running": sup.port is not None,
             "live": self._slots.get((app.project_id, app.kind)) is app,
             "url": self.public_url(app.base_path) if show_url else None,
-            "entry_url": self.public_url(entry),
+            # On Jupyter's origin, where the user is signed in: it redirects to the keyed URL
+            # (on the preview origin when there is one). Never a sign-in on the app origin.
+            "entry_url": f"{entry}/",
             "release": (
                 {"id": app.release_id, "number": app.release_number} if app.release_id else None
             ),

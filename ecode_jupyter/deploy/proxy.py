@@ -3,9 +3,11 @@
 ``public_prefix`` below is the path the app is served under, without a trailing slash.
 
 Requests to the app lose everything that could let it act as the user in Jupyter: the
-``Authorization`` header, Jupyter's and JupyterHub's cookies, the ``_xsrf`` cookie and header,
-and the ``token`` / ``_xsrf`` query parameters. The ``Referer`` survives only when it points
-inside the app itself (the lab's URL may carry a token).
+``Authorization`` header, Jupyter's and JupyterHub's cookies, the ``_xsrf`` cookie, an XSRF
+header carrying Jupyter's token (an app's own token passes: Streamlit's uploads need it), and
+the ``token`` / ``_xsrf`` query parameters. The ``Referer`` survives only when it points
+inside the app itself (the lab's URL may carry a token). A WebSocket from the app's own
+sandboxed page (``Origin: null``) reaches the app with the app's origin.
 
 Responses from the app get a ``Content-Security-Policy: sandbox`` without ``allow-same-origin``
 (on the Jupyter origin), so its pages run in an opaque origin and cannot script Jupyter or read
@@ -42,8 +44,6 @@ HOP_BY_HOP = frozenset(
 STRIPPED_REQUEST_HEADERS = frozenset(
     {
         "authorization",
-        "x-xsrftoken",
-        "x-csrftoken",
         "cookie",
         "referer",
         "content-length",
@@ -72,6 +72,13 @@ STRIPPED_RESPONSE_HEADERS = (
     | HOP_BY_HOP
 )
 STRIPPED_QUERY_PARAMS = frozenset({"token", "_xsrf"})
+# Headers that carry an XSRF token: Jupyter's is dropped, an app's own passes.
+XSRF_HEADERS = frozenset({"x-xsrftoken", "x-csrftoken"})
+# What the proxy says itself to a sandboxed page's fetches (never the app's own as well:
+# browsers refuse an answer with two).
+_CORS_ORIGIN_HEADERS = frozenset(
+    {"access-control-allow-origin", "access-control-allow-credentials"}
+)
 PROTECTED_COOKIE_PREFIXES = ("jupyterhub-", "username-", "_xsrf")
 
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
@@ -127,6 +134,7 @@ def request_header_pairs(
     out: Pairs = []
     cookies: list[str] = []
     referer = ""
+    xsrf_headers: Pairs = []
     for name, value in incoming:
         lower = name.lower()
         if lower == "cookie":
@@ -135,15 +143,30 @@ def request_header_pairs(
         if lower == "referer":
             referer = value
             continue
+        if lower in XSRF_HEADERS:
+            xsrf_headers.append((name, value))
+            continue
         if lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
             continue
         if websocket and lower.startswith("sec-websocket-"):
             continue  # the proxy's own client handshake sets these
+        if websocket and lower == "origin" and value == "null":
+            # The app's own sandboxed page (an opaque origin); the key in the URL is what
+            # authorizes it. Apps refuse "null" (Streamlit does): say it is their own origin.
+            value = f"{proto}://{host}"
         out.append((name, value))
+    jupyter_xsrf = ""
     if cookies:
-        kept = filter_cookie_header("; ".join(cookies), protected_cookies)
+        joined = "; ".join(cookies)
+        jupyter_xsrf = _cookie_value(joined, "_xsrf")
+        kept = filter_cookie_header(joined, protected_cookies)
         if kept:
             out.append(("Cookie", kept))
+    for name, value in xsrf_headers:
+        # Jupyter's XSRF token is (a masked form of) its _xsrf cookie; the app's own
+        # (Streamlit's uploads, Django's X-CSRFToken) is something else and must reach it.
+        if value and not (jupyter_xsrf and _same_xsrf(value, jupyter_xsrf)):
+            out.append((name, value))
     if referer:
         parts = urlsplit(referer)
         if parts.netloc == host and _under(parts.path, public_prefix):
@@ -155,6 +178,32 @@ def request_header_pairs(
     if remote_ip:
         out.append(("X-Forwarded-For", remote_ip))
     return out
+
+
+def _same_xsrf(header: str, cookie: str) -> bool:
+    """Whether two XSRF tokens are one, masked or not (tornado's "2|mask|token|time")."""
+    return header == cookie or (_unmasked(header) or header) == (_unmasked(cookie) or cookie)
+
+
+def _unmasked(token: str) -> str | None:
+    parts = token.split("|")
+    if len(parts) != 4 or parts[0] != "2":
+        return None
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except ValueError:
+        return None
+    if len(mask) != 4:
+        return None
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(masked)).hex()
+
+
+def _cookie_value(header: str, name: str) -> str:
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return ""
 
 
 def request_headers(
@@ -268,6 +317,8 @@ def response_header_pairs(
             length = value
             continue
         if lower in STRIPPED_RESPONSE_HEADERS:
+            continue
+        if sandboxed_fetch and lower in _CORS_ORIGIN_HEADERS:
             continue
         if lower == "location":
             value = rewrite_location(value, public_prefix=public_prefix, host=host)

@@ -65,11 +65,25 @@ class KeyedAppRouter(routing.Router):
         self.manager = manager
         self.accepted_hosts = accepted_hosts
         self.settings = settings
+        self._preview: str | None = None
+
+    def _preview_host(self) -> str:
+        """The preview origin's host[:port], or "" without one (fixed once started)."""
+        if self._preview is None:
+            manager = self.manager()
+            if manager is None:
+                return ""
+            self._preview = urlsplit(manager.options.preview_origin).netloc
+        return self._preview
 
     def find_handler(
         self, request: httputil.HTTPServerRequest, **kwargs: Any
     ) -> httputil.HTTPMessageDelegate | None:
         path = request.path
+        if request.host == self._preview_host() and not is_app_path(path, self.prefix):
+            # The preview origin serves apps and nothing else: Jupyter's pages and APIs there
+            # would share an origin with every app (whose scripts could then use them).
+            return _NotHere(request)
         if not path.startswith(self.prefix):
             return None
         if request.host not in self.accepted_hosts():
@@ -93,6 +107,26 @@ class KeyedAppRouter(routing.Router):
         if origin and not on_preview_origin and _is_navigation(request):
             return None  # pages render on the preview origin: the handler redirects
         return _KeyedExchange(request, manager, app, port, rest, on_preview_origin, self.settings)
+
+
+def is_app_path(path: str, prefix: str) -> bool:
+    """Whether ``path`` is under the app URLs (``prefix`` is ``{base_url}ecode/``)."""
+    return path.startswith(prefix) and path.startswith(("apps/@", "live/@"), len(prefix))
+
+
+class _NotHere(httputil.HTTPMessageDelegate):
+    """A 404 for a path the preview origin does not serve."""
+
+    def __init__(self, request: httputil.HTTPServerRequest) -> None:
+        assert request.connection is not None
+        self.connection = request.connection
+
+    def finish(self) -> None:
+        body = error_page("nothing here: this origin serves project apps only").encode()
+        headers = to_tornado(error_headers(body, same_origin=True, sandboxed_fetch=False))
+        line = httputil.ResponseStartLine("HTTP/1.1", 404, "Not Found")
+        quiet(self.connection.write_headers(line, headers, body))
+        self.connection.finish()
 
 
 def keyed_app(

@@ -410,8 +410,9 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         if project is None or not may_view_app(project.visibility, role):
             if user is None:
                 # Browsers sign in and come back; other clients get a 403. Either way a
-                # stranger learns nothing about which projects exist.
-                if self._is_navigation():
+                # stranger learns nothing about which projects exist. Nobody signs in on the
+                # preview origin: its pages are the apps' (links there are keyed).
+                if self._is_navigation() and not self._on_preview_origin():
                     web.authenticated(lambda handler: None)(self)
                     return None
                 raise web.HTTPError(403, "sign in to open this app")

@@ -3,6 +3,7 @@ listener with its own thread and event loop; what it does not serve goes to Jupy
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -201,3 +202,29 @@ async def test_the_gateway_stops_and_frees_its_port(ecode_app: Any, gateway_port
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", gateway_port))  # free again
+
+
+async def test_the_gateway_passes_only_app_urls_to_jupyter(
+    ecode_api: Any, app_fetch: Any, gateway: AppGateway, jp_base_url: str
+) -> None:
+    origin = f"http://127.0.0.1:{gateway.port}"
+    for path in ("api/contents", "api/kernels", "login", "lab", "api/ecode/projects", ""):
+        answer = await app_fetch(f"{origin}{jp_base_url}{path}", user="alice")
+        assert answer.code == 404, path
+        assert "project apps only" in answer.text
+    # A connection already piped to Jupyter for an app URL cannot reach Jupyter's API next.
+    # (Jupyter runs on this test's event loop: an asyncio client, not a blocking one.)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    host = f"Host: 127.0.0.1:{gateway.port}\r\n"
+
+    async def exchange(path: str) -> tuple[bytes, bytes]:
+        writer.write(f"GET {path} HTTP/1.1\r\n{host}\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        return head, await reader.readexactly(length)
+
+    first, _ = await exchange(f"{jp_base_url}ecode/apps/@alice/nothing/")
+    assert first.startswith((b"HTTP/1.1 403", b"HTTP/1.1 404"))
+    then, body = await exchange(f"{jp_base_url}api/contents")
+    assert then.startswith(b"HTTP/1.1 404") and b"project apps only" in body
+    writer.close()

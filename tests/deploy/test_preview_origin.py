@@ -49,3 +49,30 @@ async def test_pages_are_sent_to_the_preview_origin(
     here = await app_fetch(keyed_path)
     assert here.code == 200
     assert "allow-same-origin" not in here.headers["Content-Security-Policy"]
+
+
+async def test_the_preview_origin_serves_apps_and_nothing_of_jupyter(
+    ecode_api: Any,
+    app_fetch: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    write_files: Callable[[Path, dict[str, str]], None],
+    ecode_workspace_root: Path,
+) -> None:
+    r = await ecode_api("POST", "projects", body={"name": "Fenced"})
+    pid = r.body["id"]
+    write_files(ecode_workspace_root / pid, {"app.py": VERSIONED.replace("{version}", "v1")})
+    dep = await ecode_api("POST", f"projects/{pid}/deployments", body={"command": "python app.py"})
+    preview = f"http://localhost:{jp_http_port}"
+    # The entry URL is on Jupyter's origin, where the user is signed in.
+    assert dep.body["entry_url"].startswith(jp_base_url) and "://" not in dep.body["entry_url"]
+    # Jupyter's pages and APIs are not on the apps' origin: an app's scripts (same origin
+    # there) could otherwise use them with whatever login the browser had there.
+    for path in ("api/contents", "api/kernels", "login", "lab", "api/ecode/projects"):
+        answer = await app_fetch(f"{preview}{jp_base_url}{path}", user="alice")
+        assert answer.code == 404, path
+    # Nobody is sent to sign in on the preview origin: without a login, a plain app URL
+    # there is refused, and the keyed URL (from Jupyter's origin) is the way in.
+    entry = await app_fetch(preview + dep.body["entry_url"], headers=NAVIGATE)
+    assert entry.code == 403
+    assert (await app_fetch(dep.body["url"], headers=NAVIGATE)).code == 200

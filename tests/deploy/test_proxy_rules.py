@@ -6,6 +6,7 @@ from ecode_jupyter.deploy.proxy import (
     filter_cookie_header,
     filter_query,
     request_headers,
+    response_headers,
     rewrite_location,
     rewrite_set_cookie,
     sandbox_policy,
@@ -32,8 +33,8 @@ def test_request_headers_lose_credentials_and_gain_forwarding_info() -> None:
     incoming = HTTPHeaders(
         {
             "Authorization": "token secret",
-            "X-XSRFToken": "x",
-            "Cookie": "_xsrf=1; a=2",
+            "X-XSRFToken": "2|0a0b0c0d|6b62|1700000000",
+            "Cookie": "_xsrf=2|00000000|6169|1700000000; a=2",
             "Connection": "keep-alive",
             "Accept": "text/html",
             "X-Forwarded-For": "6.6.6.6",
@@ -50,6 +51,53 @@ def test_request_headers_lose_credentials_and_gain_forwarding_info() -> None:
     inside = HTTPHeaders({"Referer": f"http://h:1{PREFIX}/page"})
     kept = request_headers(inside, public_prefix=PREFIX, host="h:1", proto="http", remote_ip=None)
     assert kept["Referer"] == f"http://h:1{PREFIX}/page"
+
+
+def test_an_apps_own_xsrf_token_reaches_it_and_jupyters_does_not() -> None:
+    jupyter = "2|00000000|6169|1700000000"  # tornado's form: version|mask|masked token|time
+
+    def sent(header: str, cookie: str) -> str | None:
+        incoming = HTTPHeaders({"X-XSRFToken": header, "Cookie": cookie})
+        out = request_headers(
+            incoming, public_prefix=PREFIX, host="h", proto="http", remote_ip=None
+        )
+        return out.get("X-Xsrftoken")
+
+    # The lab sends its cookie's value; a page may hold the same token masked differently.
+    assert sent(jupyter, f"_xsrf={jupyter}") is None
+    assert sent("2|0a0b0c0d|6b62|1700000000", f"_xsrf={jupyter}") is None
+    # Streamlit's upload sends the token of its own cookie: the app needs it.
+    assert sent("2|11223344|aabb|1", f"_xsrf={jupyter}; _streamlit_xsrf=2|11223344|aabb|1") == (
+        "2|11223344|aabb|1"
+    )
+    assert sent("django-token", "csrftoken=django-token") == "django-token"
+
+
+def test_a_websocket_from_the_apps_sandboxed_page_gets_the_apps_origin() -> None:
+    def origin(value: str) -> str | None:
+        incoming = HTTPHeaders({"Origin": value, "Sec-WebSocket-Key": "k"})
+        out = request_headers(
+            incoming, public_prefix=PREFIX, host="h:1", proto="http", remote_ip=None, websocket=True
+        )
+        assert "Sec-Websocket-Key" not in out
+        return out.get("Origin")
+
+    assert origin("null") == "http://h:1"  # Streamlit refuses "null"
+    assert origin("https://evil.example") == "https://evil.example"  # the app judges others
+
+
+def test_a_sandboxed_fetch_gets_one_allow_origin_header() -> None:
+    app = HTTPHeaders({"Access-Control-Allow-Origin": "*", "Content-Type": "text/plain"})
+    app.add("Access-Control-Allow-Credentials", "true")
+    out = response_headers(
+        app, public_prefix=PREFIX, host="h", head=False, same_origin=False, sandboxed_fetch=True
+    )
+    assert out.get_list("Access-Control-Allow-Origin") == ["null"]
+    assert "Access-Control-Allow-Credentials" not in out
+    plain = response_headers(
+        app, public_prefix=PREFIX, host="h", head=False, same_origin=False, sandboxed_fetch=False
+    )
+    assert plain.get_list("Access-Control-Allow-Origin") == ["*"]
 
 
 def test_app_cookies_are_confined_to_the_app_and_cannot_shadow_jupyters() -> None:
