@@ -216,11 +216,15 @@ class _Client(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            if self._refused:
+                return  # an upgrade to a path this origin does not serve: answered 404
             # The upgrade's head went to Jupyter; everything after it is the new protocol.
             self.parser = None
             assert self._pipe is not None
             self._pipe.write(data[int(upgrade.args[0]) :])
         except httptools.HttpParserError as exc:
+            if self._refused:
+                return
             # A callback's own exception (too large) arrives as the parser error's context.
             cause = exc.__context__
             self._refuse(cause if isinstance(cause, _TooLarge) else exc)

@@ -228,3 +228,19 @@ async def test_the_gateway_passes_only_app_urls_to_jupyter(
     then, body = await exchange(f"{jp_base_url}api/contents")
     assert then.startswith(b"HTTP/1.1 404") and b"project apps only" in body
     writer.close()
+
+
+async def test_a_websocket_to_jupyter_through_the_gateway_is_refused(
+    gateway: AppGateway, jp_base_url: str
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(
+        (
+            f"GET {jp_base_url}api/kernels/x/channels HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{gateway.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    answer = await asyncio.wait_for(reader.read(), 10)  # answered, then closed
+    assert answer.startswith(b"HTTP/1.1 404 ")
+    writer.close()
