@@ -174,11 +174,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       lastFileCount = count;
     };
+    const activeRunning = () => {
+      const state = model.active?.feedState;
+      return !!state && !isFinished(state);
+    };
     const watched = new WeakSet<ProjectSession>();
+    // Whether the sidebar's project had a run going at the last look: the commands that
+    // depend on it (cancel, continue) are re-checked when it changes, so an open command
+    // palette offers them as they are now, not as they were when it was opened.
+    let wasRunning = false;
+    const runStateChanged = () => {
+      const running = activeRunning();
+      if (running !== wasRunning) {
+        wasRunning = running;
+        commands.notifyCommandChanged();
+      }
+    };
     const watch = (session: ProjectSession) => {
       if (!watched.has(session)) {
         watched.add(session);
         session.feedChanged.connect(updateMarks);
+        session.feedChanged.connect(runStateChanged);
       }
       updateMarks();
     };
@@ -261,13 +277,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     // -- commands ----------------------------------------------------------------------
-    const activeRunning = () => {
-      const state = model.active?.feedState;
-      return !!state && !isFinished(state);
-    };
     const canEdit = () =>
       !!model.active && model.active.project.role !== 'viewer';
-    model.activeChanged.connect(() => commands.notifyCommandChanged());
+    model.activeChanged.connect(() => {
+      wasRunning = activeRunning();
+      commands.notifyCommandChanged();
+    });
 
     commands.addCommand(CommandIDs.openPanel, {
       label: 'E-Code: Open sidebar',

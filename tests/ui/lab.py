@@ -151,3 +151,12 @@ def create_via_rest(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
 def feed_status(panel: Locator) -> Locator:
     """The run status badge of the sidebar's feed."""
     return panel.locator(".jp-EcodeFeed-status .jp-EcodeRunStatus")
+
+
+def feed_end(panel: Locator) -> Locator:
+    """The feed's closing row, after scrolling the feed to its end as a reader would: the
+    feed is virtualized, so a row far from the viewport is not in the page (a command
+    palette or dialog taking focus can leave the feed scrolled off its end)."""
+    feed = panel.get_by_role("feed", name="Agent activity")
+    feed.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    return panel.locator(".jp-EcodeEnd")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from .lab import RUN_TIMEOUT_MS, Lab, feed_status, open_lab, shot, show_sidebar
+from .lab import RUN_TIMEOUT_MS, Lab, feed_end, feed_status, open_lab, shot, show_sidebar
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +34,7 @@ def test_out_of_credits_says_ask_your_admin(lab: Lab, page: Page) -> None:
     dialog.get_by_role("button", name="Go ahead").click()
 
     expect(feed_status(panel)).to_have_text("Failed", timeout=RUN_TIMEOUT_MS)
-    end = panel.locator(".jp-EcodeEnd")
+    end = feed_end(panel)
     expect(end).to_contain_text("ask an admin for credits")
     expect(end.locator(".jp-EcodeEnd-advice")).to_have_text(
         "Out of credits — ask your admin for more, or continue with the free offline model."

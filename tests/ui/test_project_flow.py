@@ -19,6 +19,7 @@ from .lab import (
     RUN_TIMEOUT_MS,
     Lab,
     create_via_rest,
+    feed_end,
     feed_status,
     open_lab,
     run_palette_command,
@@ -95,9 +96,7 @@ def test_prompt_to_running_app_and_release(lab: Lab, page: Page) -> None:
     shot(page, "flow-feed-running.png")
     wait_for_completed(panel)
     expect(panel.locator(".jp-EcodePlan")).to_have_attribute("aria-label", "Plan: 3 of 3 done")
-    expect(panel.locator(".jp-EcodeEnd")).to_contain_text(
-        "Completed — the project is built; tests pass"
-    )
+    expect(feed_end(panel)).to_contain_text("Completed — the project is built; tests pass")
     expect(panel.locator(".jp-EcodeFeed-cost")).to_have_text("Cost so far: 0 credits")
     # The verify step's streamed pytest output, unfolded on request.
     verify = panel.locator('.jp-EcodeCall[data-call-id^="verify_"]')
@@ -253,7 +252,7 @@ def test_cancel_a_running_run(lab: Lab, page: Page) -> None:
     # From the palette, as a keyboard user would.
     run_palette_command(page, "E-Code: Cancel the running agent")
     expect(feed_status(panel)).to_have_text("Cancelled", timeout=RUN_TIMEOUT_MS)
-    expect(panel.locator(".jp-EcodeEnd")).to_contain_text(
+    expect(feed_end(panel)).to_contain_text(
         "Cancelled. Continue the run to pick up where it stopped."
     )
     expect(panel.get_by_role("button", name="Continue run")).to_be_visible()
