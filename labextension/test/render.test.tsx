@@ -129,6 +129,38 @@ describe('the feed list', () => {
     ).toHaveLength(10);
   });
 
+  it('keeps following unless the reader scrolls away', () => {
+    const scrolled = (feed: HTMLElement, top: number) => {
+      // jsdom has no layout: give the list a size, then scroll it.
+      Object.defineProperty(feed, 'clientHeight', { value: 600, configurable: true });
+      Object.defineProperty(feed, 'scrollHeight', { value: 40_000, configurable: true });
+      feed.scrollTop = top;
+      act(() => {
+        feed.dispatchEvent(new Event('scroll'));
+      });
+    };
+    const lastShown = (feed: Element) => {
+      const articles = feed.querySelectorAll('article');
+      return articles[articles.length - 1].getAttribute('aria-posinset');
+    };
+    const first = applyEvents(initialFeedState('r1'), bigRun(300));
+    render(<FeedList state={first} fallbackViewport={600} />);
+    const feed = container.querySelector('[role="feed"]') as HTMLElement;
+    // A scroll the reader did not make (the list hidden and shown, a re-layout): still live.
+    scrolled(feed, 0);
+    const more = applyEvents(first, bigRun(310).slice(first.eventCount));
+    render(<FeedList state={more} fallbackViewport={600} />);
+    expect(lastShown(feed)).toBe(String(more.rows.length));
+    // The reader scrolls up with the wheel: the list stays where they are.
+    act(() => {
+      feed.dispatchEvent(new WheelEvent('wheel', { bubbles: true, deltaY: -500 }));
+    });
+    scrolled(feed, 0);
+    const evenMore = applyEvents(more, bigRun(320).slice(more.eventCount));
+    render(<FeedList state={evenMore} fallbackViewport={600} />);
+    expect(lastShown(feed)).not.toBe(String(evenMore.rows.length));
+  });
+
   it('says it is waiting before the first event', () => {
     render(<FeedList state={initialFeedState('r1')} />);
     expect(container.textContent).toBe('Waiting for the agent to start…');

@@ -13,6 +13,19 @@
  */
 import * as React from 'react';
 
+// Keys that scroll a focused list, and how long after the reader's input its scroll events
+// still count as the reader's (smooth scrolling runs on after the input).
+const SCROLL_KEYS = new Set([
+  'ArrowUp',
+  'ArrowDown',
+  'PageUp',
+  'PageDown',
+  'Home',
+  'End',
+  ' '
+]);
+const READER_SCROLL_MS = 1000;
+
 /** Offsets of each row's top; `offsets[n]` is the total height. */
 export function prefixOffsets(
   count: number,
@@ -156,13 +169,48 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
   const top = following.current ? Math.max(0, total - viewport) : scrollTop;
   const [start, end] = visibleRange(offsets, top, viewport, overscan);
 
+  // When the reader last moved the list (wheel, touch, keys, the scrollbar). Only the reader
+  // stops the following: scroll events also come from layout (the list hidden and shown
+  // again, rows measured, the panel resized), and those must not leave a live feed behind.
+  const readerMoved = React.useRef(-Infinity);
+  const dragging = React.useRef(false);
+  const markReader = React.useCallback(() => {
+    readerMoved.current = performance.now();
+  }, []);
+  const onKeyDown = React.useCallback(
+    (event: React.KeyboardEvent) => {
+      if (SCROLL_KEYS.has(event.key)) {
+        markReader();
+      }
+    },
+    [markReader]
+  );
+  const onPointerDown = React.useCallback((event: React.PointerEvent) => {
+    // On the list itself, not on a row: the scrollbar.
+    if (event.target === scroller.current) {
+      dragging.current = true;
+    }
+  }, []);
+  const onPointerUp = React.useCallback(() => {
+    dragging.current = false;
+  }, []);
+
   const onScroll = React.useCallback(() => {
     const node = scroller.current;
     if (!node) {
       return;
     }
-    following.current =
+    const atBottom =
       node.scrollTop + node.clientHeight >= node.scrollHeight - 24;
+    if (atBottom) {
+      following.current = true;
+    } else if (
+      node.clientHeight > 0 &&
+      (dragging.current ||
+        performance.now() - readerMoved.current < READER_SCROLL_MS)
+    ) {
+      following.current = false;
+    }
     const at = node.scrollTop;
     setScrollTop(old => (Math.abs(old - at) < 1 ? old : at));
   }, []);
@@ -201,6 +249,12 @@ export function VirtualList<T>(props: IVirtualListProps<T>): JSX.Element {
       aria-busy={props.busy ? 'true' : 'false'}
       tabIndex={0}
       onScroll={onScroll}
+      onWheel={markReader}
+      onTouchMove={markReader}
+      onKeyDown={onKeyDown}
+      onPointerDown={onPointerDown}
+      onPointerUp={onPointerUp}
+      onPointerCancel={onPointerUp}
       {...props.attributes}
     >
       <div style={{ height: offsets[start] }} aria-hidden="true" />
