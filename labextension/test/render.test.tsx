@@ -132,8 +132,14 @@ describe('the feed list', () => {
   it('keeps following unless the reader scrolls away', () => {
     const scrolled = (feed: HTMLElement, top: number) => {
       // jsdom has no layout: give the list a size, then scroll it.
-      Object.defineProperty(feed, 'clientHeight', { value: 600, configurable: true });
-      Object.defineProperty(feed, 'scrollHeight', { value: 40_000, configurable: true });
+      Object.defineProperty(feed, 'clientHeight', {
+        value: 600,
+        configurable: true
+      });
+      Object.defineProperty(feed, 'scrollHeight', {
+        value: 40_000,
+        configurable: true
+      });
       feed.scrollTop = top;
       act(() => {
         feed.dispatchEvent(new Event('scroll'));
@@ -153,7 +159,9 @@ describe('the feed list', () => {
     expect(lastShown(feed)).toBe(String(more.rows.length));
     // The reader scrolls up with the wheel: the list stays where they are.
     act(() => {
-      feed.dispatchEvent(new WheelEvent('wheel', { bubbles: true, deltaY: -500 }));
+      feed.dispatchEvent(
+        new WheelEvent('wheel', { bubbles: true, deltaY: -500 })
+      );
     });
     scrolled(feed, 0);
     const evenMore = applyEvents(more, bigRun(320).slice(more.eventCount));
