@@ -36,7 +36,8 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Echo).serve_forever(
 
 # A tornado app in the shape of Streamlit: told its port and base path on the command line
 # (--server.port, --server.baseUrlPath), it serves a page, a health path and an echoing
-# WebSocket under that base path.
+# WebSocket under that base path, which (like Streamlit's) accepts only its own origin: a
+# handshake with "Origin: null" (a sandboxed page) or another site's origin gets a 403.
 WS_ECHO = """
 import argparse, asyncio
 import tornado.web, tornado.websocket
@@ -54,8 +55,7 @@ class Page(tornado.web.RequestHandler):
 
 
 class Echo(tornado.websocket.WebSocketHandler):
-    def check_origin(self, origin):
-        return True
+    # tornado's own check_origin: the Origin's host must be the Host header's.
 
     def select_subprotocol(self, subprotocols):
         return subprotocols[0] if subprotocols else None
