@@ -18,7 +18,7 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import cast
+from typing import NamedTuple, cast
 
 import httptools
 from tornado.iostream import StreamClosedError
@@ -164,8 +164,7 @@ class _AppConnection(asyncio.Protocol):
         if pending is None:
             return
         if isinstance(pending, asyncio.Future) and pending.done():
-            if pending.cancelled() or pending.exception() is not None:
-                self.close()  # the browser is gone: stop reading what nobody will get
+            self._resume(pending)  # written already, or the browser is gone
             return
         # A slow browser: stop reading from the app until the browser caught up.
         transport = self.transport
@@ -186,7 +185,7 @@ class _AppConnection(asyncio.Protocol):
     # -- helpers ----------------------------------------------------------------------------
     def _resume(self, written: asyncio.Future[None]) -> None:
         if written.cancelled() or written.exception() is not None:
-            self.close()  # the browser is gone
+            self.close()  # the browser is gone: stop reading what nobody will get
         elif not self.closed and self.transport is not None:
             self.transport.resume_reading()
 
@@ -345,62 +344,45 @@ class BackendPool:
         """Send one encoded request (see ``encode_request``) and feed the answer to
         ``delegate``; then ``done(None)``, or ``done(error)`` when the app could not be
         reached or dropped the connection before answering. Once the answer has started, a
-        dropped connection reaches the delegate as ``on_connection_close``.
+        dropped connection reaches the delegate as ``answer_lost``.
 
         On a pooled connection this sends at once, with no task or future in between."""
+        request = _Outgoing(port, method, head, body, delegate, done)
         connection = self._take(port)
         if connection is not None:
-            self._send(connection, True, port, method, head, body, delegate, done)
+            self._send(connection, True, request)
         else:
-            self._send_on_new(port, method, head, body, delegate, done, warmed=True)
+            self._send_on_new(request, warmed=True)
 
-    def _send_on_new(
-        self,
-        port: int,
-        method: str,
-        head: bytes,
-        body: bytes | None,
-        delegate: AppAnswer,
-        done: Callable[[BaseException | None], None],
-        *,
-        warmed: bool,
-    ) -> None:
+    def _send_on_new(self, request: _Outgoing, *, warmed: bool) -> None:
         """Send on a connection not used before (one being opened ahead, when ``warmed``)."""
+        port = request.port
 
         async def connect() -> None:
             try:
                 fresh = await (self._open_or_warmed(port) if warmed else self._open(port))
             except OSError as exc:
-                done(exc)
+                request.done(exc)
                 return
-            self._send(fresh, False, port, method, head, body, delegate, done)
+            self._send(fresh, False, request)
 
         task = asyncio.get_running_loop().create_task(connect())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _send(
-        self,
-        connection: _AppConnection,
-        reused: bool,
-        port: int,
-        method: str,
-        head: bytes,
-        body: bytes | None,
-        delegate: AppAnswer,
-        done: Callable[[BaseException | None], None],
-    ) -> None:
+    def _send(self, connection: _AppConnection, reused: bool, request: _Outgoing) -> None:
+        port = request.port
+
         def finished(error: BaseException | None, reusable: bool) -> None:
             if error is not None:
                 connection.close()
-                abandoned = delegate.abandoned
-                if reused and method in IDEMPOTENT and not abandoned:
+                if reused and request.method in IDEMPOTENT and not request.delegate.abandoned:
                     # The app had closed this idle connection: once more on a new one. Only
                     # a request that may be repeated: the app may have acted on a POST
                     # before it dropped the connection (RFC 9110 9.2.2).
-                    self._send_on_new(port, method, head, body, delegate, done, warmed=False)
+                    self._send_on_new(request, warmed=False)
                 else:
-                    done(error)
+                    request.done(error)
                 return
             if reusable and not connection.closed:
                 self._closing.discard(port)
@@ -415,9 +397,11 @@ class BackendPool:
                     self._warm(port)
                 else:
                     self._closing.discard(port)
-            done(None)
+            request.done(None)
 
-        connection.send(head, body, delegate, method == "HEAD", finished)
+        connection.send(
+            request.head, request.body, request.delegate, request.method == "HEAD", finished
+        )
 
     async def request(
         self,
@@ -443,12 +427,28 @@ class BackendPool:
         await future
 
 
+class _Outgoing(NamedTuple):
+    """One request on its way to an app, as ``BackendPool.begin`` was given it."""
+
+    port: int
+    method: str
+    head: bytes
+    body: bytes | None
+    delegate: AppAnswer
+    done: Callable[[BaseException | None], None]
+
+
+def encode_head(first_line: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """An HTTP/1.x message head: the request or status line, the headers, the blank line."""
+    lines = [first_line, *(f"{name}: {value}" for name, value in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
 def encode_request(
     method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes | None
 ) -> bytes:
     """An HTTP/1.1 request head; with a body, its ``Content-Length``."""
-    lines = [f"{method} {target} HTTP/1.1"]
-    lines.extend(f"{name}: {value}" for name, value in headers if name != "Content-Length")
+    kept = [(name, value) for name, value in headers if name != "Content-Length"]
     if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        kept.append(("Content-Length", str(len(body))))
+    return encode_head(f"{method} {target} HTTP/1.1", kept)

@@ -35,10 +35,10 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..handlers.app_router import app_request, error_headers, is_app_path, keyed_app, relay_now
-from .backend import BackendPool
+from ..handlers.app_router import app_request, is_app_path, keyed_app, not_here_answer, relay_now
+from .backend import BackendPool, encode_head
 from .manager import DeployManager, LiveApp
-from .proxy import Pairs, error_page, response_header_pairs
+from .proxy import Pairs, error_headers, error_page, response_header_pairs
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +244,18 @@ class _Client(asyncio.Protocol):
             self.transport.close()
 
     def _refuse(self, exc: BaseException) -> None:
-        too_large = isinstance(exc, _TooLarge)
-        if not self._queue and not self._busy and self._pipe is None:
-            code = int(exc.args[0]) if too_large else 400
-            body = responses.get(code, "Bad Request").encode()
-            self.write(
-                f"HTTP/1.1 {code} {responses.get(code, '')}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n".encode()
-                + body
-            )
-        self.close()
+        if self._queue or self._busy or self._pipe is not None:
+            self.close()  # answers are under way: a refusal now would land among them
+            return
+        code = int(exc.args[0]) if isinstance(exc, _TooLarge) else 400
+        body = responses[code].encode()
+        self._answer_and_close(code, [("Content-Length", str(len(body)))], body)
+
+    def _answer_and_close(self, code: int, headers: Pairs, body: bytes) -> None:
+        """The proxy's own answer, the last on this connection."""
+        status = f"HTTP/1.1 {code} {responses[code]}"
+        self.write(encode_head(status, [*headers, ("Connection", "close")]) + body)
+        self.close()  # once the answer is written; nothing after it goes out
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -313,25 +315,15 @@ class _Client(asyncio.Protocol):
         # Not ours to answer: this connection goes to Jupyter from here on.
         if self._pipe is None:
             self._pipe = _Pipe(self)
-        version = parser.get_http_version()
-        lines = [f"{method} {url} HTTP/{version}"]
-        lines.extend(f"{name}: {value}" for name, value in self._headers)
-        self._pipe.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        head = encode_head(f"{method} {url} HTTP/{parser.get_http_version()}", self._headers)
+        self._pipe.write(head)
         self._chunked = "chunked" in special.get(b"transfer-encoding", "").lower()
 
     def _not_here(self) -> None:
         self.parser = None
         self._refused = True
-        body = error_page("nothing here: this origin serves project apps only").encode()
-        headers = error_headers(body, same_origin=True, sandboxed_fetch=False)
-        lines = ["HTTP/1.1 404 Not Found", *(f"{n}: {v}" for n, v in headers)]
-        lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if self._pipe is not None and self._pipe.held is None and not self._busy:
-            self._pipe.close()  # Jupyter's earlier answers on this connection are out
-        self.write(head + body)
-        if self.transport is not None:
-            self.transport.close()  # after the buffered answer is written
+        body, headers = not_here_answer()
+        self._answer_and_close(404, headers, body)
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -405,7 +397,6 @@ class _Client(asyncio.Protocol):
     def _answer(self, request: _Request) -> None:
         gateway = self.gateway
         app = request.app
-        host = request.host
         head, body = app_request(
             app,
             request.rest,
@@ -413,13 +404,13 @@ class _Client(asyncio.Protocol):
             request.headers,
             method=request.method,
             chunks=request.body,
-            host=host,
+            host=request.host,
             proto=gateway.scheme,
             remote_ip=self.remote_ip,
         )
         app.supervisor.touch()
         gateway.on_activity()
-        sink = _Answer(self, request, host)
+        sink = _Answer(self, request)
         assert gateway.pool is not None
         relay_now(gateway.pool, request.port, request.method, head, body, sink, self._answered)
 
@@ -457,10 +448,9 @@ class _Request:
 class _Answer:
     """The relay's ``AnswerSink`` on a gateway connection: HTTP/1.1 written by hand."""
 
-    def __init__(self, client: _Client, request: _Request, host: str) -> None:
+    def __init__(self, client: _Client, request: _Request) -> None:
         self.client = client
         self.request = request
-        self.host = host
         self.chunked = False
         self.close_after = not request.keep_alive
         self.written = False
@@ -476,7 +466,7 @@ class _Answer:
         return response_header_pairs(
             app_headers,
             public_prefix=self.request.app.base_path,
-            host=self.host,
+            host=self.request.host,
             head=self.head_request,
             same_origin=True,
             sandboxed_fetch=self._sandboxed_fetch(),
@@ -497,9 +487,7 @@ class _Answer:
             headers.append(("Connection", "close"))
         elif not self.request.http11:
             headers.append(("Connection", "keep-alive"))
-        lines = [f"HTTP/1.1 {code} {reason or responses.get(code, 'Unknown')}"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        head = encode_head(f"HTTP/1.1 {code} {reason or responses.get(code, 'Unknown')}", headers)
         self.client.write(head + self._frame(body) if body and not bodyless else head)
 
     def _frame(self, chunk: bytes) -> bytes:
@@ -542,10 +530,9 @@ class _Pipe(asyncio.Protocol):
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.pending: list[bytes] = []  # to Jupyter, until connected
-        self.held: list[bytes] | None = []  # to the browser, until earlier answers are out
+        # To the browser, held until the answers to earlier requests are out.
+        self.held: list[bytes] | None = [] if client._queue or client._busy else None
         self.closed = False
-        if not client._queue and not client._busy:
-            self.held = None
         asyncio.ensure_future(self._connect())
 
     async def _connect(self) -> None:
@@ -617,12 +604,9 @@ def start_gateway(app: Any, manager: DeployManager) -> AppGateway | None:
         return None
     serverapp = app.serverapp
     ip = str(serverapp.ip or "")
+    wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "*": "127.0.0.1", "::": "::1"}
     upstream = Upstream(
-        host="::1"
-        if ip == "::"
-        else "127.0.0.1"
-        if ip in ("", "0.0.0.0", "*", "localhost")
-        else ip,
+        host=wildcard.get(ip, "127.0.0.1" if ip == "localhost" else ip),
         port=int(serverapp.port),
         unix_socket=str(getattr(serverapp, "sock", "") or ""),
         tls=bool(getattr(serverapp, "certfile", "")),

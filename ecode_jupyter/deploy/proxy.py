@@ -217,19 +217,25 @@ def request_headers(
     websocket: bool = False,
 ) -> HTTPHeaders:
     """``request_header_pairs`` for tornado's headers."""
-    out = HTTPHeaders()
-    pairs = request_header_pairs(
-        incoming.get_all(),
-        public_prefix=public_prefix,
-        host=host,
-        proto=proto,
-        remote_ip=remote_ip,
-        protected_cookies=protected_cookies,
-        websocket=websocket,
+    return tornado_headers(
+        request_header_pairs(
+            incoming.get_all(),
+            public_prefix=public_prefix,
+            host=host,
+            proto=proto,
+            remote_ip=remote_ip,
+            protected_cookies=protected_cookies,
+            websocket=websocket,
+        )
     )
+
+
+def tornado_headers(pairs: Iterable[tuple[str, str]]) -> HTTPHeaders:
+    """(name, value) pairs as tornado's headers, for a handler or a connection to write."""
+    headers = HTTPHeaders()
     for name, value in pairs:
-        out.add(name, value)
-    return out
+        headers.add(name, value)
+    return headers
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -293,6 +299,15 @@ def add_security_headers(headers: HTTPHeaders, *, same_origin: bool, sandboxed_f
         headers.add(name, value)
 
 
+def error_headers(body: bytes, *, same_origin: bool, sandboxed_fetch: bool) -> Pairs:
+    """Headers of the proxy's own error page (``error_page``)."""
+    return [
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Content-Length", str(len(body))),
+        *security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch),
+    ]
+
+
 def response_header_pairs(
     app_headers: Iterable[tuple[str, str]],
     *,
@@ -326,30 +341,6 @@ def response_header_pairs(
     if head and length:
         out.append(("Content-Length", length))
     out.extend(security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch))
-    return out
-
-
-def response_headers(
-    app_headers: HTTPHeaders,
-    *,
-    public_prefix: str,
-    host: str,
-    head: bool,
-    same_origin: bool,
-    sandboxed_fetch: bool,
-) -> HTTPHeaders:
-    """``response_header_pairs`` for tornado's headers."""
-    out = HTTPHeaders()
-    pairs = response_header_pairs(
-        app_headers.get_all(),
-        public_prefix=public_prefix,
-        host=host,
-        head=head,
-        same_origin=same_origin,
-        sandboxed_fetch=sandboxed_fetch,
-    )
-    for name, value in pairs:
-        out.add(name, value)
     return out
 
 

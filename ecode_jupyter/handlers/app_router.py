@@ -32,11 +32,12 @@ from ..deploy.backend import AppAnswer, BackendPool, encode_request
 from ..deploy.manager import DeployManager, LiveApp
 from ..deploy.proxy import (
     Pairs,
+    error_headers,
     error_page,
     filter_query,
     request_header_pairs,
     response_header_pairs,
-    security_header_pairs,
+    tornado_headers,
 )
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,9 @@ class KeyedAppRouter(routing.Router):
         if found is None:
             return None
         app, port, rest = found
-        origin = manager.options.preview_origin
-        on_preview_origin = bool(origin) and urlsplit(origin).netloc == request.host
-        if origin and not on_preview_origin and _is_navigation(request):
+        preview_host = self._preview_host()
+        on_preview_origin = bool(preview_host) and request.host == preview_host
+        if preview_host and not on_preview_origin and is_navigation(request):
             return None  # pages render on the preview origin: the handler redirects
         return _KeyedExchange(request, manager, app, port, rest, on_preview_origin, self.settings)
 
@@ -122,11 +123,16 @@ class _NotHere(httputil.HTTPMessageDelegate):
         self.connection = request.connection
 
     def finish(self) -> None:
-        body = error_page("nothing here: this origin serves project apps only").encode()
-        headers = to_tornado(error_headers(body, same_origin=True, sandboxed_fetch=False))
+        body, headers = not_here_answer()
         line = httputil.ResponseStartLine("HTTP/1.1", 404, "Not Found")
-        quiet(self.connection.write_headers(line, headers, body))
+        quiet(self.connection.write_headers(line, tornado_headers(headers), body))
         self.connection.finish()
+
+
+def not_here_answer() -> tuple[bytes, Pairs]:
+    """The 404 page and headers for a path the preview origin does not serve."""
+    body = error_page("nothing here: this origin serves project apps only").encode()
+    return body, error_headers(body, same_origin=True, sandboxed_fetch=False)
 
 
 def keyed_app(
@@ -170,7 +176,7 @@ def app_request(
 ) -> tuple[bytes, bytes | None]:
     """The request the app gets for a browser's request: its encoded head, and its body."""
     query = filter_query(query)
-    path = app.base_path + rest if app.spec.base_path_mode == "keep" else rest
+    path = app_path(app, rest)
     headers = request_header_pairs(
         incoming, public_prefix=app.base_path, host=host, proto=proto, remote_ip=remote_ip
     )
@@ -181,8 +187,19 @@ def app_request(
     return encode_request(method, target, headers, body), body
 
 
-def _is_navigation(request: httputil.HTTPServerRequest) -> bool:
-    if request.method not in ("GET", "HEAD"):
+def is_websocket(request: httputil.HTTPServerRequest) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def app_path(app: LiveApp, rest: str) -> str:
+    """The path the app gets for ``rest`` (after the key): under its base path if it keeps
+    one (told it on the command line), else as if it were at "/"."""
+    return app.base_path + rest if app.spec.base_path_mode == "keep" else rest
+
+
+def is_navigation(request: httputil.HTTPServerRequest) -> bool:
+    """Whether a browser is loading a page (not fetching a part of one, nor a WebSocket)."""
+    if request.method not in ("GET", "HEAD") or is_websocket(request):
         return False
     mode = request.headers.get("Sec-Fetch-Mode")
     if mode is not None:
@@ -289,7 +306,7 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
             return
         self.written = True
         line = httputil.ResponseStartLine("HTTP/1.1", code, reason or responses.get(code, "?"))
-        quiet(self.connection.write_headers(line, to_tornado(headers), body))
+        quiet(self.connection.write_headers(line, tornado_headers(headers), body))
 
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         if self.gone:
@@ -453,22 +470,6 @@ class ResponseRelay(AppAnswer):
                 headers.append(("Content-Length", str(len(body))))
             self.sink.write_head(code, self.reason, headers, body or None, False)
         self.sink.end()
-
-
-def to_tornado(pairs: Pairs) -> httputil.HTTPHeaders:
-    headers = httputil.HTTPHeaders()
-    for name, value in pairs:
-        headers.add(name, value)
-    return headers
-
-
-def error_headers(body: bytes, *, same_origin: bool, sandboxed_fetch: bool) -> Pairs:
-    """Headers of the proxy's own error page."""
-    return [
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Content-Length", str(len(body))),
-        *security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch),
-    ]
 
 
 def quiet(future: Any) -> None:

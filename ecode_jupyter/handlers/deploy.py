@@ -52,10 +52,11 @@ from ..deploy.proxy import (
     filter_query,
     request_headers,
     response_header_pairs,
+    tornado_headers,
 )
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
-from .app_router import app_request, forward, quiet, to_tornado
+from .app_router import app_path, app_request, forward, is_navigation, is_websocket, quiet
 from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)
@@ -348,17 +349,6 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             owner_is_admin=ctx.owner_is_admin,
         )
 
-    def _is_navigation(self) -> bool:
-        if self.request.method not in ("GET", "HEAD") or self._is_websocket():
-            return False
-        mode = self.request.headers.get("Sec-Fetch-Mode")
-        if mode is not None:
-            return mode == "navigate"
-        return "text/html" in self.request.headers.get("Accept", "")
-
-    def _is_websocket(self) -> bool:
-        return self.request.headers.get("Upgrade", "").lower() == "websocket"
-
     def _on_preview_origin(self) -> bool:
         cached = self._on_preview
         if cached is None:
@@ -385,7 +375,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
                 route.owner,
                 route.slug,
             ):
-                if self._is_navigation():
+                if is_navigation(self.request):
                     # An old link: the plain URL finds the current deployment, if any.
                     self.redirect(
                         manager.entry_path(route.kind, route.owner, route.slug) + (suffix or "/")
@@ -395,7 +385,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
                 raise NotFound(msg)
             origin = manager.options.preview_origin
             if not route.rest or (
-                origin and self._is_navigation() and not self._on_preview_origin()
+                origin and is_navigation(self.request) and not self._on_preview_origin()
             ):
                 # Pages render only on the preview origin when there is one.
                 target = app.base_path + (route.rest or "/") + ("?" + query if query else "")
@@ -412,7 +402,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
                 # Browsers sign in and come back; other clients get a 403. Either way a
                 # stranger learns nothing about which projects exist. Nobody signs in on the
                 # preview origin: its pages are the apps' (links there are keyed).
-                if self._is_navigation() and not self._on_preview_origin():
+                if is_navigation(self.request) and not self._on_preview_origin():
                     web.authenticated(lambda handler: None)(self)
                     return None
                 raise web.HTTPError(403, "sign in to open this app")
@@ -423,7 +413,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             what = "preview" if route.kind == "preview" else "live release"
             msg = f"this project has no running {what}"
             raise NotFound(msg)
-        if self._is_navigation() or not route.rest:
+        if is_navigation(self.request) or not route.rest:
             # Pages load their parts without cookies (they are sandboxed): send the browser
             # to the keyed URL, which carries the authorization in its path.
             target = app.base_path + (route.rest or "/") + ("?" + query if query else "")
@@ -436,7 +426,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     # -- HTTP -------------------------------------------------------------------------------
     @allow_unauthenticated
     async def get(self, **kwargs: str) -> None:
-        if not self._is_websocket():
+        if not is_websocket(self.request):
             await self._serve()
             return
         app = await self._resolve()
@@ -470,10 +460,6 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
     @allow_unauthenticated
     async def options(self, **kwargs: str) -> None:
         await self._serve()
-
-    def _target_path(self, app: LiveApp) -> str:
-        rest = self._route.rest or "/"
-        return app.base_path + rest if app.spec.base_path_mode == "keep" else rest
 
     def _sandboxed_fetch(self) -> bool:
         return self._route.key is not None and self.request.headers.get("Origin") == "null"
@@ -560,7 +546,9 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             return
         app.supervisor.touch()
         query = self._filtered_query()
-        url = f"ws://127.0.0.1:{port}{self._target_path(app)}" + (f"?{query}" if query else "")
+        url = f"ws://127.0.0.1:{port}{app_path(app, self._route.rest or '/')}" + (
+            f"?{query}" if query else ""
+        )
         headers = request_headers(
             self.request.headers,
             public_prefix=app.base_path,
@@ -675,7 +663,7 @@ class _HandlerSink:
         if handler._finished:
             return
         handler.set_status(code, reason or responses.get(code, "Unknown"))
-        handler._headers = to_tornado(headers)
+        handler._headers = tornado_headers(headers)
         if body:
             handler.write(body)
         if stream:

@@ -6,10 +6,11 @@ from ecode_jupyter.deploy.proxy import (
     filter_cookie_header,
     filter_query,
     request_headers,
-    response_headers,
+    response_header_pairs,
     rewrite_location,
     rewrite_set_cookie,
     sandbox_policy,
+    tornado_headers,
 )
 
 PREFIX = "/user/alice/ecode/apps/@alice/todo/~k"
@@ -89,13 +90,27 @@ def test_a_websocket_from_the_apps_sandboxed_page_gets_the_apps_origin() -> None
 def test_a_sandboxed_fetch_gets_one_allow_origin_header() -> None:
     app = HTTPHeaders({"Access-Control-Allow-Origin": "*", "Content-Type": "text/plain"})
     app.add("Access-Control-Allow-Credentials", "true")
-    out = response_headers(
-        app, public_prefix=PREFIX, host="h", head=False, same_origin=False, sandboxed_fetch=True
+    out = tornado_headers(
+        response_header_pairs(
+            app.get_all(),
+            public_prefix=PREFIX,
+            host="h",
+            head=False,
+            same_origin=False,
+            sandboxed_fetch=True,
+        )
     )
     assert out.get_list("Access-Control-Allow-Origin") == ["null"]
     assert "Access-Control-Allow-Credentials" not in out
-    plain = response_headers(
-        app, public_prefix=PREFIX, host="h", head=False, same_origin=False, sandboxed_fetch=False
+    plain = tornado_headers(
+        response_header_pairs(
+            app.get_all(),
+            public_prefix=PREFIX,
+            host="h",
+            head=False,
+            same_origin=False,
+            sandboxed_fetch=False,
+        )
     )
     assert plain.get_list("Access-Control-Allow-Origin") == ["*"]
 
