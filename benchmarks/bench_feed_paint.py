@@ -45,19 +45,9 @@ import httpx
 from playwright.async_api import Page, async_playwright
 
 from ecode_jupyter.testing import AnthropicLoopback, ScriptedToolCall, ScriptedTurn, text_turn
+from ecode_jupyter.testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 TOKEN = "bench-token"
-CHROMIUM = os.environ.get("ECODE_CHROMIUM", "/usr/lib/chromium/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Events one scripted turn makes: step.started, message.delta, usage, 8 tool calls with
 # their results, one file.changed and a few command.output chunks.
 EVENTS_PER_TURN = 21
@@ -268,7 +258,7 @@ async def main(events: int) -> None:
                 created.raise_for_status()
                 pid = created.json()["id"]
                 browser = await playwright.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
                 )
                 page = await browser.new_page(viewport={"width": 1400, "height": 900})
                 await page.add_init_script(INSTRUMENT)

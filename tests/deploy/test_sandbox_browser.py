@@ -4,30 +4,20 @@ its own parts (a script, a fetch of its own data) load through the keyed URL."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ecode_jupyter.testing.browser import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("ECODE_CHROMIUM", "/usr/lib/chromium/chromium"))
 if not CHROMIUM.exists():
     pytest.skip(f"Chromium not found at {CHROMIUM}", allow_module_level=True)
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 PROBE_APP = '''
 import json, os

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from ecode_jupyter.testing.browser import CHROMIUM, CHROMIUM_ARGS
+
 from .lab import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     OUTPUT_DIR,
     OWNER,
     UI_TIMEOUT_MS,

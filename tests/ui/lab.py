@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -15,18 +14,6 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-CHROMIUM = Path(os.environ.get("ECODE_CHROMIUM", "/usr/lib/chromium/chromium"))
-# Debian's Chromium as root in a container; see the shared ENVIRONMENT.md, pitfall 9.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 OUTPUT_DIR = Path(__file__).resolve().parents[2] / "test-output" / "ui"
 OWNER = "tester"
 PANEL_ID = "ecode-projects-panel"
