@@ -26,6 +26,7 @@ from typing import Any
 
 import anthropic
 import openai
+from _common import pct
 from cryptography.fernet import Fernet
 
 from ecode_jupyter.agent.loop import AgentLoop, RunLimits
@@ -51,11 +52,6 @@ TURN = ScriptedTurn(
 )
 WARMUP = 5
 MODELS = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-5"}
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Baseline:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from _common import pct
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -42,11 +43,6 @@ from ecode_jupyter.identity import EcodeUser
 ADMIN = EcodeUser("bench-admin", "Bench", True)
 MODEL = "claude-sonnet-4-5"
 USAGE = Usage(input_tokens=1800, output_tokens=400, cache_read_tokens=6000, cache_write_tokens=0)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def _for_seconds(
@@ -193,15 +189,15 @@ async def _latency(billing: BillingManager, calls: int) -> None:
     def row(name: str, values: list[float]) -> str:
         return (
             f"  {name:<34} p50 {statistics.median(values) * 1e3:7.2f} ms"
-            f"   p99 {_pct(values, 0.99) * 1e3:7.2f} ms"
+            f"   p99 {pct(values, 0.99) * 1e3:7.2f} ms"
         )
 
     print(row("bare loopback model call", bare))
     print(row("same call with reserve + settle", billed))
     print(row("added by billing (reserve+settle)", added))
     print(
-        f"  p99 added per model call: {(_pct(billed, 0.99) - _pct(bare, 0.99)) * 1e3:.2f} ms "
-        f"(billed/bare p99 ratio {_pct(billed, 0.99) / _pct(bare, 0.99):.1f}x)"
+        f"  p99 added per model call: {(pct(billed, 0.99) - pct(bare, 0.99)) * 1e3:.2f} ms "
+        f"(billed/bare p99 ratio {pct(billed, 0.99) / pct(bare, 0.99):.1f}x)"
     )
 
 

@@ -18,77 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
-import subprocess
-import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from _common import TOKEN, free_port, pct, spawn_jupyter, wait_ready
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from ecode_jupyter.testing import AnthropicLoopback, ScriptedToolCall, ScriptedTurn, text_turn
 
-TOKEN = "bench-token"
 CALLS_PER_TURN = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(tmp: Path, port: int, model_url: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-        "JUPYTER_DATA_DIR": str(tmp / "data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        "ECODE_DATABASE_URL": f"sqlite:///{tmp / 'ecode.sqlite'}",
-        "ECODE_WORKSPACE_ROOT": str(tmp / "workspaces"),
-        "ANTHROPIC_API_KEY": "sk-bench",
-        "ANTHROPIC_BASE_URL": model_url,
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        "--no-browser",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={tmp}",
-        "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
-        "--ServerApp.log_level=WARN",
-        "--EcodeApp.agent_max_steps=1000",
-        "--allow-root",
-    ]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-async def wait_ready(http: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            msg = f"jupyter server exited early:\n{err[-3000:]}"
-            raise RuntimeError(msg)
-        try:
-            if (await http.get(f"{base}/api/status")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    msg = "jupyter server did not become ready"
-    raise RuntimeError(msg)
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def script(calls: int) -> list[ScriptedTurn]:
@@ -111,11 +52,20 @@ async def main(calls: int) -> None:
         tmp = Path(raw)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(tmp, port, model.base_url)
+        proc = spawn_jupyter(
+            tmp,
+            port,
+            env={
+                "ECODE_WORKSPACE_ROOT": str(tmp / "workspaces"),
+                "ANTHROPIC_API_KEY": "sk-bench",
+                "ANTHROPIC_BASE_URL": model.base_url,
+            },
+            args=["--EcodeApp.agent_max_steps=1000"],
+        )
         headers = {"Authorization": f"token {TOKEN}"}
         try:
             async with httpx.AsyncClient(headers=headers, timeout=60) as http:
-                await wait_ready(http, base, proc)
+                await wait_ready(proc, base)
                 created = await http.post(f"{base}/api/ecode/projects", json={"name": "bench"})
                 created.raise_for_status()
                 pid = created.json()["id"]

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx2
+from _common import TOKEN, free_port, pct, spawn_jupyter, wait_ready
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -39,59 +36,6 @@ from ecode_jupyter.tools.context import ManagerProjectAccess, ToolProject, proje
 from ecode_jupyter.tools.server import ToolLayer
 from ecode_jupyter.workspace.writer import WorkspaceWriter
 
-TOKEN = "bench-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(tmp / "config"),
-        "JUPYTER_DATA_DIR": str(tmp / "data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
-        "ECODE_DATABASE_URL": f"sqlite:///{tmp / 'ecode.sqlite'}",
-        "ECODE_WORKSPACE_ROOT": str(tmp / "workspaces"),
-    }
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        "--no-browser",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--ServerApp.root_dir={tmp}",
-        "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
-        "--ServerApp.log_level=WARN",
-        "--allow-root",
-    ]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx2.AsyncClient() as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                msg = f"jupyter server exited early:\n{err[-3000:]}"
-                raise RuntimeError(msg)
-            try:
-                r = await http.get(
-                    f"{base}/api/status", headers={"Authorization": f"token {TOKEN}"}
-                )
-                if r.status_code == 200:
-                    return
-            except httpx2.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    msg = "jupyter server did not become ready"
-    raise RuntimeError(msg)
-
 
 async def timed(n: int, fn: Callable[[], Awaitable[object]]) -> list[float]:
     for _ in range(max(10, n // 10)):  # warm up
@@ -102,11 +46,6 @@ async def timed(n: int, fn: Callable[[], Awaitable[object]]) -> list[float]:
         await fn()
         samples.append((time.perf_counter() - start) * 1000)
     return samples
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class StaticAccess:
@@ -122,9 +61,9 @@ async def main(calls: int) -> None:
         tmp = Path(raw)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_server(tmp, port)
+        proc = spawn_jupyter(tmp, port, env={"ECODE_WORKSPACE_ROOT": str(tmp / "workspaces")})
         try:
-            await wait_ready(base, proc)
+            await wait_ready(proc, base)
             headers = {"Authorization": f"token {TOKEN}"}
             async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
                 created = await http.post(f"{base}/api/ecode/projects", json={"name": "bench"})

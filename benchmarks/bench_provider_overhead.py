@@ -21,6 +21,7 @@ from typing import Any
 
 import anthropic
 import openai
+from _common import pct
 
 from ecode_jupyter.agent.providers import (
     DEFAULT_MODELS,
@@ -56,11 +57,6 @@ def _responder(request: LoopbackRequest) -> ScriptedTurn:
     return TURN
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def _measure(
     name: str, server: LoopbackServer, turns: int, direct: Callable[[], Awaitable[Any]]
 ) -> None:
@@ -88,8 +84,8 @@ async def _measure(
     sdk50, prov50 = statistics.median(sdk_times), statistics.median(provider_times)
     print(
         f"{name:10s} model={model:18s} turns={turns} "
-        f"sdk p50={sdk50 * 1e3:6.2f} ms p99={_percentile(sdk_times, 0.99) * 1e3:6.2f} ms | "
-        f"provider p50={prov50 * 1e3:6.2f} ms p99={_percentile(provider_times, 0.99) * 1e3:6.2f} ms"
+        f"sdk p50={sdk50 * 1e3:6.2f} ms p99={pct(sdk_times, 0.99) * 1e3:6.2f} ms | "
+        f"provider p50={prov50 * 1e3:6.2f} ms p99={pct(provider_times, 0.99) * 1e3:6.2f} ms"
         f" | ratio p50 {prov50 / sdk50:.3f} (+{(prov50 - sdk50) * 1e3:.2f} ms/turn)"
     )
 

@@ -30,7 +30,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,26 +40,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from _common import free_port, pct
+
 GOAL_P50_RATIO = 1.2
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Server:
     """A jupyter server subprocess with the ecode extension on a throwaway database."""
 
     def __init__(self, root: Path) -> None:
-        self.port = _free_port()
-        self.gateway_port = _free_port()
+        self.port = free_port()
+        self.gateway_port = free_port()
         self.token = secrets.token_hex(16)
         env = {
             **os.environ,
@@ -240,16 +230,16 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  latency, {args.requests} requests each way, in turn:")
     for name, values in times.items():
         line = (
-            f"    {name:8} p50 {_percentile(values, 0.5) * ms:6.2f} ms"
-            f"   p99 {_percentile(values, 0.99) * ms:6.2f} ms"
+            f"    {name:8} p50 {pct(values, 0.5) * ms:6.2f} ms"
+            f"   p99 {pct(values, 0.99) * ms:6.2f} ms"
             f"   mean {statistics.fmean(values) * ms:6.2f} ms"
         )
         if name != "direct":
-            ratio = _percentile(values, 0.5) / _percentile(d, 0.5)
+            ratio = pct(values, 0.5) / pct(d, 0.5)
             verdict = "met" if ratio <= GOAL_P50_RATIO else "NOT met"
             line += (
                 f"   p50 {ratio:.2f}x direct, p99"
-                f" {_percentile(values, 0.99) / _percentile(d, 0.99):.2f}x"
+                f" {pct(values, 0.99) / pct(d, 0.99):.2f}x"
                 f" (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
             )
         print(line)
