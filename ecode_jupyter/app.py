@@ -247,8 +247,8 @@ class EcodeApp(ExtensionApp):
     preview_port = Int(
         0,
         help="""Port of the app gateway, which serves project apps on an origin of their own
-        from a thread with its own event loop, so app traffic does not wait behind Jupyter's
-        work (and a busy app does not slow Jupyter's). 0 (default): no gateway, apps are
+        from a process of its own (started and watched by this server), so app traffic does
+        not wait behind Jupyter's work (and a busy app does not slow Jupyter's). 0 (default): no gateway, apps are
         served by the Jupyter server itself. With a port set and `preview_origin` empty, the
         preview origin is `http://127.0.0.1:{preview_port}`; behind a reverse proxy, set
         `preview_origin` to the public origin that reaches this port.""",
@@ -379,7 +379,7 @@ class EcodeApp(ExtensionApp):
     async def stop_extension(self) -> None:
         gateway = getattr(self, "_gateway", None)
         if gateway is not None:
-            await asyncio.to_thread(gateway.stop)
+            await gateway.stop()
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
         await self.ecode.extras["deploy"].stop_all()

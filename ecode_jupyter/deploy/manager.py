@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +53,7 @@ from .detection import RunSpec, detect_run, spec_from_json
 from .export import ExportBundle, build_export, write_archive
 from .logs import LogBuffer
 from .models import Deployment, Release
+from .proxy import URL_SEGMENT
 from .releases import BlobStore, SnapshotLimits, walk_files
 from .supervisor import AppLaunch, Supervisor, SupervisorOptions
 
@@ -59,7 +61,6 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("starting", "running", "restarting")
 KINDS = ("preview", "release")
-URL_SEGMENT = {"preview": "apps", "release": "live"}
 _RECENT_LOGS = 50
 
 
@@ -139,6 +140,8 @@ class DeployManager:
         self.store = BlobStore(options.releases_dir)
         # Keep-alive connections from the proxy to the apps.
         self.backend = BackendPool()
+        # Told whenever the running apps or their ports change (the app gateway).
+        self.route_listeners: list[Callable[[], None]] = []
         self._apps: dict[str, LiveApp] = {}
         self._slots: dict[tuple[str, str], LiveApp] = {}
         self._by_key: dict[str, LiveApp] = {}
@@ -260,6 +263,7 @@ class DeployManager:
         def on_state(_supervisor: Supervisor) -> None:
             if holder:
                 self._persist(holder[0])
+                self._routes_changed()  # its port may have changed (or gone)
 
         supervisor = Supervisor(
             AppLaunch(
@@ -333,6 +337,7 @@ class DeployManager:
             del self._slots[(app.project_id, app.slot)]
         self._by_key.pop(app.key, None)
         self._apps.pop(app.id, None)
+        self._routes_changed()
         await app.supervisor.stop(reason)
         app.logs.close()
         if app.persist_task is not None:
@@ -847,6 +852,33 @@ class DeployManager:
     # -- the proxy's questions ------------------------------------------------------------
     def app_for_key(self, key: str) -> LiveApp | None:
         return self._by_key.get(key)
+
+    def gateway_routes(self) -> list[dict[str, Any]]:
+        """The keyed routes the app gateway serves: each running app's key, URL and port."""
+        routes = []
+        for app in self._by_key.values():
+            port = app.supervisor.port
+            if port is None:
+                continue  # starting, restarting or crashed: Jupyter's handler says which
+            routes.append(
+                {
+                    "key": app.key,
+                    "segment": URL_SEGMENT[app.kind],
+                    "owner": app.owner,
+                    "slug": app.slug,
+                    "port": port,
+                    "base_path": app.base_path,
+                    "keep_base": app.spec.base_path_mode == "keep",
+                }
+            )
+        return routes
+
+    def _routes_changed(self) -> None:
+        for listener in list(self.route_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("a route listener failed")
 
     def app_in_slot(self, project_id: str, kind: str) -> LiveApp | None:
         return self._slots.get((project_id, kind))

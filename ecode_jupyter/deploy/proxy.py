@@ -119,6 +119,32 @@ def filter_query(query: str) -> str:
 
 Pairs = list[tuple[str, str]]
 
+# What the proxy passes to an app, and the URLs that carry an app's key:
+# ``{base_url}ecode/apps|live/@owner/slug/~key/rest``.
+PROXIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+KEYED_PATH = re.compile(
+    r"(?P<segment>apps|live)/@(?P<owner>[^/]+)/(?P<slug>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
+    r"/~(?P<key>[A-Za-z0-9_-]+)(?P<rest>/[^?]*)$"
+)
+# The URL segment of each kind of running app, and back.
+URL_SEGMENT = {"preview": "apps", "release": "live"}
+SEGMENT_KIND = {segment: kind for kind, segment in URL_SEGMENT.items()}
+
+
+def is_app_path(path: str, prefix: str) -> bool:
+    """Whether ``path`` is under the app URLs (``prefix`` is ``{base_url}ecode/``)."""
+    return path.startswith(prefix) and path.startswith(("apps/@", "live/@"), len(prefix))
+
+
+def app_target(base_path: str, keep_base: bool, rest: str, query: str) -> str:
+    """The request target an app gets for ``rest`` (the path after the key): under its base
+    path if it keeps one (told it on the command line), else as if it were at "/"; the query
+    without Jupyter's token."""
+    query = filter_query(query)
+    path = base_path + rest if keep_base else rest
+    return path + ("?" + query if query else "")
+
 
 def request_header_pairs(
     incoming: Iterable[tuple[str, str]],
@@ -342,6 +368,12 @@ def response_header_pairs(
         out.append(("Content-Length", length))
     out.extend(security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch))
     return out
+
+
+def not_here_answer() -> tuple[bytes, Pairs]:
+    """The 404 page and headers for a path the preview origin does not serve."""
+    body = error_page("nothing here: this origin serves project apps only").encode()
+    return body, error_headers(body, same_origin=True, sandboxed_fetch=False)
 
 
 def error_page(message: str) -> str:

@@ -18,38 +18,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from http.client import responses
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from tornado import httputil, routing
 from tornado.iostream import StreamClosedError
 
-from ..deploy.backend import AppAnswer, BackendPool, encode_request
+from ..deploy.backend import encode_request
 from ..deploy.manager import DeployManager, LiveApp
 from ..deploy.proxy import (
+    BODY_METHODS,
+    KEYED_PATH,
+    PROXIED_METHODS,
+    SEGMENT_KIND,
     Pairs,
+    app_target,
     error_headers,
     error_page,
-    filter_query,
+    is_app_path,
+    not_here_answer,
     request_header_pairs,
     response_header_pairs,
     tornado_headers,
 )
+from ..deploy.relay import forward
 
 log = logging.getLogger(__name__)
-
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_KEYED = re.compile(
-    r"(?P<segment>apps|live)/@(?P<owner>[^/]+)/(?P<slug>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
-    r"/~(?P<key>[A-Za-z0-9_-]+)(?P<rest>/[^?]*)$"
-)
-# A response held in memory up to this size is sent in one piece; beyond, it streams.
-BUFFER_BYTES = 256 * 1024
 
 
 class KeyedAppRouter(routing.Router):
@@ -110,11 +107,6 @@ class KeyedAppRouter(routing.Router):
         return _KeyedExchange(request, manager, app, port, rest, on_preview_origin, self.settings)
 
 
-def is_app_path(path: str, prefix: str) -> bool:
-    """Whether ``path`` is under the app URLs (``prefix`` is ``{base_url}ecode/``)."""
-    return path.startswith(prefix) and path.startswith(("apps/@", "live/@"), len(prefix))
-
-
 class _NotHere(httputil.HTTPMessageDelegate):
     """A 404 for a path the preview origin does not serve."""
 
@@ -129,20 +121,14 @@ class _NotHere(httputil.HTTPMessageDelegate):
         self.connection.finish()
 
 
-def not_here_answer() -> tuple[bytes, Pairs]:
-    """The 404 page and headers for a path the preview origin does not serve."""
-    body = error_page("nothing here: this origin serves project apps only").encode()
-    return body, error_headers(body, same_origin=True, sandboxed_fetch=False)
-
-
 def keyed_app(
     manager: DeployManager, method: str, path: str, *, upgrade: bool, preflight: bool
 ) -> tuple[LiveApp, int, str] | None:
     """The running app a keyed request goes to, its port and the rest of the path; ``None``
     when the request needs ``AppProxyHandler`` (``path`` starts after ``…/ecode/``)."""
-    if method not in _METHODS:
+    if method not in PROXIED_METHODS:
         return None
-    match = _KEYED.match(path)
+    match = KEYED_PATH.match(path)
     if match is None:
         return None
     if upgrade:
@@ -151,7 +137,7 @@ def keyed_app(
         return None  # a CORS preflight: the handler answers it
     app = manager.app_for_key(match["key"])
     if app is None or (app.kind, app.owner, app.slug) != (
-        "preview" if match["segment"] == "apps" else "release",
+        SEGMENT_KIND[match["segment"]],
         match["owner"],
         match["slug"],
     ):
@@ -175,15 +161,13 @@ def app_request(
     remote_ip: str | None,
 ) -> tuple[bytes, bytes | None]:
     """The request the app gets for a browser's request: its encoded head, and its body."""
-    query = filter_query(query)
-    path = app_path(app, rest)
     headers = request_header_pairs(
         incoming, public_prefix=app.base_path, host=host, proto=proto, remote_ip=remote_ip
     )
     body: bytes | None = b"".join(chunks) if chunks else None
-    if body is None and method in _BODY_METHODS:
+    if body is None and method in BODY_METHODS:
         body = b""
-    target = path + ("?" + query if query else "")
+    target = app_target(app.base_path, app.spec.base_path_mode == "keep", rest, query)
     return encode_request(method, target, headers, body), body
 
 
@@ -194,7 +178,7 @@ def is_websocket(request: httputil.HTTPServerRequest) -> bool:
 def app_path(app: LiveApp, rest: str) -> str:
     """The path the app gets for ``rest`` (after the key): under its base path if it keeps
     one (told it on the command line), else as if it were at "/"."""
-    return app.base_path + rest if app.spec.base_path_mode == "keep" else rest
+    return app_target(app.base_path, app.spec.base_path_mode == "keep", rest, "")
 
 
 def is_navigation(request: httputil.HTTPServerRequest) -> bool:
@@ -334,142 +318,6 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         )
         self.write_head(code, "", headers, body, False)
         self.end()
-
-
-class AnswerSink(Protocol):
-    """Where an app's answer goes: the fast lane's exchange, or ``AppProxyHandler``."""
-
-    @property
-    def head_request(self) -> bool: ...
-
-    def outgoing(self, app_headers: Pairs) -> Pairs:
-        """The app's answer headers as this browser gets them (``response_header_pairs``)."""
-
-    def write_head(
-        self, code: int, reason: str, headers: Pairs, body: bytes | None, stream: bool
-    ) -> None: ...
-
-    def write(self, chunk: bytes) -> Awaitable[None] | None: ...
-
-    def end(self) -> None: ...
-
-    def abort(self) -> None:
-        """Part of the body is out: close rather than let a cut body look complete."""
-
-    def fail(self, code: int, message: str) -> None:
-        """Nothing is out yet: answer with the proxy's own error page."""
-
-    def leaving(self, abandon: Callable[[], None]) -> None:
-        """Call ``abandon()`` if the browser goes away before the answer is over."""
-
-
-async def forward(
-    pool: BackendPool, port: int, method: str, head: bytes, body: bytes | None, sink: AnswerSink
-) -> None:
-    """Send a request (encoded by ``encode_request``) to the app on ``port`` and relay its
-    answer to ``sink``."""
-    relay = ResponseRelay(sink)
-    try:
-        await pool.request(port, method, head, body, relay)
-    except (StreamClosedError, OSError) as exc:
-        _settle(relay, sink, port, exc)
-        return
-    _settle(relay, sink, port, None)
-
-
-def relay_now(
-    pool: BackendPool,
-    port: int,
-    method: str,
-    head: bytes,
-    body: bytes | None,
-    sink: AnswerSink,
-    then: Callable[[], None],
-) -> None:
-    """``forward`` without a coroutine, for a sink whose ``fail`` does not raise: the
-    request (encoded by ``encode_request``) goes out at once on a pooled connection, and
-    ``then()`` runs when the answer is over."""
-    relay = ResponseRelay(sink)
-
-    def done(error: BaseException | None) -> None:
-        try:
-            _settle(relay, sink, port, error)
-        finally:
-            then()
-
-    pool.begin(port, method, head, body, relay, done)
-
-
-def _settle(relay: ResponseRelay, sink: AnswerSink, port: int, error: BaseException | None) -> None:
-    if error is not None:
-        if relay.streaming:
-            log.info("an app on port %s dropped an answer mid-way: %s", port, type(error).__name__)
-            sink.abort()
-        else:
-            sink.fail(502, "the app did not answer")
-        return
-    if relay.broken:
-        if relay.streaming:
-            sink.abort()
-        else:
-            sink.fail(502, "the app closed the connection mid-answer")
-        return
-    relay.complete()
-
-
-class ResponseRelay(AppAnswer):
-    """The app's answer: in one piece when small, streamed when large or an event stream
-    (with back-pressure: a slow browser slows the read from the app). When the browser
-    leaves, the connection to the app is dropped (an event stream never ends by itself)."""
-
-    def __init__(self, sink: AnswerSink) -> None:
-        self.sink = sink
-        sink.leaving(self.abandon)
-        self.code = 0
-        self.reason = ""
-        self.headers: Pairs = []
-        self.buffer: list[bytes] = []
-        self.size = 0
-        self.streaming = False
-        self.broken = False
-
-    def answer_head(self, code: int, reason: str, headers: Pairs, content_type: str) -> None:
-        self.code = code
-        self.reason = reason
-        self.headers = headers
-        if "text/event-stream" in content_type:
-            self._stream()
-
-    def _stream(self) -> None:
-        self.streaming = True
-        body = b"".join(self.buffer) if self.buffer else None
-        self.buffer = []
-        self.sink.write_head(self.code, self.reason, self.sink.outgoing(self.headers), body, True)
-
-    def answer_data(self, chunk: bytes) -> Awaitable[None] | None:
-        if not self.streaming:
-            self.buffer.append(chunk)
-            self.size += len(chunk)
-            if self.size > BUFFER_BYTES:
-                self._stream()
-            return None
-        return self.sink.write(chunk)
-
-    def answer_end(self) -> None:
-        return None
-
-    def answer_lost(self) -> None:
-        self.broken = True
-
-    def complete(self) -> None:
-        if not self.streaming:
-            headers = self.sink.outgoing(self.headers)
-            code = self.code
-            body = b"".join(self.buffer)
-            if not self.sink.head_request and code not in (204, 304):
-                headers.append(("Content-Length", str(len(body))))
-            self.sink.write_head(code, self.reason, headers, body or None, False)
-        self.sink.end()
 
 
 def quiet(future: Any) -> None:

@@ -54,9 +54,10 @@ from ..deploy.proxy import (
     response_header_pairs,
     tornado_headers,
 )
+from ..deploy.relay import forward
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
-from .app_router import app_path, app_request, forward, is_navigation, is_websocket, quiet
+from .app_router import app_path, app_request, is_navigation, is_websocket, quiet
 from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,10 @@
-"""The app gateway (``c.EcodeApp.preview_port``): apps on an origin of their own, served from a
-listener with its own thread and event loop; what it does not serve goes to Jupyter."""
+"""The app gateway (``c.EcodeApp.preview_port``): apps on an origin of their own, served by a
+process of its own; what it does not serve goes to Jupyter."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -12,12 +13,14 @@ from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPRequest
+from tornado.simple_httpclient import HTTPStreamClosedError
 from tornado.websocket import websocket_connect
 
 from ecode_jupyter.deploy.gateway import AppGateway, start_gateway
+from ecode_jupyter.deploy.gateway_server import Upstream
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
-from .apps import HEADER_ECHO, WS_ECHO
+from .apps import HEADER_ECHO, VERSIONED, WS_ECHO
 
 Write = Callable[[Path, dict[str, str]], None]
 SAME_ORIGIN_SANDBOX = (
@@ -42,14 +45,20 @@ def ecode_extra_config(gateway_port: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def gateway(ecode_app: Any) -> Iterator[AppGateway]:
+def gateway(ecode_app: Any, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[AppGateway]:
     # pytest-jupyter does not start extensions; this is what the extension's start does.
     manager = ecode_app.ecode.extras["deploy"]
     manager.options.access_cache_s = 0
-    started = start_gateway(ecode_app, manager)
-    assert started is not None
+
+    async def start() -> AppGateway:
+        started = start_gateway(ecode_app, manager)
+        assert started is not None
+        await started.ready()
+        return started
+
+    started = jp_asyncio_loop.run_until_complete(start())
     yield started
-    started.stop()
+    jp_asyncio_loop.run_until_complete(started.stop())
 
 
 async def _preview(ecode_api: Any, write: Write, root: Path, files: dict[str, str], **body: Any):
@@ -62,6 +71,14 @@ async def _preview(ecode_api: Any, write: Write, root: Path, files: dict[str, st
     return project, dep.body
 
 
+async def _echo_preview(ecode_api: Any, write: Write, root: Path) -> Any:
+    """A running preview of the header-echoing app; its deployment."""
+    _project, dep = await _preview(
+        ecode_api, write, root, {"echo.py": HEADER_ECHO}, command="python echo.py"
+    )
+    return dep
+
+
 async def test_keyed_requests_are_served_on_the_preview_origin(
     ecode_api: Any,
     app_fetch: Any,
@@ -70,13 +87,7 @@ async def test_keyed_requests_are_served_on_the_preview_origin(
     ecode_workspace_root: Path,
     jp_http_port: int,
 ) -> None:
-    _project, dep = await _preview(
-        ecode_api,
-        write_files,
-        ecode_workspace_root,
-        {"echo.py": HEADER_ECHO},
-        command="python echo.py",
-    )
+    dep = await _echo_preview(ecode_api, write_files, ecode_workspace_root)
     origin = f"http://127.0.0.1:{gateway.port}"
     assert dep["url"].startswith(origin + "/") and "/ecode/apps/@alice/" in dep["url"]
     token = ecode_token_for("alice")
@@ -169,13 +180,7 @@ async def test_bad_requests_get_clear_answers(
     write_files: Write,
     ecode_workspace_root: Path,
 ) -> None:
-    _project, dep = await _preview(
-        ecode_api,
-        write_files,
-        ecode_workspace_root,
-        {"echo.py": HEADER_ECHO},
-        command="python echo.py",
-    )
+    dep = await _echo_preview(ecode_api, write_files, ecode_workspace_root)
     path = dep["url"].removeprefix(f"http://127.0.0.1:{gateway.port}")
     host = f"Host: 127.0.0.1:{gateway.port}\r\n"
     huge = b"GET " + path.encode() + b" HTTP/1.1\r\n" + host.encode()
@@ -198,7 +203,8 @@ async def test_the_gateway_stops_and_frees_its_port(ecode_app: Any, gateway_port
     manager = ecode_app.ecode.extras["deploy"]
     gateway = start_gateway(ecode_app, manager)
     assert gateway is not None and gateway.port == gateway_port
-    gateway.stop()
+    await gateway.ready()
+    await gateway.stop()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", gateway_port))  # free again
@@ -244,3 +250,92 @@ async def test_a_websocket_to_jupyter_through_the_gateway_is_refused(
     answer = await asyncio.wait_for(reader.read(), 10)  # answered, then closed
     assert answer.startswith(b"HTTP/1.1 404 ")
     writer.close()
+
+
+@pytest.fixture
+def gateway_alone(
+    ecode_app: Any, jp_asyncio_loop: asyncio.AbstractEventLoop, gateway_port: int
+) -> Iterator[AppGateway]:
+    """A gateway whose way to Jupyter leads nowhere: whatever it answers, it answered itself."""
+    manager = ecode_app.ecode.extras["deploy"]
+    alone = AppGateway(
+        manager,
+        ip="127.0.0.1",
+        port=gateway_port,
+        base_url=manager.options.base_url,
+        upstream=Upstream(port=_free_port()),
+    )
+
+    async def start() -> None:
+        alone.start()
+        await alone.ready()
+
+    jp_asyncio_loop.run_until_complete(start())
+    yield alone
+    jp_asyncio_loop.run_until_complete(alone.stop())
+
+
+async def test_the_gateway_follows_apps_that_restart_and_stop(
+    ecode_api: Any,
+    app_fetch: Any,
+    gateway_alone: AppGateway,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    project, dep = await _preview(
+        ecode_api,
+        write_files,
+        ecode_workspace_root,
+        {"app.py": VERSIONED.replace("{version}", "v1")},
+        command="python app.py",
+    )
+    gateway = gateway_alone
+    manager = gateway.manager
+    app = manager.app_for_key(dep["url"].split("/~")[1].split("/")[0])
+    assert app is not None
+    first_port = app.supervisor.port
+    assert (await app_fetch(dep["url"])).text == "v1"
+    # The app crashes: it comes back on a new port, and the gateway follows it there.
+    assert (await app_fetch(dep["url"] + "crash")).code == 502
+    async with asyncio.timeout(20):
+        while True:
+            with contextlib.suppress(HTTPStreamClosedError):  # restarting: off to Jupyter
+                answer = await app_fetch(dep["url"])
+                if answer.code == 200:
+                    break
+            await asyncio.sleep(0.1)
+    assert answer.text == "v1" and app.supervisor.port != first_port
+    # Used through the gateway: the app's idle clock moved (reported once a second).
+    app.supervisor.last_activity = 0.0
+    assert (await app_fetch(dep["url"])).code == 200
+    async with asyncio.timeout(10):
+        while app.supervisor.last_activity == 0.0:
+            await asyncio.sleep(0.1)
+    # Stopped: the key no longer reaches it; the request goes on to Jupyter (nowhere, here).
+    r = await ecode_api("DELETE", f"projects/{project['id']}/deployments/{dep['id']}")
+    assert r.status in (200, 204), r.body
+    with pytest.raises(HTTPStreamClosedError):
+        await app_fetch(dep["url"])
+
+
+async def test_a_gateway_process_that_dies_is_started_again(
+    ecode_api: Any,
+    app_fetch: Any,
+    gateway_alone: AppGateway,
+    write_files: Write,
+    ecode_workspace_root: Path,
+) -> None:
+    dep = await _echo_preview(ecode_api, write_files, ecode_workspace_root)
+    gateway = gateway_alone
+    assert (await app_fetch(dep["url"] + "a")).code == 200
+    proc = gateway._proc
+    assert proc is not None
+    proc.kill()
+    async with asyncio.timeout(20):
+        while gateway._proc is proc:
+            await asyncio.sleep(0.05)
+        await gateway.ready()
+    # Same port, and it knows the running apps again.
+    answer = await app_fetch(dep["url"] + "b")
+    assert answer.code == 200 and json.loads(answer.body)["path"] == "/b"
+    assert gateway.restarts == 1
