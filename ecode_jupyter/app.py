@@ -248,10 +248,10 @@ class EcodeApp(ExtensionApp):
         0,
         help="""Port of the app gateway, which serves project apps on an origin of their own
         from a process of its own (started and watched by this server), so app traffic does
-        not wait behind Jupyter's work (and a busy app does not slow Jupyter's). 0 (default): no gateway, apps are
-        served by the Jupyter server itself. With a port set and `preview_origin` empty, the
-        preview origin is `http://127.0.0.1:{preview_port}`; behind a reverse proxy, set
-        `preview_origin` to the public origin that reaches this port.""",
+        not wait behind Jupyter's work (and a busy app does not slow Jupyter's). 0 (default):
+        no gateway, apps are served by the Jupyter server itself. With a port set and
+        `preview_origin` empty, the preview origin is `http://127.0.0.1:{preview_port}`; behind
+        a reverse proxy, set `preview_origin` to the public origin that reaches this port.""",
     ).tag(config=True)
 
     preview_ip = Unicode(

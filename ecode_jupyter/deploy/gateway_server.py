@@ -185,7 +185,9 @@ class _Client(asyncio.Protocol):
         self.remote_ip: str | None = None
         self.closed = False
         # the request being parsed
-        self._url: list[bytes] = []
+        self._url = b""
+        self._method = ""
+        self._target = ""
         self._headers: list[tuple[bytes, bytes]] = []
         self._special: dict[bytes, str] = {}
         self._body: list[bytes] = []
@@ -279,7 +281,7 @@ class _Client(asyncio.Protocol):
 
     # -- httptools callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self._url = []
+        self._url = b""
         self._headers = []
         self._special = {}
         self._body = []
@@ -292,7 +294,7 @@ class _Client(asyncio.Protocol):
         self._head_size += len(url)
         if self._head_size > MAX_HEAD:
             raise _TooLarge(431)
-        self._url.append(url)
+        self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value)
@@ -306,8 +308,8 @@ class _Client(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self.parser
         assert parser is not None
-        method = parser.get_method().decode("latin-1")
-        url = b"".join(self._url).decode("latin-1")
+        method = self._method = parser.get_method().decode("latin-1")
+        url = self._target = self._url.decode("latin-1")
         path = url.partition("?")[0]
         gateway = self.gateway
         special = self._special
@@ -365,21 +367,23 @@ class _Client(asyncio.Protocol):
                 assert self._pipe is not None
                 self._pipe.write(b"0\r\n\r\n")
             return
-        url = b"".join(self._url).decode("latin-1")
-        self._queue.append(
-            _Request(
-                method=parser.get_method().decode("latin-1"),
-                query=url.partition("?")[2],
-                headers=self._headers,
-                host=self._special.get(b"host", ""),
-                origin=self._special.get(b"origin", ""),
-                body=self._body,
-                route=found[0],
-                rest=found[1],
-                keep_alive=parser.should_keep_alive(),
-                http11=parser.get_http_version() == "1.1",
-            )
+        request = _Request(
+            method=self._method,
+            query=self._target.partition("?")[2],
+            headers=self._headers,
+            host=self._special.get(b"host", ""),
+            origin=self._special.get(b"origin", ""),
+            body=self._body,
+            route=found[0],
+            rest=found[1],
+            keep_alive=parser.should_keep_alive(),
+            http11=parser.get_http_version() == "1.1",
         )
+        if not self._busy and not self._queue:
+            self._busy = True  # nothing waits: straight to the app
+            self._answer(request)
+            return
+        self._queue.append(request)
         if len(self._queue) > MAX_QUEUED and self.transport is not None:
             self.transport.pause_reading()
         self._next()
@@ -396,17 +400,20 @@ class _Client(asyncio.Protocol):
         self._busy = True
         if len(self._queue) == MAX_QUEUED and self.transport is not None:
             self.transport.resume_reading()
-        try:
-            self._send(request)
-        except Exception:
-            log.exception("unexpected error in the app gateway")
-            self.close()
+        self._answer(request)
 
     def _answered(self) -> None:
         self._busy = False
         self._leave = None
         if not self.closed:
             self._next()
+
+    def _answer(self, request: _Request) -> None:
+        try:
+            self._send(request)
+        except Exception:
+            log.exception("unexpected error in the app gateway")
+            self.close()
 
     def _send(self, request: _Request) -> None:
         gateway = self.gateway
@@ -422,10 +429,11 @@ class _Client(asyncio.Protocol):
         chunks = request.body
         body = b"".join(chunks) if chunks else (b"" if method in BODY_METHODS else None)
         target = app_target(route.base_path, route.keep_base, request.rest, request.query)
-        gateway.active.add(route.key)
         head = encode_request(method, target, headers, body)
-        sink = _Answer(self, request)
-        relay_now(gateway.pool, route.port, method, head, body, sink, self._answered)
+        relay_now(
+            gateway.pool, route.port, method, head, body, _Answer(self, request), self._answered
+        )
+        gateway.active.add(route.key)
 
     def write(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:

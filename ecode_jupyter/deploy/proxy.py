@@ -79,6 +79,16 @@ XSRF_HEADERS = frozenset({"x-xsrftoken", "x-csrftoken"})
 _CORS_ORIGIN_HEADERS = frozenset(
     {"access-control-allow-origin", "access-control-allow-credentials"}
 )
+# Every header a rule looks at, in requests (but for WebSockets) and in answers; the rest
+# pass as they are: one set lookup for the common case, on every request's path.
+_REQUEST_SPECIAL = (
+    frozenset({"cookie", "referer"}) | XSRF_HEADERS | HOP_BY_HOP | STRIPPED_REQUEST_HEADERS
+)
+_RESPONSE_SPECIAL = (
+    frozenset({"set-cookie", "content-length", "location"})
+    | STRIPPED_RESPONSE_HEADERS
+    | _CORS_ORIGIN_HEADERS
+)
 PROTECTED_COOKIE_PREFIXES = ("jupyterhub-", "username-", "_xsrf")
 
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
@@ -163,24 +173,24 @@ def request_header_pairs(
     xsrf_headers: Pairs = []
     for name, value in incoming:
         lower = name.lower()
-        if lower == "cookie":
+        if lower not in _REQUEST_SPECIAL and not websocket:
+            out.append((name, value))  # most headers: passed as they are
+        elif lower == "cookie":
             cookies.append(value)
-            continue
-        if lower == "referer":
+        elif lower == "referer":
             referer = value
-            continue
-        if lower in XSRF_HEADERS:
+        elif lower in XSRF_HEADERS:
             xsrf_headers.append((name, value))
+        elif lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
             continue
-        if lower in HOP_BY_HOP or lower in STRIPPED_REQUEST_HEADERS:
-            continue
-        if websocket and lower.startswith("sec-websocket-"):
+        elif websocket and lower.startswith("sec-websocket-"):
             continue  # the proxy's own client handshake sets these
-        if websocket and lower == "origin" and value == "null":
+        elif websocket and lower == "origin" and value == "null":
             # The app's own sandboxed page (an opaque origin); the key in the URL is what
             # authorizes it. Apps refuse "null" (Streamlit does): say it is their own origin.
-            value = f"{proto}://{host}"
-        out.append((name, value))
+            out.append((name, f"{proto}://{host}"))
+        else:
+            out.append((name, value))
     jupyter_xsrf = ""
     if cookies:
         joined = "; ".join(cookies)
@@ -349,21 +359,22 @@ def response_header_pairs(
     length = ""
     for name, value in app_headers:
         lower = name.lower()
-        if lower == "set-cookie":
+        if lower not in _RESPONSE_SPECIAL:
+            out.append((name, value))  # most headers: passed as they are
+        elif lower == "set-cookie":
             cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
             if cookie:
                 out.append(("Set-Cookie", cookie))
-            continue
-        if lower == "content-length":
+        elif lower == "content-length":
             length = value
+        elif lower in STRIPPED_RESPONSE_HEADERS or (
+            sandboxed_fetch and lower in _CORS_ORIGIN_HEADERS
+        ):
             continue
-        if lower in STRIPPED_RESPONSE_HEADERS:
-            continue
-        if sandboxed_fetch and lower in _CORS_ORIGIN_HEADERS:
-            continue
-        if lower == "location":
-            value = rewrite_location(value, public_prefix=public_prefix, host=host)
-        out.append((name, value))
+        elif lower == "location":
+            out.append((name, rewrite_location(value, public_prefix=public_prefix, host=host)))
+        else:
+            out.append((name, value))
     if head and length:
         out.append(("Content-Length", length))
     out.extend(security_header_pairs(same_origin=same_origin, sandboxed_fetch=sandboxed_fetch))

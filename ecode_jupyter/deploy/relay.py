@@ -102,7 +102,8 @@ def _settle(relay: ResponseRelay, sink: AnswerSink, port: int, error: BaseExcept
         else:
             sink.fail(502, "the app closed the connection mid-answer")
         return
-    relay.complete()
+    if not relay.completed:
+        relay.complete()
 
 
 class ResponseRelay(AppAnswer):
@@ -120,6 +121,7 @@ class ResponseRelay(AppAnswer):
         self.size = 0
         self.streaming = False
         self.broken = False
+        self.completed = False
 
     def answer_head(self, code: int, reason: str, headers: Pairs, content_type: str) -> None:
         self.code = code
@@ -144,12 +146,14 @@ class ResponseRelay(AppAnswer):
         return self.sink.write(chunk)
 
     def answer_end(self) -> None:
-        return None
+        # The answer is whole: out to the browser now, before the pool's bookkeeping.
+        self.complete()
 
     def answer_lost(self) -> None:
         self.broken = True
 
     def complete(self) -> None:
+        self.completed = True
         if not self.streaming:
             headers = self.sink.outgoing(self.headers)
             code = self.code
