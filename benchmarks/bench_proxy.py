@@ -11,7 +11,10 @@ connection, uvicorn keeps them):
 - jupyter: the keyed URL on the Jupyter server's origin (the default set-up: the fast lane in
   ``handlers/app_router.py``, inside Jupyter's process and event loop);
 - gateway: the keyed URL on the preview origin (``c.EcodeApp.preview_port``:
-  ``deploy/gateway.py``, a thread with its own event loop).
+  ``deploy/gateway_server.py``, a process of its own);
+- floor: a bare byte relay to the app (``_relay_floor.py``: no parsing, routing or header
+  rules), the price of any extra process between client and app on this machine. What a
+  proxy costs beyond the floor is its own work.
 
 It also measures the CPU the Jupyter process spends per proxied request on its origin (a
 number a busy machine skews less than latency), and the throughput with several concurrent
@@ -30,7 +33,6 @@ import http.client
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,6 +122,9 @@ class Server:
         self.log.close()
 
 
+Pair = tuple[list[float], list[float]]
+
+
 class Client:
     """One persistent HTTP/1.1 connection; ``get`` returns the seconds a request took."""
 
@@ -161,15 +166,26 @@ def proxy_cpu_per_request(server: Server, proxied: Client, requests: int) -> flo
     return (cpu_seconds(server.proc.pid) - before) / requests
 
 
-def latency(clients: dict[str, Client], requests: int) -> dict[str, list[float]]:
-    for _ in range(100):  # warm up every path
-        for client in clients.values():
+def latency(clients: dict[str, Client], requests: int, gap_s: float) -> dict[str, Pair]:
+    """For each way but direct, a block of requests alternating direct and that way: (direct
+    times, its times). Alternating cancels drift; a block per way keeps one proxy's work after
+    an answer (Jupyter's request log, say) from landing on another proxy's requests."""
+    direct = clients["direct"]
+    blocks = {}
+    for name, client in clients.items():
+        if name == "direct":
+            continue
+        for _ in range(100):  # warm up
+            direct.get()
             client.get()
-    times: dict[str, list[float]] = {name: [] for name in clients}
-    for _ in range(requests):
-        for name, client in clients.items():
-            times[name].append(client.get())
-    return times
+        pair: Pair = ([], [])
+        for _ in range(requests):
+            pair[0].append(direct.get())
+            time.sleep(gap_s)
+            pair[1].append(client.get())
+            time.sleep(gap_s)
+        blocks[name] = pair
+    return blocks
 
 
 def throughput(port: int, path: str, concurrency: int, seconds: float) -> float:
@@ -206,14 +222,45 @@ def measure(server: Server, template: str, args: argparse.Namespace) -> dict[str
     app_port = urlsplit(dep["local_url"]).port
     assert app_port is not None
     assert urlsplit(dep["url"]).port == server.gateway_port, dep["url"]
-    ports = {"direct": app_port, "jupyter": server.port, "gateway": server.gateway_port}
-    paths = {"direct": "/health", "jupyter": keyed, "gateway": keyed}
+    floor_port = free_port()
+    floor = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("_relay_floor.py")), str(floor_port)]
+        + [str(app_port)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert floor.stdout is not None and floor.stdout.readline().strip() == b"ready"
+        ports = {
+            "direct": app_port,
+            "jupyter": server.port,
+            "gateway": server.gateway_port,
+            "floor": floor_port,
+        }
+        paths = {"direct": "/health", "jupyter": keyed, "gateway": keyed, "floor": "/health"}
+        return _measure_paths(server, template, to_first_200, ports, paths, args)
+    finally:
+        floor.terminate()
+        floor.wait(10)
+
+
+def _measure_paths(
+    server: Server,
+    template: str,
+    to_first_200: float,
+    ports: dict[str, int],
+    paths: dict[str, str],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    wanted = ["direct", *(name for name in args.paths.split(",") if name != "direct")]
+    ports = {name: ports[name] for name in wanted}
     clients = {name: Client(ports[name], paths[name]) for name in ports}
     return {
         "template": template,
         "first_200_s": to_first_200,
-        "latency": latency(clients, args.requests),
-        "cpu": proxy_cpu_per_request(server, clients["jupyter"], args.requests),
+        "latency": latency(clients, args.requests, args.gap_ms / 1000),
+        "cpu": proxy_cpu_per_request(server, clients["jupyter"], args.requests)
+        if "jupyter" in clients
+        else None,
         "rps": {
             name: throughput(ports[name], paths[name], args.concurrency, args.seconds)
             for name in ports
@@ -223,27 +270,33 @@ def measure(server: Server, template: str, args: argparse.Namespace) -> dict[str
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     ms = 1000.0
-    times = result["latency"]
-    d = times["direct"]
+    blocks = result["latency"]
     print(f"== {result['template']}")
     print(f"  start to first 200 through the proxy: {result['first_200_s'] * ms:.0f} ms")
-    print(f"  latency, {args.requests} requests each way, in turn:")
-    for name, values in times.items():
+    print(f"  latency, {args.requests} requests each way, alternating with direct ones:")
+    for name, (direct, values) in blocks.items():
+        ratio = pct(values, 0.5) / pct(direct, 0.5)
         line = (
-            f"    {name:8} p50 {pct(values, 0.5) * ms:6.2f} ms"
-            f"   p99 {pct(values, 0.99) * ms:6.2f} ms"
-            f"   mean {statistics.fmean(values) * ms:6.2f} ms"
+            f"    {name:8} p50 {pct(values, 0.5) * ms:5.2f} ms (direct {pct(direct, 0.5) * ms:.2f})"
+            f"   p99 {pct(values, 0.99) * ms:5.2f} ms (direct {pct(direct, 0.99) * ms:.2f})"
+            f"   p50 {ratio:.2f}x direct, p99 {pct(values, 0.99) / pct(direct, 0.99):.2f}x"
         )
-        if name != "direct":
-            ratio = pct(values, 0.5) / pct(d, 0.5)
+        if name == "floor":
+            line += " (no rules: not a goal)"
+        else:
             verdict = "met" if ratio <= GOAL_P50_RATIO else "NOT met"
-            line += (
-                f"   p50 {ratio:.2f}x direct, p99"
-                f" {pct(values, 0.99) / pct(d, 0.99):.2f}x"
-                f" (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
-            )
+            line += f" (goal p50 <= {GOAL_P50_RATIO}x: {verdict})"
         print(line)
-    print(f"  proxy CPU per request on the Jupyter origin: {result['cpu'] * 1e6:.0f} us")
+    if "floor" in blocks:
+        floor_direct, floor = blocks["floor"]
+        floor_cost = pct(floor, 0.5) - pct(floor_direct, 0.5)
+        for name in ("jupyter", "gateway"):
+            if name in blocks:
+                direct, values = blocks[name]
+                own = (pct(values, 0.5) - pct(direct, 0.5) - floor_cost) * 1e6
+                print(f"  {name}: {own:.0f} us at p50 beyond the relay floor (its own work)")
+    if result["cpu"] is not None:
+        print(f"  proxy CPU per request on the Jupyter origin: {result['cpu'] * 1e6:.0f} us")
     print(f"  throughput, {args.concurrency} connections, {args.seconds:g} s each way:")
     rps = result["rps"]
     for name, value in rps.items():
@@ -255,6 +308,17 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=0.0,
+        help="pause between requests, so each starts with the machine settled (default: 0)",
+    )
+    parser.add_argument(
+        "--paths",
+        default="jupyter,gateway,floor",
+        help="comma-separated paths to compare with direct (default: %(default)s)",
+    )
     parser.add_argument(
         "--templates",
         default="flask-api,fastapi-service",
