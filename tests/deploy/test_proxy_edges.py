@@ -1,33 +1,93 @@
-"""The app proxy's fast lane (``handlers/app_router.py`` + ``deploy/backend.py``) on the edges
-of HTTP/1.1: HEAD, event streams, large and chunked bodies, answers cut short, bodiless
-statuses, redirects, apps that close every connection — against a real server and real app
-processes. Every test first sends one keyed request (it goes through ``AppProxyHandler``,
-which accepts the Host header once), then checks that what it pins was served by the fast
-lane, i.e. without ``AppProxyHandler.prepare``.
+"""The app proxy's fast lanes on the edges of HTTP/1.1: HEAD, event streams, large and
+chunked bodies, answers cut short, bodiless statuses, redirects, apps that close every
+connection — against a real server and real app processes, through both doors: Jupyter's own
+origin (``handlers/app_router.py``) and the app gateway process (``c.EcodeApp.preview_port``,
+``deploy/gateway_server.py``). Every test first sends one keyed request (on Jupyter's origin
+it goes through ``AppProxyHandler``, which accepts the Host header once), then checks that
+what it pins was served by a fast lane, i.e. without ``AppProxyHandler.prepare``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ecode_jupyter.deploy import tools as deploy_tools
+from ecode_jupyter.deploy.gateway import start_gateway
 from ecode_jupyter.handlers.deploy import AppProxyHandler
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
 from .apps import CLOSE_EVERY_CONNECTION, EDGE
+from .test_gateway import SAME_ORIGIN_SANDBOX
 from .test_preview_api import SANDBOX, _preview, _project
 
 Write = Callable[[Path, dict[str, str]], None]
 BIG = random.Random(7).randbytes(700 * 1024)  # the same bytes as the EDGE app's
+
+
+@dataclass
+class Door:
+    """Where the browser reaches apps: Jupyter's origin, or the gateway's."""
+
+    port: int
+    sandbox: str  # the CSP every answer carries there
+
+    def path(self, dep: dict[str, Any]) -> str:
+        return urlsplit(dep["url"]).path
+
+    def url(self, dep: dict[str, Any], rest: str) -> str:
+        return f"http://127.0.0.1:{self.port}{self.path(dep)}{rest}"
+
+
+@pytest.fixture(params=["jupyter", "gateway"])
+def door_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def ecode_extra_config(door_name: str, gateway_port: int) -> dict[str, Any]:
+    config: dict[str, Any] = {"app_start_timeout_s": 30.0}
+    if door_name == "gateway":
+        config["preview_port"] = gateway_port
+    return {"EcodeApp": config}
+
+
+@pytest.fixture
+def door(
+    door_name: str, ecode_app: Any, jp_http_port: int, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[Door]:
+    if door_name == "jupyter":
+        yield Door(jp_http_port, SANDBOX)
+        return
+    manager = ecode_app.ecode.extras["deploy"]
+
+    async def start() -> Any:
+        started = start_gateway(ecode_app, manager)
+        assert started is not None
+        await started.ready()
+        return started
+
+    gateway = jp_asyncio_loop.run_until_complete(start())
+    yield Door(gateway.port, SAME_ORIGIN_SANDBOX)
+    jp_asyncio_loop.run_until_complete(gateway.stop())
 
 
 @pytest.fixture
@@ -72,7 +132,12 @@ async def _start(
 
 @pytest.fixture
 def edge_app(
-    ecode_api: Any, app_fetch: Any, deploy: Any, write_files: Write, ecode_workspace_root: Path
+    ecode_api: Any,
+    app_fetch: Any,
+    deploy: Any,
+    door: Door,
+    write_files: Write,
+    ecode_workspace_root: Path,
 ) -> Callable[..., Any]:
     def start(handled: list[str], source: str = EDGE, command: str = "python app.py") -> Any:
         return _start(
@@ -114,7 +179,7 @@ async def _raw_exchange(
 
 # -- 1. HEAD -------------------------------------------------------------------------------
 async def test_head_passes_the_length_without_a_body_and_the_connection_goes_on(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door
 ) -> None:
     dep = await edge_app(handled)
     peers = set()
@@ -122,24 +187,24 @@ async def test_head_passes_the_length_without_a_body_and_the_connection_goes_on(
         head = await app_fetch(dep["url"] + "hello", method="HEAD")
         assert head.code == 200 and head.body == b""
         assert head.headers["Content-Length"] == "11"
-        assert head.headers["Content-Security-Policy"] == SANDBOX
+        assert head.headers["Content-Security-Policy"] == door.sandbox
         get = await app_fetch(dep["url"] + "hello")
         assert get.code == 200 and get.body == b"hello world"
         peers |= {head.headers["X-Peer"], get.headers["X-Peer"]}
     # One pooled connection to the app served all six: the answer to HEAD left it usable.
     assert len(peers) == 1
     # On one browser connection, too: no body bytes follow the answer to HEAD.
-    path = dep["url"] + "hello"
-    answers = await _raw_exchange(jp_http_port, [("HEAD", path), ("GET", path), ("HEAD", path)])
+    path = door.path(dep) + "hello"
+    answers = await _raw_exchange(door.port, [("HEAD", path), ("GET", path), ("HEAD", path)])
     assert [a[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 3
     assert answers[0][1]["content-length"] == "11" and answers[1][2] == b"hello world"
     # An app that sends a body even to HEAD does not corrupt the next answer.
-    sloppy = dep["url"] + "sloppy"
+    sloppy = door.path(dep) + "sloppy"
     for _ in range(3):
-        head = await app_fetch(sloppy, method="HEAD")
+        head = await app_fetch(door.url(dep, "sloppy"), method="HEAD")
         assert head.code == 200 and head.body == b"" and head.headers["Content-Length"] == "11"
         assert (await app_fetch(dep["url"] + "hello")).body == b"hello world"
-    answers = await _raw_exchange(jp_http_port, [("HEAD", sloppy), ("GET", path)] * 2)
+    answers = await _raw_exchange(door.port, [("HEAD", sloppy), ("GET", path)] * 2)
     assert [a[2] for a in answers] == [b"", b"hello world"] * 2
     assert not handled
 
@@ -147,7 +212,7 @@ async def test_head_passes_the_length_without_a_body_and_the_connection_goes_on(
 # -- 2. event streams ------------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["chunked", "close"])
 async def test_an_event_stream_is_relayed_event_by_event(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int, mode: str
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door, mode: str
 ) -> None:
     dep = await edge_app(handled)
     arrivals: list[tuple[float, bytes]] = []
@@ -161,14 +226,14 @@ async def test_an_event_stream_is_relayed_event_by_event(
             # a proxy that buffered the stream would never let this request be sent.
             release.append(asyncio.ensure_future(app_fetch(dep["url"] + "release")))
 
-    url = f"http://127.0.0.1:{jp_http_port}{dep['url']}sse?mode={mode}"
+    url = door.url(dep, f"sse?mode={mode}")
     response = await AsyncHTTPClient().fetch(
         HTTPRequest(url, streaming_callback=on_chunk, request_timeout=10)
     )
     done = time.monotonic()
     assert response.code == 200
     assert response.headers["Content-Type"] == "text/event-stream"
-    assert response.headers["Content-Security-Policy"] == SANDBOX
+    assert response.headers["Content-Security-Policy"] == door.sandbox
     body = b"".join(c for _, c in arrivals)
     assert body == b"data: one\n\ndata: two\n\ndata: three released\n\n"
     assert release and (await release[0]).code == 200
@@ -181,14 +246,18 @@ async def test_an_event_stream_is_relayed_event_by_event(
 # -- 3. large bodies -----------------------------------------------------------------------
 @pytest.mark.parametrize("mode", ["length", "chunked"])
 async def test_a_large_body_arrives_byte_for_byte(
-    edge_app: Any, app_fetch: Any, handled: list[str], mode: str
+    edge_app: Any,
+    app_fetch: Any,
+    handled: list[str],
+    mode: str,
+    door: Door,
 ) -> None:
     dep = await edge_app(handled)
     for _ in range(2):  # and the connection it came on serves the next one
         big = await app_fetch(dep["url"] + f"big?mode={mode}")
         assert big.code == 200 and len(big.body) == len(BIG)
         assert big.body == BIG
-        assert big.headers["Content-Security-Policy"] == SANDBOX
+        assert big.headers["Content-Security-Policy"] == door.sandbox
     assert (await app_fetch(dep["url"] + "hello")).body == b"hello world"
     assert not handled
 
@@ -208,13 +277,16 @@ async def test_a_small_chunked_answer_gets_a_content_length(
 
 # -- 5. answers cut short ------------------------------------------------------------------
 async def test_a_short_body_becomes_a_502(
-    edge_app: Any, app_fetch: Any, handled: list[str]
+    edge_app: Any,
+    app_fetch: Any,
+    handled: list[str],
+    door: Door,
 ) -> None:
     dep = await edge_app(handled)
     answer = await app_fetch(dep["url"] + "short")
     assert answer.code == 502
     assert b"0123456789" not in answer.body and b"closed the connection" in answer.body
-    assert answer.headers["Content-Security-Policy"] == SANDBOX
+    assert answer.headers["Content-Security-Policy"] == door.sandbox
     assert answer.headers["Content-Type"] == "text/html; charset=utf-8"
     # The app is still there for the next request.
     assert (await app_fetch(dep["url"] + "hello")).body == b"hello world"
@@ -223,10 +295,10 @@ async def test_a_short_body_becomes_a_502(
 
 @pytest.mark.parametrize("mode", ["length", "chunked"])
 async def test_a_large_body_cut_midway_closes_the_browser_connection(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int, mode: str
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door, mode: str
 ) -> None:
     dep = await edge_app(handled)
-    url = f"http://127.0.0.1:{jp_http_port}{dep['url']}cut?mode={mode}"
+    url = door.url(dep, f"cut?mode={mode}")
     received: list[bytes] = []
     with pytest.raises(HTTPClientError) as cut:
         await AsyncHTTPClient().fetch(
@@ -241,12 +313,12 @@ async def test_a_large_body_cut_midway_closes_the_browser_connection(
 
 # -- 6. 204 and 304 --------------------------------------------------------------------------
 async def test_no_content_and_not_modified_pass_without_a_body(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door
 ) -> None:
     dep = await edge_app(handled)
     empty = await app_fetch(dep["url"] + "nocontent")
     assert empty.code == 204 and empty.body == b""
-    assert empty.headers["Content-Security-Policy"] == SANDBOX
+    assert empty.headers["Content-Security-Policy"] == door.sandbox
     same = await app_fetch(dep["url"] + "notmodified", headers={"If-None-Match": '"v1"'})
     assert same.code == 304 and same.body == b""
     assert same.headers["ETag"] == '"v1"'
@@ -255,9 +327,9 @@ async def test_no_content_and_not_modified_pass_without_a_body(
     # The app's connection was reused after both: the proxy did not wait for a body.
     assert empty.headers["X-Peer"] == same.headers["X-Peer"] == after.headers["X-Peer"]
     # A browser connection carries on after both, with no stray bytes.
-    base = dep["url"]
+    base = door.path(dep)
     answers = await _raw_exchange(
-        jp_http_port,
+        door.port,
         [("GET", base + "nocontent"), ("GET", base + "notmodified"), ("GET", base + "hello")],
     )
     assert [a[0][:12] for a in answers] == [b"HTTP/1.1 204", b"HTTP/1.1 304", b"HTTP/1.1 200"]
@@ -267,10 +339,10 @@ async def test_no_content_and_not_modified_pass_without_a_body(
 
 # -- 7. redirects ----------------------------------------------------------------------------
 async def test_redirects_stay_under_the_apps_prefix(
-    edge_app: Any, app_fetch: Any, handled: list[str]
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door
 ) -> None:
     dep = await edge_app(handled)
-    prefix = dep["url"].rstrip("/")
+    prefix = door.path(dep).rstrip("/")
     moved = await app_fetch(dep["url"] + "redirect")
     assert moved.code == 302 and moved.headers["Location"] == prefix + "/login"
     absolute = await app_fetch(dep["url"] + "redirect-absolute")
@@ -282,7 +354,7 @@ async def test_redirects_stay_under_the_apps_prefix(
 # -- 8. apps that close every connection -------------------------------------------------
 @pytest.mark.parametrize("shape", ["single-threaded HTTP/1.0", "threaded"])
 async def test_an_app_that_closes_every_connection(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int, shape: str
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door, shape: str
 ) -> None:
     """Every request needs a new connection to the app; the pool opens the next one ahead."""
     command = "python app.py" + (" threaded" if shape == "threaded" else "")
@@ -303,7 +375,7 @@ async def test_an_app_that_closes_every_connection(
         for part in parts:
             await write(part)
 
-    url = f"http://127.0.0.1:{jp_http_port}{dep['url']}upload"
+    url = door.url(dep, "upload")
     upload = await AsyncHTTPClient().fetch(
         HTTPRequest(url, method="POST", body_producer=produce, request_timeout=10)
     )
@@ -313,7 +385,10 @@ async def test_an_app_that_closes_every_connection(
 
 # -- 9. what the fast lane leaves to the handler ---------------------------------------------
 async def test_a_cors_preflight_is_answered_by_the_handler(
-    edge_app: Any, app_fetch: Any, handled: list[str]
+    edge_app: Any,
+    app_fetch: Any,
+    handled: list[str],
+    door: Door,
 ) -> None:
     dep = await edge_app(handled)
     preflight = await app_fetch(
@@ -329,7 +404,7 @@ async def test_a_cors_preflight_is_answered_by_the_handler(
     assert preflight.headers["Access-Control-Allow-Origin"] == "null"
     assert preflight.headers["Access-Control-Allow-Methods"] == "POST"
     assert preflight.headers["Access-Control-Allow-Headers"] == "content-type"
-    assert handled == [dep["url"] + "api"]
+    assert handled == [door.path(dep) + "api"]
 
 
 # -- 10. the fast lane is taken --------------------------------------------------------------
@@ -340,6 +415,7 @@ async def test_keyed_requests_skip_the_handler_and_unkeyed_ones_do_not(
     handled: list[str],
     write_files: Write,
     ecode_workspace_root: Path,
+    door: Door,
 ) -> None:
     project = await _project(ecode_api, "Lane")
     write_files(ecode_workspace_root / project["id"], {"app.py": EDGE})
@@ -351,7 +427,7 @@ async def test_keyed_requests_skip_the_handler_and_unkeyed_ones_do_not(
     for _ in range(2):
         again = await app_fetch(dep["url"] + "hello")
         assert again.code == 200 and again.body == b"hello world"
-        assert again.headers["Content-Security-Policy"] == SANDBOX
+        assert again.headers["Content-Security-Policy"] == door.sandbox
         assert again.headers["Referrer-Policy"] == "no-referrer"
     # A sandboxed page's fetch (Origin "null") is served there too, with its CORS header.
     sandboxed = await app_fetch(dep["url"] + "hello", headers={"Origin": "null"})
@@ -365,15 +441,17 @@ async def test_keyed_requests_skip_the_handler_and_unkeyed_ones_do_not(
 # -- product bugs found on the way (these fail until the proxy is fixed) ----------------
 @pytest.mark.parametrize("lane", ["fast", "handler"])
 async def test_a_browser_leaving_an_event_stream_frees_the_app(
-    edge_app: Any, app_fetch: Any, handled: list[str], jp_http_port: int, lane: str
+    edge_app: Any, app_fetch: Any, handled: list[str], door: Door, jp_http_port: int, lane: str
 ) -> None:
     """An endless event stream whose browser left must not be read (and thrown away) forever:
     the proxy closes its connection to the app, and the app's next writes fail."""
     dep = await edge_app(handled)
-    path = (dep["url"] if lane == "fast" else dep["entry_url"]) + "forever"
+    # The handler's lane: the entry URL, on Jupyter's origin whichever the app's is.
+    port = door.port if lane == "fast" else jp_http_port
+    path = (door.path(dep) if lane == "fast" else dep["entry_url"]) + "forever"
     auth = f"Authorization: token {ecode_token_for('alice')}\r\n" if lane == "handler" else ""
-    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{jp_http_port}\r\n{auth}\r\n".encode())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n".encode())
     seen = b""
     while b"data: tick" not in seen:
         seen += await asyncio.wait_for(reader.read(4096), 5)
