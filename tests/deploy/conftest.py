@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -8,7 +10,26 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from ecode_jupyter.deploy.gateway import AppGateway, start_gateway
 from ecode_jupyter.pytest_plugin import ecode_token_for
+
+
+@contextmanager
+def running_gateway(ecode_app: Any, loop: asyncio.AbstractEventLoop) -> Iterator[AppGateway]:
+    """The app gateway of a test server (``preview_port`` set), started as the extension's
+    start does (pytest-jupyter does not start extensions), and serving."""
+
+    async def start() -> AppGateway:
+        started = start_gateway(ecode_app, ecode_app.ecode.extras["deploy"])
+        assert started is not None
+        await started.ready()
+        return started
+
+    gateway = loop.run_until_complete(start())
+    try:
+        yield gateway
+    finally:
+        loop.run_until_complete(gateway.stop())
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from ecode_jupyter.deploy.gateway_server import Upstream
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
 from .apps import HEADER_ECHO, VERSIONED, WS_ECHO
+from .conftest import running_gateway
 
 Write = Callable[[Path, dict[str, str]], None]
 SAME_ORIGIN_SANDBOX = (
@@ -46,19 +47,9 @@ def ecode_extra_config(gateway_port: int) -> dict[str, Any]:
 
 @pytest.fixture
 def gateway(ecode_app: Any, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[AppGateway]:
-    # pytest-jupyter does not start extensions; this is what the extension's start does.
-    manager = ecode_app.ecode.extras["deploy"]
-    manager.options.access_cache_s = 0
-
-    async def start() -> AppGateway:
-        started = start_gateway(ecode_app, manager)
-        assert started is not None
-        await started.ready()
-        return started
-
-    started = jp_asyncio_loop.run_until_complete(start())
-    yield started
-    jp_asyncio_loop.run_until_complete(started.stop())
+    ecode_app.ecode.extras["deploy"].options.access_cache_s = 0
+    with running_gateway(ecode_app, jp_asyncio_loop) as started:
+        yield started
 
 
 async def _preview(ecode_api: Any, write: Write, root: Path, files: dict[str, str], **body: Any):

@@ -23,12 +23,12 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from ecode_jupyter.deploy import tools as deploy_tools
-from ecode_jupyter.deploy.gateway import start_gateway
 from ecode_jupyter.handlers.deploy import AppProxyHandler
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
 from .apps import CLOSE_EVERY_CONNECTION, EDGE
+from .conftest import running_gateway
 from .test_gateway import SAME_ORIGIN_SANDBOX
 from .test_preview_api import SANDBOX, _preview, _project
 
@@ -77,17 +77,8 @@ def door(
     if door_name == "jupyter":
         yield Door(jp_http_port, SANDBOX)
         return
-    manager = ecode_app.ecode.extras["deploy"]
-
-    async def start() -> Any:
-        started = start_gateway(ecode_app, manager)
-        assert started is not None
-        await started.ready()
-        return started
-
-    gateway = jp_asyncio_loop.run_until_complete(start())
-    yield Door(gateway.port, SAME_ORIGIN_SANDBOX)
-    jp_asyncio_loop.run_until_complete(gateway.stop())
+    with running_gateway(ecode_app, jp_asyncio_loop) as gateway:
+        yield Door(gateway.port, SAME_ORIGIN_SANDBOX)
 
 
 @pytest.fixture
