@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tornado import httputil, routing
-from tornado.iostream import StreamClosedError
 
 from ..deploy.backend import encode_request
 from ..deploy.manager import DeployManager, LiveApp
@@ -44,7 +43,7 @@ from ..deploy.proxy import (
     response_header_pairs,
     tornado_headers,
 )
-from ..deploy.relay import forward
+from ..deploy.relay import relay_now
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +232,11 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         return None
 
     def finish(self) -> None:
-        task = asyncio.ensure_future(self._forward())
-        task.add_done_callback(_log_failure)
+        try:
+            self._forward()
+        except Exception:
+            log.exception("unexpected error in the app proxy")
+            self.abort()
 
     def on_connection_close(self) -> None:
         self.gone = True
@@ -246,7 +248,9 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         self._abandon = abandon
 
     # -- to the app and back -----------------------------------------------------------------
-    async def _forward(self) -> None:
+    def _forward(self) -> None:
+        """The request goes to the app now (no task in between); the answer comes back through
+        this object's ``AnswerSink`` methods."""
         request, app = self.request, self.app
         method = request.method or "GET"
         head, body = app_request(
@@ -263,7 +267,7 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         app.supervisor.touch()
         # Someone using an app is someone using this server: keep idle culling away.
         self.settings.setdefault("last_activity_times", {})["ecode_apps"] = datetime.now(UTC)
-        await forward(self.manager.backend, self.port, method, head, body, self)
+        relay_now(self.manager.backend, self.port, method, head, body, self, _nothing)
 
     # -- the AnswerSink the relay writes to ------------------------------------------------
     @property
@@ -326,9 +330,5 @@ def quiet(future: Any) -> None:
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
-def _log_failure(task: asyncio.Future[None]) -> None:
-    if task.cancelled():
-        return
-    exc = task.exception()
-    if exc is not None and not isinstance(exc, StreamClosedError):
-        log.error("unexpected error in the app proxy", exc_info=exc)
+def _nothing() -> None:
+    return None

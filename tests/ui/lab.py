@@ -109,7 +109,8 @@ def show_sidebar(page: Page) -> Locator:
 def run_palette_command(page: Page, label: str) -> None:
     """Run a command the way a keyboard user does: Ctrl+Shift+C, type, Enter."""
     search = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-input")
-    first_item = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item").first
+    # Enter runs the palette's active item, which need not be the first one shown.
+    active = page.locator(".jp-ModalCommandPalette .lm-CommandPalette-item.lm-mod-active")
     attempts = 3
     for attempt in range(1, attempts + 1):
         # From the page itself, not from a text field, as after a fresh load.
@@ -118,8 +119,11 @@ def run_palette_command(page: Page, label: str) -> None:
         try:
             expect(search).to_be_visible(timeout=5_000)
             search.fill(label, timeout=5_000)
-            expect(first_item).to_contain_text(label, timeout=5_000)
+            expect(active).to_contain_text(label, timeout=5_000)
+            expect(search).to_be_focused(timeout=5_000)
             search.press("Enter", timeout=5_000)
+            # The palette closes when it runs the command.
+            expect(search).to_be_hidden(timeout=5_000)
             return
         except (AssertionError, PlaywrightTimeoutError):
             # Lab may still be restoring its layout right after load; activating the launcher
