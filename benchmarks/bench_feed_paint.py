@@ -273,9 +273,19 @@ async def main(events: int) -> None:
                 await page.fill("textarea[id$='-ask']", "make many small changes")
                 started = time.monotonic()
                 await page.click(".jp-EcodeFeed-ask button[type=submit]")
-                runs = []
+                # A paid model asks first what a run costs: go ahead, as a user would.
+                await page.get_by_role("button", name="Go ahead").click(timeout=30_000)
+                runs: list[dict[str, object]] = []
+                deadline = time.monotonic() + 30
                 while not runs:
+                    if time.monotonic() > deadline:
+                        shot = tmp.parent / "ecode-bench-paint-no-run.png"
+                        await page.screenshot(path=str(shot))
+                        msg = f"the run did not start from the feed's box (page: {shot})"
+                        raise RuntimeError(msg)
                     runs = (await http.get(f"api/ecode/projects/{pid}/runs")).json()["runs"]
+                    if not runs:
+                        await asyncio.sleep(0.2)
                 run_id = runs[0]["id"]
                 while (await http.get(f"api/ecode/runs/{run_id}")).json()["status"] not in (
                     "completed",
