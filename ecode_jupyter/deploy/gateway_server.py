@@ -530,8 +530,10 @@ class _Answer:
         self.client._leave = abandon
 
     def fail(self, code: int, message: str) -> None:
+        # The app by name: its URL carries the key, which stays out of logs.
+        route = self.request.route
         log.warning(
-            "%s %s -> %s (%s)", self.request.method, self.request.route.base_path, code, message
+            "%s @%s/%s -> %s (%s)", self.request.method, route.owner, route.slug, code, message
         )
         if self.written:
             self.client.close()

@@ -313,7 +313,9 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         self.connection.close()  # type: ignore[attr-defined]
 
     def fail(self, code: int, message: str) -> None:
-        log.warning("%s %s -> %s (%s)", self.request.method, self.app.base_path, code, message)
+        # The app by name: its URL carries the key, which stays out of logs.
+        app = self.app
+        log.warning("%s @%s/%s -> %s (%s)", self.request.method, app.owner, app.slug, code, message)
         if self.gone or self.written:
             return
         body = error_page(message).encode()
