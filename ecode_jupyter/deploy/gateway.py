@@ -69,7 +69,7 @@ class AppGateway:
         """Listen, and start the process (on the running event loop); the port."""
         family = socket.AF_INET6 if ":" in self.ip else socket.AF_INET
         sock = socket.create_server((self.ip, self.port), family=family, backlog=1024)
-        sock.set_inheritable(True)
+        # Not inheritable: only the gateway process gets it (pass_fds), not apps or kernels.
         self._sock = sock
         self.port = int(sock.getsockname()[1])
         self.hosts |= {f"{host}:{self.port}" for host in (self.ip, "127.0.0.1", "localhost")}
