@@ -59,6 +59,7 @@ log = logging.getLogger("ecode_jupyter.gateway")
 MAX_HEAD = 64 * 1024
 MAX_BODY = 256 * 1024 * 1024
 MAX_QUEUED = 16  # pipelined requests read ahead before reading pauses
+MAX_TABLE_BYTES = 64 * 1024 * 1024  # the longest route table line Jupyter may send
 ACTIVITY_EVERY_S = 1.0  # idle culling counts minutes: once a second is plenty
 # Request headers the gateway itself looks at (names in lower case).
 _SPECIAL = frozenset(
@@ -631,7 +632,8 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(False)
-    control = asyncio.StreamReader()
+    # One line holds the whole route table: room for thousands of apps.
+    control = asyncio.StreamReader(limit=MAX_TABLE_BYTES)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(control), sys.stdin)
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, sys.stdout)
     gateway = Gateway(

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import json
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -330,3 +332,40 @@ async def test_a_gateway_process_that_dies_is_started_again(
     answer = await app_fetch(dep["url"] + "b")
     assert answer.code == 200 and json.loads(answer.body)["path"] == "/b"
     assert gateway.restarts == 1
+
+
+def test_the_gateway_process_takes_a_large_route_table() -> None:
+    """Thousands of running apps: the table is one long line on the process's stdin."""
+    sock = socket.create_server(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    routes = [
+        {
+            "key": f"k{n:05d}",
+            "segment": "apps",
+            "owner": "alice",
+            "slug": f"app-{n}",
+            "port": 1,
+            "base_path": f"/ecode/apps/@alice/app-{n}/~k{n:05d}",
+            "keep_base": False,
+        }
+        for n in range(5000)
+    ]
+    line = json.dumps({"routes": routes}).encode() + b"\n"
+    assert len(line) > 512 * 1024
+    argv = [sys.executable, "-m", "ecode_jupyter.deploy.gateway_server"]
+    argv += [f"--fd={sock.fileno()}", "--prefix=/ecode/", f"--host=127.0.0.1:{port}"]
+    with subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(sock.fileno(),)
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(line)
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) == {"ready": True}
+        # A keyed request for the last app is the gateway's own (its app is not there: 502).
+        path = "/ecode/apps/@alice/app-4999/~k04999/x"
+        request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        answer = _raw(port, request.encode())
+        assert answer.startswith(b"HTTP/1.1 502 ")
+        proc.stdin.close()  # Jupyter is gone: the process ends
+        assert proc.wait(10) == 0
+    sock.close()
