@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from .gateway_server import Upstream
+from .gateway_server import MAX_TABLE_BYTES, Upstream
 from .manager import DeployManager
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,10 @@ class AppGateway:
                 await self._run_once()
             except OSError as exc:
                 log.error("the app gateway could not start: %s", exc)
+            except Exception:
+                log.exception("the app gateway failed")
+                if self._proc is not None and self._proc.returncode is None:
+                    self._proc.kill()
             if self._stopping:
                 return
             self._ready.clear()
@@ -147,6 +151,7 @@ class AppGateway:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             pass_fds=(self._sock.fileno(),),
+            limit=MAX_TABLE_BYTES,  # one line names every app used in the last second
         )
         self._proc = proc
         self._push_routes()
