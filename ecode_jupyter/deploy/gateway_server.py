@@ -205,6 +205,7 @@ class _Client(asyncio.Protocol):
         self._drained: asyncio.Future[None] | None = None
         self._leave: Callable[[], None] | None = None  # the answer under way, if it must stop
         self._refused = False  # a path this origin does not serve: answered 404, closing
+        self._refusal: tuple[bytes, Pairs] | None = None  # that 404, until earlier answers are out
 
     # -- asyncio -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -334,13 +335,25 @@ class _Client(asyncio.Protocol):
         if self._pipe is None:
             self._pipe = _Pipe(self)
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in self._headers]
+        self._pipe.unanswered.append(method)
         self._pipe.write(encode_head(f"{method} {url} HTTP/{parser.get_http_version()}", headers))
         self._chunked = "chunked" in special.get(b"transfer-encoding", "").lower()
 
     def _not_here(self) -> None:
         self.parser = None
         self._refused = True
-        body, headers = not_here_answer()
+        self._refusal = not_here_answer()
+        self._refuse_when_answered()
+
+    def _refuse_when_answered(self) -> None:
+        """The 404 for a path this origin does not serve, once the answers to the requests
+        before it (pipelined) are out; nothing is read after it."""
+        if self._refusal is None or self._busy or self._queue:
+            return
+        if self._pipe is not None and self._pipe.unanswered:
+            return  # Jupyter is still answering
+        body, headers = self._refusal
+        self._refusal = None
         self._answer_and_close(404, headers, body)
 
     def on_body(self, body: bytes) -> None:
@@ -396,6 +409,7 @@ class _Client(asyncio.Protocol):
         if not self._queue:
             if self._pipe is not None:
                 self._pipe.release()  # Jupyter's answers may go out now
+            self._refuse_when_answered()
             return
         request = self._queue.popleft()
         self._busy = True
@@ -555,6 +569,12 @@ class _Pipe(asyncio.Protocol):
         # To the browser, held until the answers to earlier requests are out.
         self.held: list[bytes] | None = [] if client._queue or client._busy else None
         self.closed = False
+        # Jupyter's answers are read along (not changed) to know when each one ends: the
+        # methods of the requests still waiting for theirs (an answer to HEAD has no body).
+        self.unanswered: deque[str] = deque()
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._interim = False
+        self._head_answered = False
         asyncio.ensure_future(self._connect())
 
     async def _connect(self) -> None:
@@ -603,6 +623,43 @@ class _Pipe(asyncio.Protocol):
             self.held.append(data)
         else:
             self.client.write(data)
+        parser = self.parser
+        if parser is None:
+            return  # a WebSocket (or another protocol after an upgrade)
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.parser = None
+        except httptools.HttpParserError:
+            self.parser = None  # no longer known where answers end: no 404 can follow them
+            if self.client._refusal is not None:
+                self.client.close()
+            return
+        if self._head_answered:
+            # The answer to HEAD ended with its headers; llhttp would wait for a body.
+            self._head_answered = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    # -- httptools callbacks (counting Jupyter's answers) ----------------------------------
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        code = self.parser.get_status_code()
+        if 100 <= code < 200 and code != 101:
+            self._interim = True  # 100 Continue: the answer follows
+        elif self.unanswered and self.unanswered[0] == "HEAD":
+            self._head_answered = True
+            self._answered()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+        elif not self._head_answered:
+            self._answered()
+
+    def _answered(self) -> None:
+        if self.unanswered:
+            self.unanswered.popleft()
+        self.client._refuse_when_answered()
 
     def release(self) -> None:
         held, self.held = self.held, None

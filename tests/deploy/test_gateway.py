@@ -369,3 +369,28 @@ def test_the_gateway_process_takes_a_large_route_table() -> None:
         proc.stdin.close()  # Jupyter is gone: the process ends
         assert proc.wait(10) == 0
     sock.close()
+
+
+async def test_a_refused_request_waits_for_the_answers_pipelined_before_it(
+    ecode_api: Any, gateway: AppGateway, jp_base_url: str
+) -> None:
+    """A client that pipelines an app URL (off to Jupyter) and then a path this origin does
+    not serve gets Jupyter's whole answer first, then the 404, then the end."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    host = f"Host: 127.0.0.1:{gateway.port}\r\n"
+    app_url = f"{jp_base_url}ecode/apps/@alice/nothing/"
+    writer.write(
+        f"GET {app_url} HTTP/1.1\r\n{host}\r\n"
+        f"HEAD {app_url} HTTP/1.1\r\n{host}\r\n"
+        f"GET {jp_base_url}api/contents HTTP/1.1\r\n{host}\r\n".encode()
+    )
+    data = await asyncio.wait_for(reader.read(), 10)  # all of it, until the gateway closes
+    writer.close()
+    first, _, rest = data.partition(b"\r\n\r\n")
+    assert first.startswith((b"HTTP/1.1 403", b"HTTP/1.1 404"))
+    length = int(first.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    body, rest = rest[:length], rest[length:]
+    assert b"project apps only" not in body  # Jupyter's own answer, whole
+    second, _, rest = rest.partition(b"\r\n\r\n")  # the answer to HEAD: no body
+    assert second.startswith((b"HTTP/1.1 403", b"HTTP/1.1 404"))
+    assert rest.startswith(b"HTTP/1.1 404 ") and b"project apps only" in rest
