@@ -41,13 +41,12 @@ import httptools
 from .backend import BackendPool, encode_head, encode_request
 from .proxy import (
     BODY_METHODS,
-    KEYED_PATH,
-    PROXIED_METHODS,
     Pairs,
     app_target,
     error_headers,
     error_page,
     is_app_path,
+    keyed_request,
     not_here_answer,
     request_header_pairs,
     response_header_pairs,
@@ -123,11 +122,7 @@ class Gateway:
     ) -> tuple[Route, str] | None:
         """The route of a keyed request this process answers, and the rest of its path;
         ``None`` when Jupyter's handler must decide (``path`` starts after the prefix)."""
-        if method not in PROXIED_METHODS or upgrade:
-            return None  # WebSockets: Jupyter's handler speaks them
-        if preflight and method == "OPTIONS":
-            return None  # a CORS preflight: the handler answers it
-        match = KEYED_PATH.match(path)
+        match = keyed_request(method, path, upgrade=upgrade, preflight=preflight)
         if match is None:
             return None
         route = self.routes.get(match["key"])

@@ -142,6 +142,19 @@ URL_SEGMENT = {"preview": "apps", "release": "live"}
 SEGMENT_KIND = {segment: kind for kind, segment in URL_SEGMENT.items()}
 
 
+def keyed_request(
+    method: str, path: str, *, upgrade: bool, preflight: bool
+) -> re.Match[str] | None:
+    """The parts of a keyed request a fast lane may answer (``segment``, ``owner``, ``slug``,
+    ``key``, ``rest``); ``None`` when ``AppProxyHandler`` must decide: other methods,
+    WebSockets, CORS preflights, unkeyed paths (``path`` starts after ``{base_url}ecode/``)."""
+    if method not in PROXIED_METHODS or upgrade:
+        return None  # WebSockets: the handler speaks them
+    if preflight and method == "OPTIONS":
+        return None  # a CORS preflight: the handler answers it
+    return KEYED_PATH.match(path)
+
+
 def is_app_path(path: str, prefix: str) -> bool:
     """Whether ``path`` is under the app URLs (``prefix`` is ``{base_url}ecode/``)."""
     return path.startswith(prefix) and path.startswith(("apps/@", "live/@"), len(prefix))

@@ -30,14 +30,13 @@ from ..deploy.backend import encode_request
 from ..deploy.manager import DeployManager, LiveApp
 from ..deploy.proxy import (
     BODY_METHODS,
-    KEYED_PATH,
-    PROXIED_METHODS,
     SEGMENT_KIND,
     Pairs,
     app_target,
     error_headers,
     error_page,
     is_app_path,
+    keyed_request,
     not_here_answer,
     request_header_pairs,
     response_header_pairs,
@@ -125,15 +124,9 @@ def keyed_app(
 ) -> tuple[LiveApp, int, str] | None:
     """The running app a keyed request goes to, its port and the rest of the path; ``None``
     when the request needs ``AppProxyHandler`` (``path`` starts after ``…/ecode/``)."""
-    if method not in PROXIED_METHODS:
-        return None
-    match = KEYED_PATH.match(path)
+    match = keyed_request(method, path, upgrade=upgrade, preflight=preflight)
     if match is None:
         return None
-    if upgrade:
-        return None  # WebSockets: the handler speaks them
-    if preflight and method == "OPTIONS":
-        return None  # a CORS preflight: the handler answers it
     app = manager.app_for_key(match["key"])
     if app is None or (app.kind, app.owner, app.slug) != (
         SEGMENT_KIND[match["segment"]],
