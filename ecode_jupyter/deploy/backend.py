@@ -155,6 +155,7 @@ class _AppConnection(asyncio.Protocol):
         exchange.delegate.answer_head(code, self._reason, headers, content_type)
         if exchange.head_only:
             self._new_parser = True
+            exchange.delegate.answer_end()  # the answer to HEAD ends with its headers
             self._finish(exchange, self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
@@ -223,7 +224,8 @@ _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 class AppAnswer:
     """Where the pool delivers an app's answer: its head (status, reason, headers as
     (name, value) pairs in the order sent, and the Content-Type), its body in pieces, then
-    its end, or ``answer_lost`` if the connection ended mid-answer. ``abandon()`` (the
+    ``answer_end`` (for every whole answer, HEAD's included), or ``answer_lost`` if the
+    connection ended mid-answer. ``abandon()`` (the
     browser left) drops the connection to the app, so an endless stream does not hold it."""
 
     drop: Callable[[], None] | None = None

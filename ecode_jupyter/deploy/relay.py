@@ -102,8 +102,7 @@ def _settle(relay: ResponseRelay, sink: AnswerSink, port: int, error: BaseExcept
         else:
             sink.fail(502, "the app closed the connection mid-answer")
         return
-    if not relay.completed:
-        relay.complete()
+    # A whole answer went out at its end (``answer_end``), before the pool's bookkeeping.
 
 
 class ResponseRelay(AppAnswer):
@@ -121,7 +120,6 @@ class ResponseRelay(AppAnswer):
         self.size = 0
         self.streaming = False
         self.broken = False
-        self.completed = False
 
     def answer_head(self, code: int, reason: str, headers: Pairs, content_type: str) -> None:
         self.code = code
@@ -145,15 +143,11 @@ class ResponseRelay(AppAnswer):
             return None
         return self.sink.write(chunk)
 
-    def answer_end(self) -> None:
-        # The answer is whole: out to the browser now, before the pool's bookkeeping.
-        self.complete()
-
     def answer_lost(self) -> None:
         self.broken = True
 
-    def complete(self) -> None:
-        self.completed = True
+    def answer_end(self) -> None:
+        # The answer is whole: out to the browser now, before the pool's bookkeeping.
         if not self.streaming:
             headers = self.sink.outgoing(self.headers)
             code = self.code
