@@ -90,28 +90,22 @@ def test_a_websocket_from_the_apps_sandboxed_page_gets_the_apps_origin() -> None
 def test_a_sandboxed_fetch_gets_one_allow_origin_header() -> None:
     app = HTTPHeaders({"Access-Control-Allow-Origin": "*", "Content-Type": "text/plain"})
     app.add("Access-Control-Allow-Credentials", "true")
-    out = tornado_headers(
-        response_header_pairs(
+
+    def outgoing(sandboxed_fetch: bool) -> HTTPHeaders:
+        pairs = response_header_pairs(
             app.get_all(),
             public_prefix=PREFIX,
             host="h",
             head=False,
             same_origin=False,
-            sandboxed_fetch=True,
+            sandboxed_fetch=sandboxed_fetch,
         )
-    )
+        return tornado_headers(pairs)
+
+    out = outgoing(sandboxed_fetch=True)
     assert out.get_list("Access-Control-Allow-Origin") == ["null"]
     assert "Access-Control-Allow-Credentials" not in out
-    plain = tornado_headers(
-        response_header_pairs(
-            app.get_all(),
-            public_prefix=PREFIX,
-            host="h",
-            head=False,
-            same_origin=False,
-            sandboxed_fetch=False,
-        )
-    )
+    plain = outgoing(sandboxed_fetch=False)
     assert plain.get_list("Access-Control-Allow-Origin") == ["*"]
 
 
