@@ -240,8 +240,9 @@ class EcodeApp(ExtensionApp):
         help="""Origin that serves project apps, e.g. `https://apps.example.com` (a host that
         reaches this server). Default "": apps are served on the Jupyter origin inside a
         `Content-Security-Policy: sandbox` without `allow-same-origin`, so their pages cannot
-        script Jupyter; on a separate origin they keep an origin of their own (cookies,
-        localStorage) and Jupyter's pages redirect there.""",
+        script Jupyter; on a separate origin whose host name is not one Jupyter is reached by
+        (browsers share cookies between ports), e.g. `http://apps.localhost:8890`, they keep
+        an origin of their own (cookies, localStorage); Jupyter's pages redirect there.""",
     ).tag(config=True)
 
     preview_port = Int(

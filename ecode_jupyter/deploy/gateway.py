@@ -115,6 +115,8 @@ class AppGateway:
             f"--upstream-port={self.upstream.port}",
         ]
         argv += [f"--host={host}" for host in sorted(self.hosts)]
+        if self.manager.options.preview_own_origin:
+            argv.append("--own-origin")
         if self.upstream.unix_socket:
             argv.append(f"--upstream-unix={self.upstream.unix_socket}")
         if self.upstream.tls:

@@ -100,9 +100,20 @@ class Upstream(NamedTuple):
 
 
 class Gateway:
-    def __init__(self, *, prefix: str, scheme: str, hosts: set[str], upstream: Upstream) -> None:
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        scheme: str,
+        hosts: set[str],
+        upstream: Upstream,
+        own_origin: bool = False,
+    ) -> None:
         self.prefix = prefix
         self.scheme = scheme
+        # Whether app pages here keep an origin of their own (``allow-same-origin``): only
+        # on a host name of its own (``manager.preview_isolation``).
+        self.own_origin = own_origin
         self.hosts = hosts  # the Host headers this origin answers to
         self.upstream = upstream
         self.routes: dict[str, Route] = {}
@@ -497,7 +508,7 @@ class _Answer:
             public_prefix=self.request.route.base_path,
             host=self.request.host,
             head=self.head_request,
-            same_origin=True,
+            same_origin=self.client.gateway.own_origin,
             sandboxed_fetch=self._sandboxed_fetch(),
         )
 
@@ -549,7 +560,11 @@ class _Answer:
             self.client.close()
             return
         body = error_page(message).encode()
-        headers = error_headers(body, same_origin=True, sandboxed_fetch=self._sandboxed_fetch())
+        headers = error_headers(
+            body,
+            same_origin=self.client.gateway.own_origin,
+            sandboxed_fetch=self._sandboxed_fetch(),
+        )
         self.write_head(code, "", headers, body, False)
         self.end()
 
@@ -698,6 +713,7 @@ async def _run(args: argparse.Namespace) -> None:
             unix_socket=args.upstream_unix,
             tls=args.upstream_tls,
         ),
+        own_origin=args.own_origin,
     )
     try:
         await gateway.serve(sock, control, out)
@@ -715,6 +731,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-port", type=int, default=0)
     parser.add_argument("--upstream-unix", default="")
     parser.add_argument("--upstream-tls", action="store_true")
+    parser.add_argument(
+        "--own-origin", action="store_true", help="app pages keep their origin (a host of its own)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="[ecode gateway %(levelname)s] %(message)s"

@@ -79,6 +79,10 @@ class DeployOptions:
     # "" serves apps on the Jupyter origin inside a CSP sandbox; an origin such as
     # "https://apps.example.com" serves them there (a host that reaches this server).
     preview_origin: str = ""
+    # Whether app pages on the preview origin keep an origin of their own (CSP sandbox with
+    # ``allow-same-origin``): only on a host name of its own. Browsers share cookies between
+    # the ports of one host, so on Jupyter's host name the sandbox stays (``preview_isolation``).
+    preview_own_origin: bool = False
     idle_timeout_s: float = 3600.0
     log_lines: int = 2000
     sweep_interval_s: float = 5.0
@@ -1038,6 +1042,27 @@ class DeployManager:
         }
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_ANY_ADDRESS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+def preview_isolation(origin: str, *, jupyter_ip: str) -> bool:
+    """Whether app pages on the preview ``origin`` may keep an origin of their own.
+
+    Cookies are scoped to a host name, not to a port: on ``http://127.0.0.1:{preview_port}``
+    an app page with ``allow-same-origin`` could read and set the cookies of a Jupyter at
+    ``http://127.0.0.1:8888`` (its ``_xsrf``; a cookie tossed onto Jupyter's paths). So pages
+    keep the sandbox on a host name Jupyter is reached by: its own address, and every loopback
+    name when it listens on loopback or on all addresses (it prints both ``localhost`` and
+    ``127.0.0.1`` URLs)."""
+    host = (urlsplit(origin).hostname or "").lower()
+    ip = jupyter_ip.lower().strip("[]")
+    jupyter_names = {ip}
+    if ip in _ANY_ADDRESS or ip in _LOOPBACK_NAMES:
+        jupyter_names |= _LOOPBACK_NAMES
+    return host not in jupyter_names
+
+
 def create_deploy_manager(app: Any, context: Any) -> DeployManager:
     """The DeployManager for an EcodeApp's configuration (its traits named ``app_*``,
     ``preview_origin`` and ``releases_dir``)."""
@@ -1056,10 +1081,14 @@ def create_deploy_manager(app: Any, context: Any) -> DeployManager:
         msg = f"preview_origin must look like https://apps.example.com, not {origin!r}"
         raise EcodeError(msg)
     port = getattr(serverapp, "port", 0)
+    own_origin = bool(origin) and preview_isolation(
+        origin, jupyter_ip=str(getattr(serverapp, "ip", "") or "")
+    )
     options = DeployOptions(
         releases_dir=Path(app.releases_dir).expanduser(),
         base_url=base_url if base_url.endswith("/") else base_url + "/",
         preview_origin=origin,
+        preview_own_origin=own_origin,
         idle_timeout_s=float(app.app_idle_timeout_s),
         log_lines=int(app.app_log_lines),
         server_id=f"{socket.gethostname()}:{port}{base_url}",

@@ -397,7 +397,7 @@ def response_header_pairs(
 def not_here_answer() -> tuple[bytes, Pairs]:
     """The 404 page and headers for a path the preview origin does not serve."""
     body = error_page("nothing here: this origin serves project apps only").encode()
-    return body, error_headers(body, same_origin=True, sandboxed_fetch=False)
+    return body, error_headers(body, same_origin=False, sandboxed_fetch=False)
 
 
 def error_page(message: str) -> str:

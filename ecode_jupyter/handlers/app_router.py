@@ -203,7 +203,7 @@ class _KeyedExchange(httputil.HTTPMessageDelegate):
         self.app = app
         self.port = port
         self.rest = rest
-        self.same_origin = on_preview_origin
+        self.same_origin = on_preview_origin and manager.options.preview_own_origin
         self.settings = settings
         self.chunks: list[bytes] = []
         self.gone = False

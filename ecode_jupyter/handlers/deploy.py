@@ -350,6 +350,11 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
             owner_is_admin=ctx.owner_is_admin,
         )
 
+    def _own_origin(self) -> bool:
+        """Whether the app's pages keep an origin of their own here (``allow-same-origin``):
+        on a preview origin with a host name of its own (``preview_isolation``)."""
+        return self._on_preview_origin() and _manager(self.ecode).options.preview_own_origin
+
     def _on_preview_origin(self) -> bool:
         cached = self._on_preview
         if cached is None:
@@ -629,7 +634,7 @@ class AppProxyHandler(WebSocketHandler, JupyterHandler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         add_security_headers(
             self._headers,
-            same_origin=self._on_preview_origin(),
+            same_origin=self._own_origin(),
             sandboxed_fetch=self._sandboxed_fetch(),
         )
         self.finish(error_page(message))
@@ -653,7 +658,7 @@ class _HandlerSink:
             public_prefix=self.app.base_path,
             host=handler.request.host,
             head=self.head_request,
-            same_origin=handler._on_preview_origin(),
+            same_origin=handler._own_origin(),
             sandboxed_fetch=handler._sandboxed_fetch(),
         )
 

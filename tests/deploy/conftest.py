@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,6 +13,18 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from ecode_jupyter.deploy.gateway import AppGateway, start_gateway
 from ecode_jupyter.pytest_plugin import ecode_token_for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def gateway_port() -> int:
+    """A free port for a test server's app gateway (``preview_port``)."""
+    return free_port()
 
 
 @contextmanager

@@ -23,23 +23,10 @@ from ecode_jupyter.deploy.gateway_server import Upstream
 from ecode_jupyter.pytest_plugin import ecode_token_for
 
 from .apps import HEADER_ECHO, VERSIONED, WS_ECHO
-from .conftest import running_gateway
+from .conftest import free_port, running_gateway
 
 Write = Callable[[Path, dict[str, str]], None]
-SAME_ORIGIN_SANDBOX = (
-    "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads allow-same-origin"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def gateway_port() -> int:
-    return _free_port()
+OPAQUE_SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
 
 @pytest.fixture
@@ -101,8 +88,9 @@ async def test_keyed_requests_are_served_on_the_preview_origin(
     assert seen["headers"]["cookie"] == "app_session=abc"
     assert seen["headers"]["host"] == f"127.0.0.1:{gateway.port}"
     assert seen["headers"]["x-forwarded-proto"] == "http"
-    # Its own origin: the app keeps it (allow-same-origin); cookies stay under its path.
-    assert answer.headers["Content-Security-Policy"] == SAME_ORIGIN_SANDBOX
+    # 127.0.0.1 is Jupyter's host name too, and cookies ignore ports: the page stays in the
+    # sandbox (an opaque origin), as on Jupyter's origin; cookies stay under its path.
+    assert answer.headers["Content-Security-Policy"] == OPAQUE_SANDBOX
     prefix = dep["url"].removeprefix(origin).rstrip("/")
     assert answer.headers.get_list("Set-Cookie") == [f"app_session=abc; Path={prefix}/"]
     assert "Strict-Transport-Security" not in answer.headers
@@ -256,7 +244,7 @@ def gateway_alone(
         ip="127.0.0.1",
         port=gateway_port,
         base_url=manager.options.base_url,
-        upstream=Upstream(port=_free_port()),
+        upstream=Upstream(port=free_port()),
     )
 
     async def start() -> None:

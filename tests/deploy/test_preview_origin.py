@@ -1,5 +1,7 @@
 """With ``preview_origin`` set, app pages render on that origin (here: localhost for a server
-reached as 127.0.0.1), where they may keep an origin of their own."""
+reached as 127.0.0.1), where they may keep an origin of their own when its host name is its
+own (``preview_isolation``, tested in ``test_gateway_origin``; a loopback name here, so the
+tests that need one say so)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ def ecode_extra_config(jp_http_port: int) -> dict[str, Any]:
     return {"EcodeApp": {"preview_origin": f"http://localhost:{jp_http_port}"}}
 
 
+@pytest.fixture
+def deploy(ecode_app: Any) -> Any:
+    return ecode_app.ecode.extras["deploy"]
+
+
 async def test_pages_are_sent_to_the_preview_origin(
+    deploy: Any,
     ecode_api: Any,
     app_fetch: Any,
     jp_http_port: int,
@@ -44,8 +52,14 @@ async def test_pages_are_sent_to_the_preview_origin(
 
     there = await app_fetch(dep.body["url"], headers=NAVIGATE)
     assert there.code == 200 and there.text == "v1"
+    # localhost is one of Jupyter's own names (it prints localhost and 127.0.0.1 URLs), and
+    # cookies ignore ports: the page stays in the sandbox there.
+    assert "allow-same-origin" not in there.headers["Content-Security-Policy"]
+    # On a preview origin with a host name of its own, the page keeps its origin ...
+    deploy.options.preview_own_origin = True
+    there = await app_fetch(dep.body["url"], headers=NAVIGATE)
     assert "allow-same-origin" in there.headers["Content-Security-Policy"]
-    # A script fetching from the Jupyter origin gets the app, still sandboxed there.
+    # ... and a script fetching from the Jupyter origin gets the app, still sandboxed there.
     here = await app_fetch(keyed_path)
     assert here.code == 200
     assert "allow-same-origin" not in here.headers["Content-Security-Policy"]

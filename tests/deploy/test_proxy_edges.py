@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ from ecode_jupyter.pytest_plugin import ecode_token_for
 
 from .apps import CLOSE_EVERY_CONNECTION, EDGE
 from .conftest import running_gateway
-from .test_gateway import SAME_ORIGIN_SANDBOX
 from .test_preview_api import SANDBOX, _preview, _project
 
 Write = Callable[[Path, dict[str, str]], None]
@@ -56,13 +54,6 @@ def door_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def gateway_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
 def ecode_extra_config(door_name: str, gateway_port: int) -> dict[str, Any]:
     config: dict[str, Any] = {"app_start_timeout_s": 30.0}
     if door_name == "gateway":
@@ -78,7 +69,7 @@ def door(
         yield Door(jp_http_port, SANDBOX)
         return
     with running_gateway(ecode_app, jp_asyncio_loop) as gateway:
-        yield Door(gateway.port, SAME_ORIGIN_SANDBOX)
+        yield Door(gateway.port, SANDBOX)  # 127.0.0.1: Jupyter's host name too
 
 
 @pytest.fixture
