@@ -1000,6 +1000,9 @@ class DeployManager:
             # On Jupyter's origin, where the user is signed in: it redirects to the keyed URL
             # (on the preview origin when there is one). Never a sign-in on the app origin.
             "entry_url": f"{entry}/",
+            # The app's pages keep an origin of their own at ``url`` (a preview origin whose
+            # host name is not Jupyter's): the lab may frame it with allow-same-origin.
+            "own_origin": show_url and self.options.preview_own_origin,
             "release": (
                 {"id": app.release_id, "number": app.release_number} if app.release_id else None
             ),
@@ -1030,6 +1033,7 @@ class DeployManager:
             "live": False,
             "url": None,
             "entry_url": None,
+            "own_origin": False,
             "release": {"id": row.release_id, "number": None} if row.release_id else None,
             "framework": spec.get("framework"),
             "source": spec.get("source"),

@@ -115,6 +115,11 @@ export interface IDeployment {
   url: string | null;
   /** The stable address (`/ecode/apps/@owner/slug/`), which redirects to `url`. */
   entry_url: string | null;
+  /**
+   * Whether the app's pages keep an origin of their own at `url`: a preview origin whose host
+   * name is not Jupyter's (cookies ignore ports), so it may be framed with allow-same-origin.
+   */
+  own_origin?: boolean;
   release: { id: string; number: number | null } | null;
   framework?: string | null;
   command?: string | null;

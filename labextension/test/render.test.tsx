@@ -6,7 +6,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FeedList } from '../src/components/FeedView';
 import { FeedRowView } from '../src/components/FeedRows';
 import { PlanChecklist } from '../src/components/Plan';
-import { PREVIEW_SANDBOX, PreviewTab } from '../src/components/tabs/PreviewTab';
+import {
+  PREVIEW_SANDBOX,
+  PreviewTab,
+  previewSandbox
+} from '../src/components/tabs/PreviewTab';
 import { prefixOffsets, visibleRange } from '../src/components/VirtualList';
 import {
   applyEvents,
@@ -322,7 +326,8 @@ describe('the preview tab', () => {
     updated_at: ''
   };
 
-  it('sandboxes the app without allow-same-origin', () => {
+  /** A session whose preview runs at `url`. */
+  function previewing(url: string, ownOrigin?: boolean): ProjectSession {
     const session = new ProjectSession(project);
     Object.defineProperty(session, 'preview', {
       value: {
@@ -333,11 +338,17 @@ describe('the preview tab', () => {
         reason: null,
         running: true,
         live: true,
-        url: '/ecode/apps/@ann/todo/~key/',
+        url,
         entry_url: '/ecode/apps/@ann/todo/',
+        own_origin: ownOrigin,
         release: null
       }
     });
+    return session;
+  }
+
+  it('sandboxes the app without allow-same-origin', () => {
+    const session = previewing('/ecode/apps/@ann/todo/~key/');
     render(<PreviewTab session={session} />);
     const frame = container.querySelector('iframe')!;
     expect(frame.getAttribute('sandbox')).toBe(PREVIEW_SANDBOX);
@@ -347,6 +358,29 @@ describe('the preview tab', () => {
     const newTab = container.querySelector('a[target="_blank"]')!;
     expect(newTab.getAttribute('href')).toBe('/ecode/apps/@ann/todo/');
     expect(newTab.getAttribute('rel')).toBe('noopener noreferrer');
+    session.dispose();
+  });
+
+  it('lets the app keep its own origin only on another host', () => {
+    const lab = 'http://127.0.0.1:8888/lab';
+    const own = `${PREVIEW_SANDBOX} allow-same-origin`;
+    const there = 'http://apps.localhost:8890/ecode/apps/@ann/todo/~key/';
+    expect(previewSandbox(there, true, lab)).toBe(own);
+    expect(previewSandbox(there, false, lab)).toBe(PREVIEW_SANDBOX);
+    expect(previewSandbox(there, undefined, lab)).toBe(PREVIEW_SANDBOX);
+    // The lab's host (another port shares its cookies) or a relative URL: never.
+    const sameHost = 'http://127.0.0.1:8890/ecode/apps/@ann/todo/~key/';
+    expect(previewSandbox(sameHost, true, lab)).toBe(PREVIEW_SANDBOX);
+    expect(previewSandbox('/ecode/apps/@ann/todo/~key/', true, lab)).toBe(
+      PREVIEW_SANDBOX
+    );
+    expect(previewSandbox('http://[bad', true, lab)).toBe(PREVIEW_SANDBOX);
+
+    const session = previewing(there, true);
+    render(<PreviewTab session={session} />);
+    expect(container.querySelector('iframe')!.getAttribute('sandbox')).toBe(
+      own
+    );
     session.dispose();
   });
 

@@ -70,6 +70,7 @@ async def test_keyed_requests_are_served_on_the_preview_origin(
     dep = await _echo_preview(ecode_api, write_files, ecode_workspace_root)
     origin = f"http://127.0.0.1:{gateway.port}"
     assert dep["url"].startswith(origin + "/") and "/ecode/apps/@alice/" in dep["url"]
+    assert dep["own_origin"] is False  # Jupyter's host name: framed in the sandbox
     token = ecode_token_for("alice")
     answer = await app_fetch(
         dep["url"] + "x?a=1&token=" + token,

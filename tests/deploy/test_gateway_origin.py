@@ -80,6 +80,7 @@ async def test_a_preview_origin_with_a_host_of_its_own_lets_pages_keep_it(
     assert dep.status == 201, dep.body
     origin = f"http://127.0.0.2:{gateway.port}"
     assert dep.body["url"].startswith(origin + "/")
+    assert dep.body["own_origin"] is True  # the Preview tab may frame it with its origin
     keyed_path = dep.body["url"].removeprefix(origin)
 
     there = await app_fetch(f"{origin}{keyed_path}")

@@ -46,6 +46,7 @@ async def test_flask_template_is_previewed_through_the_proxy(
     project = await _project(ecode_api, "Todo", template="flask-api")
     dep = await _preview(ecode_api, project["id"])
     assert dep["framework"] == "flask-api" and dep["url"].startswith(dep["entry_url"] + "~")
+    assert dep["own_origin"] is False  # served on the Jupyter origin: framed opaque
 
     health = await app_fetch(dep["url"] + "health")
     assert health.code == 200 and json.loads(health.body) == {"status": "ok"}

@@ -1,7 +1,7 @@
 /**
  * Preview: the running app in a sandboxed frame (scripts and forms, never the Jupyter
- * origin's cookies or DOM: no allow-same-origin), with reload, open-in-new-tab, restart
- * and stop.
+ * origin's cookies or DOM: no allow-same-origin, but on a preview origin of its own), with
+ * reload, open-in-new-tab, restart and stop.
  */
 import * as React from 'react';
 
@@ -10,6 +10,31 @@ import { CommandForm } from '../CommandForm';
 
 /** The frame's sandbox: the app may script itself and post forms, not reach Jupyter. */
 export const PREVIEW_SANDBOX = 'allow-scripts allow-forms allow-popups';
+
+/**
+ * The sandbox for an app at `url`: with its own origin (cookies, storage) only where the
+ * server says its pages keep one (`own_origin`: a preview origin whose host name is not
+ * Jupyter's) and the URL is indeed on another host than this page; never on the lab's host,
+ * where allow-same-origin with allow-scripts would undo the sandbox.
+ */
+export function previewSandbox(
+  url: string,
+  ownOrigin: boolean | undefined,
+  here: string = window.location.href
+): string {
+  if (!ownOrigin) {
+    return PREVIEW_SANDBOX;
+  }
+  let host: string;
+  try {
+    host = new URL(url, here).hostname;
+  } catch {
+    return PREVIEW_SANDBOX;
+  }
+  return host !== new URL(here).hostname
+    ? `${PREVIEW_SANDBOX} allow-same-origin`
+    : PREVIEW_SANDBOX;
+}
 
 export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
   const { session } = props;
@@ -87,7 +112,7 @@ export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
           className="jp-EcodePreview-frame"
           title={`Preview of ${name}`}
           src={preview.url}
-          sandbox={PREVIEW_SANDBOX}
+          sandbox={previewSandbox(preview.url, preview.own_origin)}
           referrerPolicy="no-referrer"
         />
       ) : (
