@@ -16,9 +16,9 @@ connection, uvicorn keeps them):
   rules), the price of any extra process between client and app on this machine. What a
   proxy costs beyond the floor is its own work.
 
-It also measures the CPU the Jupyter process spends per proxied request on its origin (a
-number a busy machine skews less than latency), and the throughput with several concurrent
-connections each way.
+It also measures the CPU each proxy's process spends per request through it (Jupyter's, the
+gateway's, the floor's: numbers a busy machine skews less than latency), and the throughput
+with several concurrent connections each way.
 
     python benchmarks/bench_proxy.py [--requests 2000] [--concurrency 8] [--seconds 5]
 
@@ -158,12 +158,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proxy_cpu_per_request(server: Server, proxied: Client, requests: int) -> float:
-    """CPU the Jupyter server spends per proxied request: not skewed by a busy machine."""
-    before = cpu_seconds(server.proc.pid)
+def cpu_per_request(pid: int, proxied: Client, requests: int) -> float:
+    """CPU the process ``pid`` (a proxy) spends per request through it: less skewed by a busy
+    machine than latency."""
+    before = cpu_seconds(pid)
     for _ in range(requests):
         proxied.get()
-    return (cpu_seconds(server.proc.pid) - before) / requests
+    return (cpu_seconds(pid) - before) / requests
+
+
+def gateway_pid(server: Server) -> int:
+    """The app gateway process the Jupyter server started."""
+    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+    for pid in children.split():
+        if b"gateway_server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    msg = "the Jupyter server runs no app gateway"
+    raise RuntimeError(msg)
 
 
 def latency(clients: dict[str, Client], requests: int, gap_s: float) -> dict[str, Pair]:
@@ -237,18 +248,19 @@ def measure(server: Server, template: str, args: argparse.Namespace) -> dict[str
             "floor": floor_port,
         }
         paths = {"direct": "/health", "jupyter": keyed, "gateway": keyed, "floor": "/health"}
-        return _measure_paths(server, template, to_first_200, ports, paths, args)
+        pids = {"jupyter": server.proc.pid, "gateway": gateway_pid(server), "floor": floor.pid}
+        return _measure_paths(template, to_first_200, ports, paths, pids, args)
     finally:
         floor.terminate()
         floor.wait(10)
 
 
 def _measure_paths(
-    server: Server,
     template: str,
     to_first_200: float,
     ports: dict[str, int],
     paths: dict[str, str],
+    pids: dict[str, int],
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     wanted = ["direct", *(name for name in args.paths.split(",") if name != "direct")]
@@ -258,9 +270,11 @@ def _measure_paths(
         "template": template,
         "first_200_s": to_first_200,
         "latency": latency(clients, args.requests, args.gap_ms / 1000),
-        "cpu": proxy_cpu_per_request(server, clients["jupyter"], args.requests)
-        if "jupyter" in clients
-        else None,
+        "cpu": {
+            name: cpu_per_request(pids[name], client, args.requests)
+            for name, client in clients.items()
+            if name != "direct"
+        },
         "rps": {
             name: throughput(ports[name], paths[name], args.concurrency, args.seconds)
             for name in ports
@@ -295,8 +309,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 direct, values = blocks[name]
                 own = (pct(values, 0.5) - pct(direct, 0.5) - floor_cost) * 1e6
                 print(f"  {name}: {own:.0f} us at p50 beyond the relay floor (its own work)")
-    if result["cpu"] is not None:
-        print(f"  proxy CPU per request on the Jupyter origin: {result['cpu'] * 1e6:.0f} us")
+    print("  CPU of the proxy's process per request (user + system):")
+    for name, seconds in result["cpu"].items():
+        print(f"    {name:8} {seconds * 1e6:5.0f} us")
     print(f"  throughput, {args.concurrency} connections, {args.seconds:g} s each way:")
     rps = result["rps"]
     for name, value in rps.items():
