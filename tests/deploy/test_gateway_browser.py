@@ -17,7 +17,7 @@ from ecode_jupyter.deploy.gateway import AppGateway
 from ecode_jupyter.testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 from .conftest import running_gateway
-from .test_sandbox_browser import PROBE_APP
+from .test_sandbox_browser import FRAME_AND_REPORT, start_probe
 
 pytestmark = pytest.mark.browser
 
@@ -55,15 +55,9 @@ async def test_an_app_page_through_the_gateway(
     write_files: Callable[[Path, dict[str, str]], None],
     ecode_workspace_root: Path,
 ) -> None:
-    r = await ecode_api("POST", "projects", body={"name": "Probe gateway"})
-    pid = r.body["id"]
-    write_files(ecode_workspace_root / pid, {"probe.py": PROBE_APP})
-    dep = await ecode_api(
-        "POST", f"projects/{pid}/deployments", body={"command": "python probe.py"}
-    )
-    assert dep.body["status"] == "running", dep.body
+    _pid, dep = await start_probe(ecode_api, write_files, ecode_workspace_root, "Probe gateway")
     preview = f"http://{preview_host}:{gateway.port}"
-    assert dep.body["url"].startswith(preview + "/")
+    assert dep["url"].startswith(preview + "/")
     lab = f"http://127.0.0.1:{jp_http_port}"
     token = jp_serverapp.identity_provider.token
 
@@ -76,16 +70,7 @@ async def test_an_app_page_through_the_gateway(
             await page.goto(f"{lab}{jp_base_url}lab-stand-in")
             await page.evaluate("document.cookie = 'lab_marker=1; path=/'")
             # The lab frames the keyed URL, as the Preview tab does, and waits for the report.
-            result = await page.evaluate(
-                """(src) => new Promise((resolve) => {
-                    window.addEventListener('message', (e) => resolve(e.data));
-                    const frame = document.createElement('iframe');
-                    frame.src = src;
-                    document.body.appendChild(frame);
-                    setTimeout(() => resolve({timeout: true}), 20000);
-                })""",
-                dep.body["url"],
-            )
+            result = await page.evaluate(FRAME_AND_REPORT, dep["url"])
             assert result.get("script") is True, result
             assert result["own"] is True  # its own data, through the gateway
             assert result["parent"].startswith("blocked:")  # the lab's DOM
@@ -104,7 +89,7 @@ async def test_an_app_page_through_the_gateway(
                 # Opened on its own (framed, a cross-site page gets no storage in a browser
                 # that blocks third-party cookies), it has storage of its own too.
                 tab = await browser.new_page()
-                await tab.goto(dep.body["url"])
+                await tab.goto(dep["url"])
                 await tab.wait_for_function("document.title.startsWith('{')", timeout=20000)
                 alone = json.loads(await tab.title())
                 assert alone["origin"] == preview and alone["storage"] == "0"

@@ -60,6 +60,30 @@ ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), App).serve_forever()
 '''
 
 
+# Run on a page: frame ``src`` (as the Preview tab does) and wait for the probe's report.
+FRAME_AND_REPORT = """(src) => new Promise((resolve) => {
+    window.addEventListener('message', (e) => resolve(e.data));
+    const frame = document.createElement('iframe');
+    frame.src = src;
+    document.body.appendChild(frame);
+    setTimeout(() => resolve({timeout: true}), 20000);
+})"""
+
+
+async def start_probe(
+    ecode_api: Any, write_files: Callable[[Path, dict[str, str]], None], root: Path, name: str
+) -> tuple[str, dict[str, Any]]:
+    """A project running ``PROBE_APP`` as its preview: its id and deployment."""
+    r = await ecode_api("POST", "projects", body={"name": name})
+    pid = r.body["id"]
+    write_files(root / pid, {"probe.py": PROBE_APP})
+    dep = await ecode_api(
+        "POST", f"projects/{pid}/deployments", body={"command": "python probe.py"}
+    )
+    assert dep.body["status"] == "running", dep.body
+    return pid, dep.body
+
+
 async def test_an_app_page_cannot_reach_the_lab(
     ecode_api: Any,
     jp_serverapp: Any,
@@ -68,13 +92,7 @@ async def test_an_app_page_cannot_reach_the_lab(
     write_files: Callable[[Path, dict[str, str]], None],
     ecode_workspace_root: Path,
 ) -> None:
-    r = await ecode_api("POST", "projects", body={"name": "Probe"})
-    pid = r.body["id"]
-    write_files(ecode_workspace_root / pid, {"probe.py": PROBE_APP})
-    dep = await ecode_api(
-        "POST", f"projects/{pid}/deployments", body={"command": "python probe.py"}
-    )
-    assert dep.body["status"] == "running", dep.body
+    pid, dep = await start_probe(ecode_api, write_files, ecode_workspace_root, "Probe")
     origin = f"http://127.0.0.1:{jp_http_port}"
     token = jp_serverapp.identity_provider.token
 
@@ -97,16 +115,7 @@ async def test_an_app_page_cannot_reach_the_lab(
                 body={"role": "editor"},
             )
             assert shared.status == 200, shared.body
-            result = await page.evaluate(
-                """(src) => new Promise((resolve) => {
-                    window.addEventListener('message', (e) => resolve(e.data));
-                    const frame = document.createElement('iframe');
-                    frame.src = src;
-                    document.body.appendChild(frame);
-                    setTimeout(() => resolve({timeout: true}), 20000);
-                })""",
-                origin + dep.body["entry_url"],
-            )
+            result = await page.evaluate(FRAME_AND_REPORT, origin + dep["entry_url"])
             assert result.get("script") is True, result
             assert result["origin"] == "null"
             assert result["cookie"].startswith("blocked:") or result["cookie"] == ""
@@ -118,7 +127,7 @@ async def test_an_app_page_cannot_reach_the_lab(
             # Opened on its own (new tab), the page is just as walled off.
             tab = await browser.new_page()
             await tab.context.add_cookies(cookies)
-            await tab.goto(origin + dep.body["entry_url"])
+            await tab.goto(origin + dep["entry_url"])
             await tab.wait_for_function("document.title.startsWith('{')", timeout=20000)
             alone = json.loads(await tab.title())
             assert alone["origin"] == "null" and alone["api"] == "blocked"
