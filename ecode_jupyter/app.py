@@ -28,6 +28,8 @@ from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
 from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
+from .hub import SERVER as HUB_SERVER
+from .hub import SERVICE as HUB_SERVICE
 from .tools import http as tools_http
 
 log = logging.getLogger(__name__)
@@ -284,6 +286,49 @@ class EcodeApp(ExtensionApp):
     def _default_releases_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "ecode" / "releases")
 
+    # -- JupyterHub (hub/) -----------------------------------------------------------
+    hub_role = Unicode(
+        "",
+        help="""This server's part on a JupyterHub with the ecode service. "" (default): a
+        server on its own (single user, or a hub without the service: everything in this
+        server). "service": the ecode hub service (set by `python -m ecode_jupyter.hub.service`;
+        holds the database, keys and agent). "server": a user's server on a hub with the
+        service; it holds nothing shared (it refuses to start when given the database URL, the
+        secrets key or a model key), forwards the ecode API to the service and runs the tool
+        calls the service sends on its owner's workspaces. Default "": "server" when
+        `hub_service_url` is set.""",
+    ).tag(config=True)
+
+    @default("hub_role")
+    def _default_hub_role(self) -> str:
+        return "server" if self.hub_service_url else ""
+
+    hub_service_url = Unicode(
+        help="""Base URL of the ecode hub service as users' servers reach it, e.g.
+        `http://10.0.0.5:10101/services/ecode/`. Setting it makes this a user's server of a hub
+        with the service (hub_role "server"). Env fallback: ECODE_SERVICE_URL. Default: "".""",
+    ).tag(config=True)
+
+    @default("hub_service_url")
+    def _default_hub_service_url(self) -> str:
+        return os.environ.get("ECODE_SERVICE_URL", "")
+
+    hub_service_name = Unicode(
+        "ecode",
+        help="""Name of the ecode service on the hub: users' servers run tool calls only for
+        this service (and their owner). Default: ecode.""",
+    ).tag(config=True)
+
+    hub_users_url = Unicode(
+        help="""(service) URL at which the hub's proxy serves users' servers, ending with /,
+        e.g. `http://127.0.0.1:8000/`; tool calls go to `{hub_users_url}user/{owner}/`.
+        Env fallback: ECODE_HUB_USERS_URL. Default: "".""",
+    ).tag(config=True)
+
+    @default("hub_users_url")
+    def _default_hub_users_url(self) -> str:
+        return os.environ.get("ECODE_HUB_USERS_URL", "")
+
     def build_context(self) -> EcodeContext:
         """The managers for this configuration (the CLI uses this too)."""
         context = build_context(
@@ -309,6 +354,10 @@ class EcodeApp(ExtensionApp):
         return context
 
     def initialize_settings(self) -> None:
+        self._tasks: list[asyncio.Task[Any]] = []
+        if self.hub_role == HUB_SERVER:
+            self._initialize_hub_server()
+            return
         try:
             context = self.build_context()
         except SchemaOutOfDate as exc:
@@ -316,19 +365,76 @@ class EcodeApp(ExtensionApp):
             self.log.critical("%s", exc.message)
             raise SystemExit(1) from None
         self.log.info("ecode database: %s", redact_url(context.db.url))
-        # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the agent.
-        context.extras["tools"] = tools_http.create_tool_layer(self.serverapp, context)
+        if self.hub_role == HUB_SERVICE:
+            # The hub service: tools run in the project owner's server, never here, and the
+            # new project's folder is made there too (hub/remote.py).
+            from .hub.remote import HubDirectory, HubLink, RemoteToolLayer, RemoteWorkspaces
+
+            directory = HubDirectory(HubLink.from_environment(self.hub_users_url))
+            context.projects.remote_workspaces = RemoteWorkspaces(directory)
+            context.extras["tools"] = RemoteToolLayer(context, directory)
+            self.settings["ecode_hub_directory"] = directory
+        else:
+            # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the
+            # agent.
+            context.extras["tools"] = tools_http.create_tool_layer(self.serverapp, context)
         # The agent (agent/): runs, their feeds on the server's event bus too.
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)
         )
-        # Previews, releases and the app proxy (deploy/).
-        context.extras["deploy"] = create_deploy_manager(self, context)
+        if self.hub_role != HUB_SERVICE:
+            # Previews, releases and the app proxy (deploy/). Not in the hub service: an app
+            # is project code, and project code never runs in the service.
+            context.extras["deploy"] = create_deploy_manager(self, context)
         self.ecode = context
-        self._tasks: list[asyncio.Task[Any]] = []
         self.settings.update({"ecode": context})
 
+    def _initialize_hub_server(self) -> None:
+        """A user's server on a hub with the service: no database, no keys (hub/server.py)."""
+        from .hub.server import HubServerAccess, ServiceLink, shared_secrets_given
+        from .tools.server import ToolLayer
+        from .workspace.collab import JupyterLiveDocuments
+
+        given = shared_secrets_given(self)
+        if given:
+            # Whoever controls this server could read them: refuse rather than leak them.
+            self.log.critical(
+                "ecode: this is a user's server of a hub with the ecode service "
+                "(hub_service_url is set), so it must hold nothing shared, but it was given %s. "
+                "Remove them from c.Spawner.environment / the server's config: only the ecode "
+                "service holds the database, the secrets key and the model keys.",
+                ", ".join(given),
+            )
+            raise SystemExit(1)
+        link = ServiceLink.from_environment(self.hub_service_url, self.hub_service_name)
+        root = Path(self.workspace_root).expanduser().resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        serverapp = self.serverapp
+        assert serverapp is not None
+        access = HubServerAccess(root)
+        live = JupyterLiveDocuments(
+            lambda: serverapp.web_app.settings, Path(serverapp.root_dir).expanduser()
+        )
+        self._hub_tools = ToolLayer(access, live=live)
+        self.settings.update(
+            {"ecode_link": link, "ecode_access": access, "ecode_tools": self._hub_tools}
+        )
+        self.log.info("ecode: the ecode API of this server is the hub service at %s", link.url)
+
     def initialize_handlers(self) -> None:
+        if self.hub_role == HUB_SERVER:
+            from .hub.server import server_handlers
+
+            self.handlers.extend(server_handlers())
+            return
+        if self.hub_role == HUB_SERVICE:
+            # The REST contract without what needs project code here: previews, releases and
+            # app routes (deploy) and the MCP endpoint (tools run in owners' servers).
+            for module in HANDLER_MODULES:
+                if module not in (deploy_handlers, tools_http):
+                    self.handlers.extend(module.default_handlers)
+            self.handlers.extend(fallback_handlers)
+            return
         for module in HANDLER_MODULES:
             self.handlers.extend(module.default_handlers)
         self.handlers.extend(fallback_handlers)
@@ -350,18 +456,22 @@ class EcodeApp(ExtensionApp):
         # SIGINT as KeyboardInterrupt and stop_extension never runs (runs, previews orphaned).
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, serverapp._signal_stop)
+        if self.hub_role == HUB_SERVER:
+            return  # nothing of its own to start or tidy: the service holds the state
         # Runs this server left running when it last stopped are marked interrupted.
         await self.ecode.extras["agent"].start()
-        # Live releases this server ran when it stopped go live again.
-        await self.ecode.extras["deploy"].start()
-        # The preview origin's own listener, when configured (deploy/gateway.py).
-        self._gateway = start_gateway(self, self.ecode.extras["deploy"])
-        if self._gateway is not None:
-            self.log.info(
-                "ecode apps are served at %s (gateway on port %s)",
-                self.ecode.extras["deploy"].options.preview_origin,
-                self._gateway.port,
-            )
+        deploy = self.ecode.extras.get("deploy")
+        if deploy is not None:
+            # Live releases this server ran when it stopped go live again.
+            await deploy.start()
+            # The preview origin's own listener, when configured (deploy/gateway.py).
+            self._gateway = start_gateway(self, deploy)
+            if self._gateway is not None:
+                self.log.info(
+                    "ecode apps are served at %s (gateway on port %s)",
+                    deploy.options.preview_origin,
+                    self._gateway.port,
+                )
         self._tasks.append(asyncio.create_task(self._purge_loop()))
         # Releases reservations a crash left open (now, at start-up, then periodically).
         sweep = self.ecode.extras["billing"].sweep_forever(self.billing_sweep_interval_s)
@@ -371,19 +481,26 @@ class EcodeApp(ExtensionApp):
         while True:
             try:
                 await self.ecode.projects.purge_expired()
-                # Files only purged projects' releases used go with them.
-                await self.ecode.extras["deploy"].collect_release_blobs()
+                deploy = self.ecode.extras.get("deploy")
+                if deploy is not None:
+                    # Files only purged projects' releases used go with them.
+                    await deploy.collect_release_blobs()
             except Exception:
                 log.exception("purging expired projects failed")
             await asyncio.sleep(self.purge_interval_s)
 
     async def stop_extension(self) -> None:
+        if self.hub_role == HUB_SERVER:
+            await self._hub_tools.stop()
+            return
         gateway = getattr(self, "_gateway", None)
         if gateway is not None:
             await gateway.stop()
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
-        await self.ecode.extras["deploy"].stop_all()
+        deploy = self.ecode.extras.get("deploy")
+        if deploy is not None:
+            await deploy.stop_all()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

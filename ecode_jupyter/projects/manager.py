@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -98,6 +98,14 @@ def _free_slug(session: Session, owner: str, base: str) -> str:
     raise Conflict(msg)
 
 
+class RemoteWorkspaceMaker(Protocol):
+    """Makes a new project's folder elsewhere. Called by ProjectManager.create_project."""
+
+    async def create(
+        self, owner: str, project_id: str, template: str | None, name: str, slug: str
+    ) -> None: ...
+
+
 class ProjectManager:
     def __init__(
         self,
@@ -111,6 +119,10 @@ class ProjectManager:
         self.workspace_root = workspace_root
         self.trash_retention = timedelta(days=trash_retention_days)
         self.max_projects_per_user = max_projects_per_user
+        # Where a new project's folder is made when it is not on this machine: the ecode hub
+        # service sets this to create it in the owner's own server (hub/remote.py), since
+        # project files never live in the service.
+        self.remote_workspaces: RemoteWorkspaceMaker | None = None
 
     def workspace_path(self, project_id: str) -> Path:
         return self.workspace_root / project_id
@@ -196,7 +208,12 @@ class ProjectManager:
             raise Conflict(msg) from exc
         ws = self.workspace_path(project.id)
         try:
-            await asyncio.to_thread(self._make_workspace, ws, tmpl, clean_name, project.slug)
+            if self.remote_workspaces is not None:
+                await self.remote_workspaces.create(
+                    user.username, project.id, tmpl.id if tmpl else None, clean_name, project.slug
+                )
+            else:
+                await asyncio.to_thread(self._make_workspace, ws, tmpl, clean_name, project.slug)
         except Exception:
             # No half-made project: remove the row if its folder could not be made.
             await self.db.run(lambda s: s.delete(s.get(Project, project.id)))

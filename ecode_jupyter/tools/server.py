@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -92,9 +93,12 @@ class McpReporter:
     away is not an error for the tool.
     """
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, *, structured: bool = False) -> None:
         self._ctx = ctx
         self._step = 0
+        # For the ecode hub service, which rebuilds its run's feed from these (command output,
+        # file changes with their diffs): each message is a JSON object tagged "ecode".
+        self._structured = structured
 
     async def _send(self, message: str) -> None:
         self._step += 1
@@ -104,12 +108,21 @@ class McpReporter:
             log.debug("progress notification not delivered", exc_info=True)
 
     async def progress(self, message: str) -> None:
+        if self._structured:
+            message = json.dumps({"ecode": "progress", "text": message})
         await self._send(message)
 
     async def output(self, chunk: str) -> None:
+        if self._structured:
+            chunk = json.dumps({"ecode": "output", "text": chunk})
         await self._send(chunk)
 
     async def file_changed(self, change: FileChange) -> None:
+        if self._structured:
+            await self._send(
+                json.dumps({"ecode": "file", **change.event_data(), "live": change.live})
+            )
+            return
         await self._send(f"{change.action} {change.path} (+{change.added} -{change.removed})")
 
 
@@ -193,7 +206,9 @@ class ToolLayer:
         if not isinstance(user, EcodeUser) or ctx is None:
             msg = "tool called without an authenticated user"
             raise NotAuthenticated(msg)
-        return Caller(user=user, reporter=McpReporter(ctx))
+        # The hub service's calls (hub/server.py ServiceCaller) want progress it can parse.
+        structured = bool(getattr(user, "structured_progress", False))
+        return Caller(user=user, reporter=McpReporter(ctx, structured=structured))
 
     async def open(
         self, ctx: Context | None, project_id: str, *, write: bool

@@ -1,13 +1,17 @@
-"""A real JupyterHub on loopback whose users' servers all run the ecode extension.
+"""A real JupyterHub on loopback with the ecode service, and users as separate OS accounts.
 
 One hub per test module: configurable-http-proxy in front, DummyAuthenticator, the
-SimpleLocalProcessSpawner (every user's server is a process of this OS user), and every server
-pointed at ONE ecode database — a fresh PostgreSQL database when ``ECODE_TEST_DATABASE_URL`` is
-set, else one shared SQLite file — with one workspace root and one secrets key. The hub loads
-``examples/jupyterhub/jupyterhub_config.py`` and then only moves it onto free ports and test
-folders, so the shipped example is what runs here.
+LocalProcessSpawner running each user's server as that user's own OS account (alice, bob and
+admin are created with ``useradd`` when missing; CI runs as root), and the ``ecode`` hub
+service holding the database (SQLite in a folder only root can read), the secrets key and the
+model keys. The hub loads ``examples/jupyterhub/jupyterhub_config.py`` and then only moves it
+onto free ports and test folders, so the shipped example is what runs here.
 
-Needs ``jupyterhub`` (Python) and ``configurable-http-proxy`` (npm; on PATH or named by
+Users' servers run from a virtual environment made with ``/usr/bin/python3`` (other accounts
+cannot run pyenv's Python under /root) that imports this environment's packages through a
+``.pth`` file, so this environment's folders must be readable by everyone.
+
+Needs root, ``jupyterhub`` (Python) and ``configurable-http-proxy`` (npm; on PATH or named by
 ``CONFIGURABLE_HTTP_PROXY``); without them the hub tests skip and say why.
 """
 
@@ -17,12 +21,16 @@ import contextlib
 import importlib.util
 import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,12 +45,12 @@ from cryptography.fernet import Fernet
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
 HUB_USERS = ("alice", "bob", "admin")
-STOCK_OWNER = "not-a-hub-user"
 # Bounded waits (seconds). A 2-core machine starts the hub and three servers in well under these.
 HUB_READY_TIMEOUT = 60
 SPAWN_TIMEOUT = 120
 STOP_TIMEOUT = 20
 HTTP_TIMEOUT = 30
+SYSTEM_PYTHON = "/usr/bin/python3"
 
 
 def find_proxy() -> str | None:
@@ -116,8 +124,10 @@ class Hub:
     api_url: str
     service_token: str
     log_path: Path
-    workspace_root: Path
-    database_url: str
+    #: where the ecode service keeps its data (readable by root only)
+    service_dir: Path
+    #: the users' home folders (their servers' roots; projects under ~/ecode-projects)
+    homes: dict[str, Path] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=HTTP_TIMEOUT))
 
@@ -127,6 +137,10 @@ class Hub:
         except OSError:
             return "(no hub log)"
         return "\n".join(text.splitlines()[-lines:])
+
+    def workspace(self, user: str, project_id: str) -> Path:
+        """A project's folder in its owner's server."""
+        return self.homes[user] / "ecode-projects" / project_id
 
     def hub_api(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """The hub's REST API as the admin service."""
@@ -145,38 +159,96 @@ class Hub:
         user: str,
         server: str | None = None,
         body: Any = None,
+        via: str = "server",
     ) -> httpx.Response:
-        """``/user/{server}/api/ecode/{path}`` through the hub's proxy with ``user``'s token.
+        """Call the ecode API the way ``user`` would, with their hub token.
 
-        ``server`` defaults to the user's own server.
+        ``via="server"`` (what Lab, ``%ecode`` and ``jupyter ecode`` do): through the user's
+        own server, ``/user/{server}/api/ecode/{path}`` (``server`` defaults to the user's own),
+        which forwards to the service. ``via="service"``: the service directly,
+        ``/services/ecode/api/ecode/{path}``.
         """
-        owner = server or user
+        if via == "service":
+            url = f"{self.url}services/ecode/api/ecode/{path}"
+        else:
+            url = f"{self.url}user/{server or user}/api/ecode/{path}"
         return self.client.request(
             method,
-            f"{self.url}user/{owner}/api/ecode/{path}",
+            url,
             headers={"Authorization": f"token {self.tokens[user]}"},
             content=json.dumps(body) if body is not None else None,
         )
+
+    def run_in_kernel(self, user: str, code: str, timeout: float = 60) -> str:
+        """Run ``code`` in a new kernel of ``user``'s own server; its stdout (and errors)."""
+        import websocket
+
+        headers = {"Authorization": f"token {self.tokens[user]}"}
+        base = f"{self.url}user/{user}/api/kernels"
+        kernel = self.client.post(base, headers=headers, json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        kid = kernel.json()["id"]
+        ws = websocket.create_connection(
+            f"ws{base[4:]}/{kid}/channels",
+            header=[f"Authorization: token {self.tokens[user]}"],
+            timeout=timeout,
+        )
+        try:
+            msg_id = uuid.uuid4().hex
+            ws.send(
+                json.dumps(
+                    {
+                        "header": {
+                            "msg_id": msg_id,
+                            "msg_type": "execute_request",
+                            "username": user,
+                            "session": uuid.uuid4().hex,
+                            "version": "5.3",
+                            "date": "",
+                        },
+                        "parent_header": {},
+                        "metadata": {},
+                        "content": {"code": code, "silent": False, "store_history": False},
+                        "channel": "shell",
+                    }
+                )
+            )
+            out: list[str] = []
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv())
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["msg_type"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    out.append("\n".join(msg["content"]["traceback"]))
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+            return "".join(out)
+        finally:
+            ws.close()
+            self.client.delete(f"{base}/{kid}", headers=headers)
 
 
 def _hub_config(
     *,
     tmp: Path,
     proxy: str,
-    public_port: int,
     hub_port: int,
     proxy_api_port: int,
     service_token: str,
     user_env: dict[str, str],
+    user_python: str,
 ) -> str:
     """The test's hub config: the shipped example, then loopback ports and test folders."""
     settings = {
         "example": str(EXAMPLE_CONFIG),
-        "public_url": f"http://127.0.0.1:{public_port}",
         "hub_url": f"http://127.0.0.1:{hub_port}",
         "proxy_api_url": f"http://127.0.0.1:{proxy_api_port}",
         "proxy": proxy,
-        "python": sys.executable,
+        "user_python": user_python,
         "tmp": str(tmp),
         "service_token": service_token,
         "user_env": user_env,
@@ -187,7 +259,6 @@ t = json.loads({json.dumps(json.dumps(settings))})
 c = get_config()  # noqa: F821
 load_subconfig(t["example"])  # noqa: F821
 
-c.JupyterHub.bind_url = t["public_url"]
 c.JupyterHub.hub_bind_url = t["hub_url"]
 c.JupyterHub.db_url = "sqlite:///" + os.path.join(t["tmp"], "jupyterhub.sqlite")
 c.JupyterHub.cookie_secret_file = os.path.join(t["tmp"], "jupyterhub_cookie_secret")
@@ -196,10 +267,9 @@ c.ConfigurableHTTPProxy.command = [t["proxy"]]
 c.ConfigurableHTTPProxy.pid_file = os.path.join(t["tmp"], "proxy.pid")
 
 c.JupyterHub.authenticator_class = "jupyterhub.auth.DummyAuthenticator"
-c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
-c.SimpleLocalProcessSpawner.home_dir_template = os.path.join(t["tmp"], "home", "{{username}}")
-# This interpreter's environment, where ecode_jupyter is installed.
-c.Spawner.cmd = [t["python"], "-m", "jupyterhub.singleuser"]
+# Each user's server runs as that user's own OS account, as on a real hub.
+c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
+c.Spawner.cmd = [t["user_python"], "-m", "jupyterhub.singleuser"]
 c.Spawner.environment = {{**c.Spawner.environment, **t["user_env"]}}
 c.Spawner.start_timeout = 90
 # Answer "start this server" at once (202) so the three servers start side by side.
@@ -207,52 +277,72 @@ c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.Spawner.http_timeout = 60
 
 # The test drives the hub as a service that may create users, start servers and mint tokens.
-c.JupyterHub.services = [{{"name": "ecode-test", "api_token": t["service_token"]}}]
-c.JupyterHub.load_roles = [
+c.JupyterHub.services.append({{"name": "ecode-test", "api_token": t["service_token"]}})
+c.JupyterHub.load_roles.append(
     {{
         "name": "ecode-test",
         "scopes": ["admin:users", "admin:servers", "tokens"],
         "services": ["ecode-test"],
     }}
-]
+)
 """
 
 
-@contextlib.contextmanager
-def ecode_database(tmp: Path, env: dict[str, str]) -> Iterator[str]:
-    """One database for every user's server, upgraded to head the way an admin does it."""
-    base = os.environ.get("ECODE_TEST_DATABASE_URL")
-    admin_engine = None
-    name = ""
-    if base:
-        from sqlalchemy import create_engine, text
-        from sqlalchemy.engine import make_url
+def _world_can_enter(path: Path) -> bool:
+    """Whether every folder from / down to ``path`` lets other accounts through."""
+    for folder in [path, *path.parents]:
+        try:
+            mode = folder.stat().st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+    return True
 
-        name = f"ecode_hub_{uuid.uuid4().hex[:12]}"
-        admin_engine = create_engine(make_url(base), isolation_level="AUTOCOMMIT")
-        with admin_engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(base).set(database=name).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp / 'ecode-shared.sqlite'}"
+
+def _os_user(name: str) -> Path:
+    """The OS account ``name`` (made if missing) with an empty private home; its home."""
     try:
-        # `jupyter ecode db upgrade`, as README tells the admin; a PostgreSQL server refuses a
-        # stale schema, and this keeps servers starting together from racing to migrate.
+        entry = pwd.getpwnam(name)
+    except KeyError:
         subprocess.run(
-            [sys.executable, "-m", "ecode_jupyter.cli", "--database-url", url, "db", "upgrade"],
-            env=env,
+            ["useradd", "--create-home", "--shell", "/bin/bash", name],
             check=True,
             capture_output=True,
-            timeout=120,
         )
-        yield url
-    finally:
-        if admin_engine is not None:
-            from sqlalchemy import text
+        entry = pwd.getpwnam(name)
+    home = Path(entry.pw_dir)
+    # A fresh home each run: earlier runs' projects and Jupyter state must not leak in.
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    home.chmod(0o700)
+    return home
 
-            with admin_engine.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin_engine.dispose()
+
+def _user_venv(base: Path) -> Path:
+    """A venv other accounts can run that imports this environment's packages."""
+    venv = base / "user-venv"
+    subprocess.run(
+        [SYSTEM_PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True
+    )
+    purelib = sysconfig.get_paths()["purelib"]
+    found = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    # addsitedir (not a bare path line) so this environment's own .pth files (the editable
+    # install of ecode_jupyter) are read too.
+    Path(found.stdout.strip(), "ecode-test-env.pth").write_text(
+        f"import site; site.addsitedir({purelib!r})\n"
+    )
+    return venv
 
 
 def _wait(what: str, check: Any, timeout: float, hub: Hub) -> None:
@@ -281,114 +371,145 @@ def _start_servers(hub: Hub, users: tuple[str, ...]) -> None:
     _wait("user servers", all_ready, SPAWN_TIMEOUT, hub)
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """A started hub with users alice, bob and admin (a hub admin), each server running."""
+def hub_prerequisites() -> str | None:
+    """Why a hub cannot run here, or None."""
     if importlib.util.find_spec("jupyterhub") is None:
-        pytest.skip("jupyterhub is not installed (pip install 'jupyterhub>=5,<7')")
-    proxy = find_proxy()
-    if proxy is None:
-        pytest.skip(
+        return "jupyterhub is not installed (pip install 'jupyterhub>=5,<7')"
+    if find_proxy() is None:
+        return (
             "configurable-http-proxy not found on PATH or in CONFIGURABLE_HTTP_PROXY "
             "(npm install --prefix DIR configurable-http-proxy; add DIR/node_modules/.bin to PATH)"
         )
+    if os.geteuid() != 0:
+        return "the hub tests run users as separate OS accounts, which needs root"
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"{SYSTEM_PYTHON} is missing (users' servers run from a venv made with it)"
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    if not (_world_can_enter(purelib) and _world_can_enter(REPO)):
+        return (
+            f"{purelib} or {REPO} is not readable by other accounts, so users' servers could "
+            "not import the package; run the tests from a world-readable folder"
+        )
+    return None
 
-    tmp = tmp_path_factory.mktemp("hub")
-    workspace_root = tmp / "workspaces"
-    workspace_root.mkdir()
+
+@pytest.fixture(scope="module")
+def hub() -> Iterator[Hub]:
+    """A started hub with the ecode service and users alice, bob and admin (a hub admin),
+    each a separate OS account with their server running."""
+    why = hub_prerequisites()
+    if why is not None:
+        pytest.skip(why)
+    proxy = find_proxy()
+    assert proxy is not None
+
+    # Not pytest's tmp_path: its folders are private to root, and users' servers must run a
+    # venv and read a config folder in here.
+    tmp = Path(tempfile.mkdtemp(prefix="ecode-hub-"))
+    tmp.chmod(0o755)
+    service_dir = tmp / "service"
+    service_dir.mkdir(mode=0o700)
+    homes = {name: _os_user(name) for name in HUB_USERS}
+    venv = _user_venv(tmp)
     jupyter_config = tmp / "jupyter-config"
     (jupyter_config / "jupyter_server_config.d").mkdir(parents=True)
     # Enable the extension explicitly, so the test does not depend on how it was installed.
-    # The owner name is what a stock single-user server would call every login, and no
-    # ecode admins are configured: names and admin rights seen in the tests come from the hub.
-    server_config = {
-        "ServerApp": {"jpserver_extensions": {"ecode_jupyter": True}},
-        "EcodeApp": {"owner_name": STOCK_OWNER, "admin_users": []},
-    }
     (jupyter_config / "jupyter_server_config.d" / "ecode_jupyter.json").write_text(
-        json.dumps(server_config)
+        json.dumps({"ServerApp": {"jpserver_extensions": {"ecode_jupyter": True}}})
     )
-    jupyter_env = {
-        "JUPYTER_CONFIG_DIR": str(jupyter_config),
-        "JUPYTER_DATA_DIR": str(tmp / "jupyter-data"),
-        "JUPYTER_RUNTIME_DIR": str(tmp / "jupyter-runtime"),
+    prefix = Path(sys.prefix)
+    user_env = {
+        "PATH": os.pathsep.join([str(venv / "bin"), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "JUPYTER_CONFIG_PATH": os.pathsep.join(
+            [str(jupyter_config), str(prefix / "etc" / "jupyter")]
+        ),
+        # This environment's data files (the built lab and the ecode lab extension).
+        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
+        "JUPYTERLAB_DIR": str(prefix / "share" / "jupyter" / "lab"),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
     }
     path = os.pathsep.join(
         [str(Path(sys.executable).parent), str(Path(proxy).parent), os.environ.get("PATH", "")]
     )
-    base_env = {
-        "PATH": path,
-        "HOME": str(tmp),
-        "LANG": os.environ.get("LANG", "C.UTF-8"),
-        **jupyter_env,
-    }
-
-    with ecode_database(tmp, base_env) as database_url:
-        secrets_key = Fernet.generate_key().decode()
-        service_token = secrets.token_hex(32)
-        public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
-        config_path = tmp / "jupyterhub_config.py"
-        config_path.write_text(
-            _hub_config(
-                tmp=tmp,
-                proxy=proxy,
-                public_port=public_port,
-                hub_port=hub_port,
-                proxy_api_port=proxy_api_port,
-                service_token=service_token,
-                user_env=jupyter_env,
-            )
-        )
-        hub_env = {
-            **base_env,
-            # Read by the example config and handed to every user's server.
-            "ECODE_DATABASE_URL": database_url,
-            "ECODE_WORKSPACE_ROOT": str(workspace_root),
-            "ECODE_SECRETS_KEY": secrets_key,
-        }
-        log_path = tmp / "hub.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
-                cwd=tmp,
-                env=hub_env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        public = f"http://127.0.0.1:{public_port}/"
-        state = Hub(
-            url=public,
-            api_url=f"{public}hub/api/",
+    service_token = secrets.token_hex(32)
+    public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
+    config_path = tmp / "jupyterhub_config.py"
+    config_path.write_text(
+        _hub_config(
+            tmp=tmp,
+            proxy=proxy,
+            hub_port=hub_port,
+            proxy_api_port=proxy_api_port,
             service_token=service_token,
-            log_path=log_path,
-            workspace_root=workspace_root,
-            database_url=database_url,
+            user_env=user_env,
+            user_python=str(venv / "bin" / "python"),
         )
-        try:
+    )
+    hub_env = {
+        "PATH": path,
+        "HOME": str(service_dir),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "JUPYTER_CONFIG_DIR": str(service_dir / "config"),
+        # Read by the example config.
+        "ECODE_HUB_PUBLIC_URL": f"http://127.0.0.1:{public_port}",
+        "ECODE_SERVICE_PORT": str(free_port()),
+        "ECODE_SERVICE_DIR": str(service_dir),
+        "ECODE_SECRETS_KEY": Fernet.generate_key().decode(),
+    }
+    log_path = service_dir / "hub.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config_path)],
+            cwd=service_dir,
+            env=hub_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    public = f"http://127.0.0.1:{public_port}/"
+    state = Hub(
+        url=public,
+        api_url=f"{public}hub/api/",
+        service_token=service_token,
+        log_path=log_path,
+        service_dir=service_dir,
+        homes=homes,
+    )
+    try:
 
-            def hub_up() -> bool:
-                if proc.poll() is not None:
-                    pytest.fail(f"jupyterhub exited with {proc.returncode}:\n{state.log_tail()}")
-                try:
-                    return state.client.get(f"{state.api_url}").status_code == 200
-                except httpx.TransportError:
-                    return False
+        def hub_up() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"jupyterhub exited with {proc.returncode}:\n{state.log_tail()}")
+            try:
+                return state.client.get(f"{state.api_url}").status_code == 200
+            except httpx.TransportError:
+                return False
 
-            _wait("jupyterhub", hub_up, HUB_READY_TIMEOUT, state)
-            resp = state.hub_api("POST", "users", {"usernames": ["alice", "bob"]})
-            assert resp.status_code in (201, 409), resp.text
-            _start_servers(state, HUB_USERS)
-            for name in HUB_USERS:
-                resp = state.hub_api(
-                    "POST", f"users/{name}/tokens", {"note": "ecode hub test", "expires_in": 3600}
-                )
-                assert resp.status_code == 201, resp.text
-                state.tokens[name] = resp.json()["token"]
-            yield state
-        finally:
-            state.client.close()
-            _stop_hub(proc)
+        _wait("jupyterhub", hub_up, HUB_READY_TIMEOUT, state)
+
+        def service_up() -> bool:
+            try:
+                resp = state.client.get(f"{public}services/ecode/api/ecode/projects")
+            except httpx.TransportError:
+                return False
+            # Up when it answers at all (401/403 without a token); the proxy says 503 before.
+            return resp.status_code in (401, 403)
+
+        _wait("the ecode service", service_up, HUB_READY_TIMEOUT, state)
+        resp = state.hub_api("POST", "users", {"usernames": ["alice", "bob"]})
+        assert resp.status_code in (201, 409), resp.text
+        _start_servers(state, HUB_USERS)
+        for name in HUB_USERS:
+            resp = state.hub_api(
+                "POST", f"users/{name}/tokens", {"note": "ecode hub test", "expires_in": 3600}
+            )
+            assert resp.status_code == 201, resp.text
+            state.tokens[name] = resp.json()["token"]
+        yield state
+    finally:
+        state.client.close()
+        _stop_hub(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _stop_hub(proc: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,278 @@
+"""The ecode service's reach into users' servers: the hub's API, tool calls, workspaces.
+
+The service holds the database and runs the agent, but never a project's code: every tool
+call is authorized here (the caller's role on the project, in the service's database), then
+executed in the project owner's single-user server through that server's MCP endpoint
+(``/user/{owner}/api/ecode/mcp``), authenticated with the service's hub token. The project's
+environment (secrets, ``DATABASE_URL``) travels with code-running calls only, in a header the
+owner's server honours only from the service.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import CallToolResult
+from mcp_types import Tool as MCPTool
+
+from ..context import EcodeContext
+from ..db.models import Role
+from ..exceptions import Conflict, EcodeError, Forbidden, InvalidInput, NotFound
+from ..identity import EcodeUser
+from ..tools.context import ToolProject, ToolReporter
+from ..tools.http import DatabaseAudit
+from ..workspace.writer import FileChange
+from . import PROJECT_ENV_HEADER
+
+log = logging.getLogger(__name__)
+
+#: tools that only read; any other needs the editor role (query_database: unless write=true)
+READ_ONLY_TOOLS = frozenset({"list_files", "read_file", "search_files", "read_notebook"})
+#: tools that need the preview machinery of a server that owns the project's apps; a user's
+#: server on the hub has none yet (projects as servers of their own bring it), so the model
+#: is not offered them
+UNAVAILABLE_TOOLS = frozenset({"start_preview", "preview_status"})
+# How long a hub user's model (admin flag, groups) and a server's state are trusted.
+HUB_CACHE_S = 10.0
+HTTP_TIMEOUT_S = 600.0
+
+
+class ServiceUnavailable(EcodeError):
+    status = 503
+    code = "server_not_running"
+
+
+@dataclass(frozen=True)
+class HubLink:
+    """The service's view of the hub: its API, its token, where users' servers answer."""
+
+    api_url: str  # .../hub/api/ (ends with "/")
+    token: str
+    users_url: (
+        str  # the proxy's public URL, ending with "/": users' servers are {users_url}user/{name}/
+    )
+
+    @classmethod
+    def from_environment(cls, users_url: str) -> HubLink:
+        api = os.environ.get("JUPYTERHUB_API_URL", "")
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        if not (api and token):
+            msg = "the ecode service must run as a JupyterHub service (no JUPYTERHUB_API_URL)"
+            raise SystemExit(msg)
+        if not users_url:
+            msg = (
+                "set c.EcodeApp.hub_users_url (env ECODE_HUB_USERS_URL) to the URL at which the "
+                "hub's proxy serves users' servers, e.g. http://127.0.0.1:8000/"
+            )
+            raise SystemExit(msg)
+        return cls(
+            api_url=api.rstrip("/") + "/",
+            token=token,
+            users_url=users_url.rstrip("/") + "/",
+        )
+
+
+class HubDirectory:
+    """Hub users' models (admin flag, groups) and servers, read with the service's token."""
+
+    def __init__(self, link: HubLink) -> None:
+        self.link = link
+        self._http = httpx2.AsyncClient(
+            headers={"Authorization": f"token {link.token}"}, timeout=30
+        )
+        self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def user(self, name: str) -> dict[str, Any] | None:
+        hit = self._cache.get(name)
+        if hit is not None and time.monotonic() - hit[0] < HUB_CACHE_S:
+            return hit[1]
+        resp = await self._http.get(f"{self.link.api_url}users/{name}")
+        model = resp.json() if resp.status_code == 200 else None
+        self._cache[name] = (time.monotonic(), model)
+        return model
+
+    async def server_url(self, owner: str) -> str:
+        """The base URL of ``owner``'s default server, or ServiceUnavailable if not running."""
+        self._cache.pop(owner, None)  # a server's state must be fresh
+        model = await self.user(owner)
+        server = ((model or {}).get("servers") or {}).get("")
+        if not server or not server.get("ready"):
+            msg = (
+                f"{owner}'s Jupyter server is not running; the project's files and processes "
+                "live there: start it from the hub and try again"
+            )
+            raise ServiceUnavailable(msg)
+        return f"{self.link.users_url}user/{owner}/"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class _ProgressRelay:
+    """Turns the owner's server's progress notifications back into reporter calls."""
+
+    def __init__(self, reporter: ToolReporter | None) -> None:
+        self.reporter = reporter
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        if self.reporter is None or not message:
+            return
+        try:
+            data = json.loads(message)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or "ecode" not in data:
+            await self.reporter.output(message)
+            return
+        kind = data.get("ecode")
+        if kind == "file":
+            await self.reporter.file_changed(
+                FileChange(
+                    path=str(data.get("path", "")),
+                    action=data.get("action", "modified"),
+                    added=int(data.get("added", 0)),
+                    removed=int(data.get("removed", 0)),
+                    diff=str(data.get("diff", "")),
+                    live=bool(data.get("live", False)),
+                )
+            )
+        elif kind == "progress":
+            await self.reporter.progress(str(data.get("text", "")))
+        else:
+            await self.reporter.output(str(data.get("text", "")))
+
+
+class RemoteToolLayer:
+    """The service's tool layer: the agent's ``call``/``list_tools``, executed remotely.
+
+    Same interface as :class:`~ecode_jupyter.tools.server.ToolLayer` where the agent uses it.
+    """
+
+    #: the agent asks for previews only where a layer has a preview backend
+    preview = None
+
+    def __init__(self, context: EcodeContext, directory: HubDirectory) -> None:
+        from ..tools.server import ToolLayer
+
+        self.context = context
+        self.directory = directory
+        self.audit_sink = DatabaseAudit(context.db)
+        # The tools' names, descriptions and schemas, from the same code the users' servers
+        # run; this layer never executes a tool itself (its access refuses everything).
+        self._schema = ToolLayer(_NoLocalAccess())
+        self._tools: list[MCPTool] | None = None
+
+    async def list_tools(self) -> list[MCPTool]:
+        if self._tools is None:
+            tools = await self._schema.list_tools()
+            self._tools = [t for t in tools if t.name not in UNAVAILABLE_TOOLS]
+        return self._tools
+
+    async def call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        user: EcodeUser,
+        reporter: ToolReporter | None = None,
+    ) -> CallToolResult:
+        if name in UNAVAILABLE_TOOLS:
+            msg = f"{name} is not available on this hub yet"
+            raise InvalidInput(msg)
+        project_id = arguments.get("project")
+        write = name not in READ_ONLY_TOOLS and not (
+            name == "query_database" and not arguments.get("write")
+        )
+        need = Role.editor if write else Role.viewer
+        project = await self.context.projects.project_context(user, project_id, need)
+        env = await self.context.secrets.project_env(project.id) if write else {}
+        if write:
+            await self.audit_sink.record(
+                user, project.id, name, {k: v for k, v in arguments.items() if k == "path"}
+            )
+        server = await self.directory.server_url(project.owner)
+        async with self._client(server, env) as client:
+            result = await client.call_tool(
+                name, arguments, progress_callback=_ProgressRelay(reporter)
+            )
+        if result.is_error:
+            raise _error_from(result)
+        return result
+
+    @asynccontextmanager
+    async def _client(self, server: str, env: dict[str, str]) -> AsyncIterator[Client]:
+        headers = {"Authorization": f"token {self.directory.link.token}"}
+        if env:
+            headers[PROJECT_ENV_HEADER] = base64.b64encode(json.dumps(env).encode()).decode()
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT_S) as http,
+            Client(streamable_http_client(f"{server}api/ecode/mcp", http_client=http)) as client,
+        ):
+            yield client
+
+    async def stop(self) -> None:
+        await self.directory.aclose()
+
+
+def _error_from(result: CallToolResult) -> EcodeError:
+    """The EcodeError an error result stands for (its text starts with the error code)."""
+    text = " ".join(t for b in result.content if isinstance(t := getattr(b, "text", None), str))
+    code, sep, message = text.partition(": ")
+    if not sep:
+        return InvalidInput(text or "the tool failed")
+    known = _ERRORS.get(code)
+    if known is not None:
+        return known(message)
+    # Keep the original code (path_outside_workspace, command_timeout, ...) for the model and
+    # the feed even where no class of ours is at hand here.
+    coded: type[EcodeError] = type("RemoteToolError", (InvalidInput,), {"code": code})
+    return coded(message)
+
+
+_ERRORS: dict[str, type[EcodeError]] = {
+    "invalid_input": InvalidInput,
+    "forbidden": Forbidden,
+    "not_found": NotFound,
+    "conflict": Conflict,
+}
+
+
+class _NoLocalAccess:
+    async def open(self, user: EcodeUser, project_id: str, *, write: bool) -> ToolProject:
+        msg = "the ecode service never runs project tools itself"
+        raise Forbidden(msg)
+
+
+class RemoteWorkspaces:
+    """Creates a new project's workspace in its owner's server (from its template)."""
+
+    def __init__(self, directory: HubDirectory) -> None:
+        self.directory = directory
+
+    async def create(
+        self, owner: str, project_id: str, template: str | None, name: str, slug: str
+    ) -> None:
+        server = await self.directory.server_url(owner)
+        async with httpx2.AsyncClient(
+            headers={"Authorization": f"token {self.directory.link.token}"}, timeout=120
+        ) as http:
+            resp = await http.post(
+                f"{server}api/ecode/hub/workspaces/{project_id}",
+                json={"template": template, "name": name, "slug": slug},
+            )
+        if resp.status_code not in (200, 201):
+            log.warning(
+                "creating workspace %s in %s's server failed: %s", project_id, owner, resp.text
+            )
+            msg = f"{owner}'s server could not create the project's folder ({resp.status_code})"
+            raise Conflict(msg)

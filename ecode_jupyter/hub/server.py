@@ -1,0 +1,433 @@
+"""A user's single-user server on a hub with the ecode service (``c.EcodeApp.hub_role="server"``).
+
+This server belongs to one person who controls it completely (terminal, kernels, files), so
+it holds nothing shared: no database URL, no secrets key, no model key. It does three things:
+
+- **forwards the ecode API** (``/api/ecode/...``, REST and WebSockets) to the ecode service,
+  authenticated with this server's own hub token, which names the server's owner. Lab's
+  sidebar, ``%ecode`` and ``jupyter ecode`` keep talking to "their" server and reach the
+  service without an OAuth dance of their own. Only the owner's requests are forwarded: a hub
+  admin who opens this server would otherwise act as its owner.
+- **executes tool calls** that the service sends (``/api/ecode/mcp``) on the owner's project
+  workspaces under ``workspace_root`` (inside this server's contents root, so Lab's file
+  browser, editors and collaboration rooms see the same files). The service has already
+  checked the caller's role on the project; here only two callers are let in: the ecode
+  service and the owner (who could do the same from a terminal anyway).
+- **creates a project's workspace** from a shipped template when the service asks
+  (``POST /api/ecode/hub/workspaces/{id}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import httpclient, web, websocket
+from tornado.httputil import HTTPHeaders
+
+from ..db.models import Role
+from ..exceptions import Forbidden, InvalidInput, NotFound
+from ..handlers.base import EcodeHandler
+from ..identity import EcodeUser
+from ..projects.templating import get_template, render_template
+from ..tools.context import ToolProject, project_environment
+from ..tools.http import McpHandler
+from ..tools.server import ToolLayer
+from . import PROJECT_ENV_HEADER
+
+log = logging.getLogger(__name__)
+
+# What a user's server must never be given on a hub with the service: whoever holds any of
+# these defeats roles, secrets, credits or billing for everyone (see docs/trust-boundary.md).
+FORBIDDEN_ENV = (
+    "ECODE_DATABASE_URL",
+    "ECODE_SECRETS_KEY",
+    "ANTHROPIC_API_KEY",
+    "OPENAI_API_KEY",
+    "ECODE_REDIS_URL",
+)
+# Project ids are the database's hex uuids; anything else never names a workspace folder.
+PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+# Request headers not forwarded to the service: hop-by-hop ones, and the caller's own
+# credentials (the service gets this server's token instead).
+_DROPPED_REQUEST = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "te",
+        "proxy-authorization",
+        "x-xsrftoken",
+    }
+)
+_DROPPED_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "content-length", "set-cookie", "server"}
+)
+# A forwarded call waits at most this long for the service (a run is started, not awaited).
+FORWARD_TIMEOUT_S = 120.0
+
+
+def shared_secrets_given(app: Any) -> list[str]:
+    """The names of shared secrets this server was given (empty when it is clean)."""
+    given = [name for name in FORBIDDEN_ENV if os.environ.get(name)]
+    for trait in ("database_url", "secrets_key", "redis_url"):
+        # Only an explicit setting counts: a trait's default may be computed from nothing.
+        if trait in app.config.get("EcodeApp", {}):
+            given.append(f"c.EcodeApp.{trait}")
+    return given
+
+
+@dataclass(frozen=True)
+class ServiceLink:
+    """How this server reaches the ecode service, and as whom."""
+
+    #: the service's base URL, ending with "/" (``http://10.0.0.5:10101/services/ecode/``)
+    url: str
+    #: this server's hub API token; it names the owner (never logged, never sent elsewhere)
+    token: str = field(repr=False)
+    #: the hub user who owns this server
+    owner: str
+    #: the service's name on the hub, whose tool calls this server executes
+    service_name: str = "ecode"
+
+    @classmethod
+    def from_environment(cls, url: str, service_name: str) -> ServiceLink:
+        token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+        owner = os.environ.get("JUPYTERHUB_USER", "")
+        if not (token and owner):
+            msg = (
+                "c.EcodeApp.hub_role='server' needs to run under JupyterHub "
+                "(JUPYTERHUB_API_TOKEN and JUPYTERHUB_USER are not set)"
+            )
+            raise SystemExit(msg)
+        return cls(
+            url=url if url.endswith("/") else url + "/",
+            token=token,
+            owner=owner,
+            service_name=service_name,
+        )
+
+    def api_url(self, path: str, query: str = "") -> str:
+        return f"{self.url}api/ecode/{path}" + (f"?{query}" if query else "")
+
+
+def hub_identity(current_user: Any) -> tuple[str, str]:
+    """``(kind, name)`` of the hub identity behind a request (``("user", "alice")``)."""
+    model = getattr(current_user, "hub_user", None)
+    if not isinstance(model, dict):
+        return ("unknown", str(getattr(current_user, "username", "")))
+    return (str(model.get("kind") or "user"), str(model.get("name") or ""))
+
+
+@dataclass(frozen=True)
+class ServiceCaller(EcodeUser):
+    """The ecode service calling a tool for ``username``, with the project's environment."""
+
+    project_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: progress notifications as tagged JSON (tools/server.py McpReporter)
+    structured_progress: ClassVar[bool] = True
+
+
+class HubServerAccess:
+    """:class:`~ecode_jupyter.tools.context.ProjectAccess` in a user's server on a hub.
+
+    There is no database here: the service decided who may do what before it called. This
+    only confines the call to a well-formed project id's folder under the workspace root,
+    and gives code-running tools the environment the service sent (secrets included).
+    """
+
+    def __init__(self, workspace_root: Path) -> None:
+        self.workspace_root = workspace_root
+
+    def workspace(self, project_id: str) -> Path:
+        if not isinstance(project_id, str) or not PROJECT_ID.match(project_id):
+            msg = "no such project"
+            raise NotFound(msg)
+        return self.workspace_root / project_id
+
+    async def open(self, user: EcodeUser, project_id: str, *, write: bool) -> ToolProject:
+        workspace = self.workspace(project_id)
+        if not workspace.is_dir():
+            msg = "no such project in this server (its workspace folder is missing)"
+            raise NotFound(msg)
+        secrets = dict(user.project_env) if isinstance(user, ServiceCaller) and write else {}
+        return ToolProject(
+            id=project_id,
+            workspace=workspace.resolve(),
+            role=Role.owner,
+            env=project_environment(workspace.resolve(), secrets),
+        )
+
+
+def _caller_for(handler: JupyterHandler, link: ServiceLink) -> EcodeUser:
+    """The service (with the project env it sent) or the owner; anyone else is refused."""
+    kind, name = hub_identity(handler.current_user)
+    if kind == "service" and name == link.service_name:
+        raw = handler.request.headers.get(PROJECT_ENV_HEADER, "")
+        env: dict[str, str] = {}
+        if raw:
+            try:
+                decoded = json.loads(base64.b64decode(raw, validate=True))
+            except (binascii.Error, ValueError) as exc:
+                msg = f"{PROJECT_ENV_HEADER} is not base64 JSON"
+                raise InvalidInput(msg) from exc
+            if not isinstance(decoded, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in decoded.items()
+            ):
+                msg = f"{PROJECT_ENV_HEADER} must be an object of strings"
+                raise InvalidInput(msg)
+            env = decoded
+        return ServiceCaller(name, name, False, handler.request.remote_ip, project_env=env)
+    if kind == "user" and name == link.owner:
+        return EcodeUser(name, name, False, handler.request.remote_ip)
+    msg = "only this server's owner and the ecode service may use its project tools"
+    raise Forbidden(msg)
+
+
+class HubServerMcpHandler(McpHandler):
+    """``/api/ecode/mcp`` of a user's server: the tool layer, for the service and the owner."""
+
+    @property
+    def ecode_user(self) -> EcodeUser:
+        return _caller_for(self, self.settings["ecode_link"])
+
+    @property
+    def tool_layer(self) -> ToolLayer:
+        layer: ToolLayer = self.settings["ecode_tools"]
+        return layer
+
+
+class WorkspaceHandler(EcodeHandler):
+    """``POST /api/ecode/hub/workspaces/{id}``: make a project's folder (from its template).
+
+    Idempotent: an existing folder is left as it is (a retried create must not wipe work).
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, project_id: str) -> None:
+        _caller_for(self, self.settings["ecode_link"])
+        access: HubServerAccess = self.settings["ecode_access"]
+        workspace = access.workspace(project_id)
+        body = self.json_body()
+        template_id = body.get("template")
+        name = str(body.get("name") or project_id)
+        slug = str(body.get("slug") or project_id)
+        if template_id is not None and not isinstance(template_id, str):
+            msg = "template must be a string"
+            raise InvalidInput(msg, field="template")
+        template = get_template(template_id) if template_id else None
+        if workspace.is_dir():
+            self.finish_json({"id": project_id, "created": False})
+            return
+
+        def make() -> None:
+            # Made beside the final folder and renamed into place, so a crash midway never
+            # leaves a half-rendered workspace under the project's id.
+            staging = workspace.with_name(f".{project_id}.creating")
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+            if template is not None:
+                render_template(template, staging, project_name=name, slug=slug)
+            os.replace(staging, workspace)
+
+        await asyncio.to_thread(make)
+        self.finish_json({"id": project_id, "created": True}, status=201)
+
+
+class ServiceProxyHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
+    """Everything else under ``/api/ecode/``: forwarded to the ecode service as the owner.
+
+    A WebSocket (the run feed, deployment logs) is relayed message by message; any other
+    request is sent on with its method, query and body, and the service's answer (status,
+    JSON error shape, ``Retry-After``) comes back as it is.
+    """
+
+    auth_resource = "ecode"
+    # The connection to the service of a relayed WebSocket (None until open, or once closed).
+    _upstream: websocket.WebSocketClientConnection | None = None
+
+    def set_default_headers(self) -> None:
+        """No Jupyter defaults: the service's headers come back instead."""
+
+    @property
+    def link(self) -> ServiceLink:
+        link: ServiceLink = self.settings["ecode_link"]
+        return link
+
+    def _refusal(self) -> tuple[int, dict[str, Any]] | None:
+        if self.current_user is None:
+            return 401, {
+                "error": {"code": "not_authenticated", "message": "authentication required"}
+            }
+        kind, name = hub_identity(self.current_user)
+        if kind != "user" or name != self.link.owner:
+            # Forwarding would make this caller act as the owner on the service.
+            return 403, {
+                "error": {
+                    "code": "forbidden",
+                    "message": "the ecode API of a server is for its owner; use your own server",
+                }
+            }
+        return None
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    async def _dispatch(self, path: str) -> None:
+        refused = self._refusal()
+        if refused is not None:
+            self._reply(*refused)
+            return
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            self._path = path
+            await websocket.WebSocketHandler.get(self, path)
+            return
+        await self._forward(path)
+
+    async def get(self, path: str) -> None:
+        await self._dispatch(path)
+
+    async def post(self, path: str) -> None:
+        await self._dispatch(path)
+
+    async def put(self, path: str) -> None:
+        await self._dispatch(path)
+
+    async def patch(self, path: str) -> None:
+        await self._dispatch(path)
+
+    async def delete(self, path: str) -> None:
+        await self._dispatch(path)
+
+    def _upstream_headers(self) -> HTTPHeaders:
+        headers = HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            if name.lower() not in _DROPPED_REQUEST:
+                headers.add(name, value)
+        headers["Authorization"] = f"token {self.link.token}"
+        # The service logs the address of the person, not of this server.
+        headers["X-Forwarded-For"] = self.request.remote_ip or ""
+        return headers
+
+    async def _forward(self, path: str) -> None:
+        method = self.request.method or "GET"
+        body = self.request.body if method in ("POST", "PUT", "PATCH") else None
+        request = httpclient.HTTPRequest(
+            self.link.api_url(path, self.request.query),
+            method=method,
+            headers=self._upstream_headers(),
+            body=body,
+            request_timeout=FORWARD_TIMEOUT_S,
+            follow_redirects=False,
+            decompress_response=False,
+        )
+        client = httpclient.AsyncHTTPClient()
+        try:
+            response = await client.fetch(request, raise_error=False)
+        except OSError as exc:
+            log.warning("the ecode service at %s is unreachable: %s", self.link.url, exc)
+            self._reply(
+                503,
+                {
+                    "error": {
+                        "code": "service_unavailable",
+                        "message": "the ecode service of this hub is not reachable; "
+                        "ask the hub's admin",
+                    }
+                },
+            )
+            return
+        if response.code == 599:
+            self._reply(
+                503,
+                {
+                    "error": {
+                        "code": "service_unavailable",
+                        "message": "the ecode service of this hub did not answer",
+                    }
+                },
+            )
+            return
+        self.set_status(response.code, response.reason)
+        for name, value in response.headers.get_all():
+            if name.lower() not in _DROPPED_RESPONSE:
+                self.add_header(name, value)
+        self.finish(response.body or b"")
+
+    # -- WebSockets: one connection to the service per client connection --------------
+
+    async def open(self, path: str) -> None:
+        WebSocketMixin.open(self)  # pings, as Jupyter's own sockets
+        # Feed events are small messages; Nagle's algorithm would hold each back ~40 ms.
+        self.set_nodelay(True)
+        url = self.link.api_url(path, self.request.query)
+        split = urlsplit(url)
+        ws_url = ("wss" if split.scheme == "https" else "ws") + url[len(split.scheme) :]
+        request = httpclient.HTTPRequest(
+            ws_url, headers={"Authorization": f"token {self.link.token}"}
+        )
+        try:
+            self._upstream = await websocket.websocket_connect(
+                request, on_message_callback=self._from_service
+            )
+        except (OSError, websocket.WebSocketError, httpclient.HTTPClientError) as exc:
+            log.warning("the ecode service refused a WebSocket for %s: %s", path, exc)
+            self.close(1011, "the ecode service is not reachable")
+            return
+
+    def _from_service(self, message: str | bytes | None) -> None:
+        if message is None:
+            upstream = self._upstream
+            code = upstream.close_code if upstream is not None else None
+            reason = upstream.close_reason if upstream is not None else None
+            self.close(code or 1000, reason or "")
+            return
+        try:
+            self.write_message(message, binary=isinstance(message, bytes))
+        except websocket.WebSocketClosedError:
+            self._close_upstream()
+
+    def on_message(self, message: str | bytes) -> None:
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        self._close_upstream()
+
+    def _close_upstream(self) -> None:
+        upstream = self._upstream
+        if upstream is not None:
+            upstream.close()
+            self._upstream = None
+
+
+def server_handlers() -> list[tuple[str, Any]]:
+    """The handlers of a user's server on a hub with the service, most specific first."""
+    return [
+        (r"/api/ecode/mcp/?", HubServerMcpHandler),
+        (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)", WorkspaceHandler),
+        (r"/api/ecode/(?P<path>.*)", ServiceProxyHandler),
+    ]
