@@ -42,6 +42,14 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from ecode_jupyter.testing import (
+    AnthropicLoopback,
+    LoopbackRequest,
+    ScriptedToolCall,
+    ScriptedTurn,
+    text_turn,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
 HUB_USERS = ("alice", "bob", "admin")
@@ -51,6 +59,51 @@ SPAWN_TIMEOUT = 120
 STOP_TIMEOUT = 20
 HTTP_TIMEOUT = 30
 SYSTEM_PYTHON = "/usr/bin/python3"
+# The model key only the ecode service is given; every test checks users never see it.
+MODEL_KEY = "sk-ant-hub-" + secrets.token_hex(12)
+
+HUB_APP = """\
+def greet(name):
+    return f"hello {name}"
+"""
+HUB_APP_TEST = """\
+from app import greet
+
+
+def test_greet():
+    assert greet("hub") == "hello hub"
+"""
+# The project's secret reaches the command in the owner's server (its value is redacted from
+# the feed, so the command writes only its length).
+SECRET_PROBE = (
+    "python -c \"import os; open('secret_len.txt', 'w').write(str(len(os.environ['GREETING'])))\""
+)
+
+
+def model_turns(request: LoopbackRequest) -> ScriptedTurn:
+    """The loopback model of the hub tests: a small Python project with a passing test.
+
+    The conversation so far decides the step (one assistant message per earlier turn).
+    """
+    messages = request.json.get("messages") or []
+    step = sum(1 for m in messages if m.get("role") == "assistant")
+    if step == 0:
+        return ScriptedTurn(
+            text="Plan:\n1. Write the app.\n2. Write a test.\n3. Run the tests.\n",
+            tool_calls=[
+                ScriptedToolCall("write_file", {"path": "app.py", "content": HUB_APP}),
+                ScriptedToolCall(
+                    "write_file", {"path": "tests/test_app.py", "content": HUB_APP_TEST}
+                ),
+            ],
+        )
+    if step == 1:
+        return ScriptedTurn(tool_calls=[ScriptedToolCall("run_command", {"command": SECRET_PROBE})])
+    if step == 2:
+        return ScriptedTurn(
+            tool_calls=[ScriptedToolCall("run_command", {"command": "python -m pytest -q"})]
+        )
+    return text_turn("Done: app.py with a passing test.")
 
 
 def find_proxy() -> str | None:
@@ -124,6 +177,8 @@ class Hub:
     api_url: str
     service_token: str
     log_path: Path
+    #: the loopback model (Anthropic wire format) whose key only the service holds
+    model: AnthropicLoopback
     #: where the ecode service keeps its data (readable by root only)
     service_dir: Path
     #: the users' home folders (their servers' roots; projects under ~/ecode-projects)
@@ -431,6 +486,8 @@ def hub() -> Iterator[Hub]:
     path = os.pathsep.join(
         [str(Path(sys.executable).parent), str(Path(proxy).parent), os.environ.get("PATH", "")]
     )
+    model = AnthropicLoopback(model_turns, api_key=MODEL_KEY)
+    model.start()
     service_token = secrets.token_hex(32)
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     config_path = tmp / "jupyterhub_config.py"
@@ -455,6 +512,9 @@ def hub() -> Iterator[Hub]:
         "ECODE_SERVICE_PORT": str(free_port()),
         "ECODE_SERVICE_DIR": str(service_dir),
         "ECODE_SECRETS_KEY": Fernet.generate_key().decode(),
+        # Handed to the service only (examples/jupyterhub/jupyterhub_config.py).
+        "ANTHROPIC_API_KEY": MODEL_KEY,
+        "ANTHROPIC_BASE_URL": model.base_url,
     }
     log_path = service_dir / "hub.log"
     with log_path.open("wb") as log_file:
@@ -474,6 +534,7 @@ def hub() -> Iterator[Hub]:
         log_path=log_path,
         service_dir=service_dir,
         homes=homes,
+        model=model,
     )
     try:
 
@@ -509,6 +570,7 @@ def hub() -> Iterator[Hub]:
     finally:
         state.client.close()
         _stop_hub(proc)
+        model.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
