@@ -10,19 +10,21 @@ owner's server honours only from the service.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 from mcp_types import Tool as MCPTool
 
@@ -46,6 +48,8 @@ UNAVAILABLE_TOOLS = frozenset({"start_preview", "preview_status"})
 # How long a hub user's model (admin flag, groups) and a server's state are trusted.
 HUB_CACHE_S = 10.0
 HTTP_TIMEOUT_S = 600.0
+# An MCP session to a server unused this long is closed (a run's calls come seconds apart).
+LINK_IDLE_S = 120.0
 
 
 class ServiceUnavailable(EcodeError):
@@ -103,8 +107,11 @@ class HubDirectory:
         return model
 
     async def server_url(self, owner: str) -> str:
-        """The base URL of ``owner``'s default server, or ServiceUnavailable if not running."""
-        self._cache.pop(owner, None)  # a server's state must be fresh
+        """The base URL of ``owner``'s default server, or ServiceUnavailable if not running.
+
+        Read from the cache (at most HUB_CACHE_S old): a server stopped since fails the call
+        itself, and :meth:`forget` then makes the next call ask the hub again.
+        """
         model = await self.user(owner)
         server = ((model or {}).get("servers") or {}).get("")
         if not server or not server.get("ready"):
@@ -114,6 +121,9 @@ class HubDirectory:
             )
             raise ServiceUnavailable(msg)
         return f"{self.link.users_url}user/{owner}/"
+
+    def forget(self, name: str) -> None:
+        self._cache.pop(name, None)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -172,6 +182,7 @@ class RemoteToolLayer:
         # run; this layer never executes a tool itself (its access refuses everything).
         self._schema = ToolLayer(_NoLocalAccess())
         self._tools: list[MCPTool] | None = None
+        self._links = _McpLinks()
 
     async def list_tools(self) -> list[MCPTool]:
         if self._tools is None:
@@ -201,27 +212,131 @@ class RemoteToolLayer:
                 user, project.id, name, {k: v for k, v in arguments.items() if k == "path"}
             )
         server = await self.directory.server_url(project.owner)
-        async with self._client(server, env) as client:
-            result = await client.call_tool(
-                name, arguments, progress_callback=_ProgressRelay(reporter)
+        try:
+            result = await self._links.call(
+                f"{server}api/ecode/mcp",
+                self._headers(env),
+                name,
+                arguments,
+                # Only changing tools report progress; asking for it makes the server answer
+                # with an event stream instead of one JSON body.
+                _ProgressRelay(reporter) if write else None,
             )
+        except ServiceUnavailable:
+            self.directory.forget(project.owner)  # ask the hub again next time
+            raise
         if result.is_error:
             raise _error_from(result)
         return result
 
-    @asynccontextmanager
-    async def _client(self, server: str, env: dict[str, str]) -> AsyncIterator[Client]:
+    def _headers(self, env: dict[str, str]) -> dict[str, str]:
         headers = {"Authorization": f"token {self.directory.link.token}"}
         if env:
             headers[PROJECT_ENV_HEADER] = base64.b64encode(json.dumps(env).encode()).decode()
-        async with (
-            httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT_S) as http,
-            Client(streamable_http_client(f"{server}api/ecode/mcp", http_client=http)) as client,
-        ):
-            yield client
+        return headers
 
     async def stop(self) -> None:
+        await self._links.close_all()
         await self.directory.aclose()
+
+
+class _McpLink:
+    """One MCP session to one server with fixed headers, held open by a task of its own.
+
+    The SDK's client is an async context manager whose task group must be entered and left
+    by the same task; holding it in a task lets any number of calls share the session (one
+    POST per call instead of an initialize handshake, a call and a DELETE each time).
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.last_used = time.monotonic()
+        self._client: Client | None = None
+        self._failure: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._hold(url, headers))
+
+    async def _hold(self, url: str, headers: dict[str, str]) -> None:
+        try:
+            async with (
+                httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT_S) as http,
+                Client(streamable_http_client(url, http_client=http)) as client,
+            ):
+                self._client = client
+                self._ready.set()
+                await self._stop.wait()
+        except Exception as exc:  # the next call sees it and opens a new session
+            self._failure = exc
+        finally:
+            self._client = None
+            self._ready.set()
+
+    async def client(self) -> Client:
+        await self._ready.wait()
+        if self._client is None:
+            msg = "the MCP session to the project's server could not be opened"
+            raise ServiceUnavailable(msg) from self._failure
+        self.last_used = time.monotonic()
+        return self._client
+
+    @property
+    def alive(self) -> bool:
+        return not self._task.done()
+
+    async def close(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(self._task, 5)
+
+
+class _McpLinks:
+    """Open MCP sessions by (server URL, headers); idle ones are closed."""
+
+    def __init__(self) -> None:
+        self._links: dict[tuple[str, str], _McpLink] = {}
+
+    async def call(
+        self,
+        url: str,
+        headers: dict[str, str],
+        name: str,
+        arguments: dict[str, Any],
+        progress: _ProgressRelay | None,
+    ) -> CallToolResult:
+        await self._close_idle()
+        # The headers hold the project's environment: the key is a digest, not the secrets.
+        digest = hashlib.sha256(json.dumps(headers, sort_keys=True).encode()).hexdigest()
+        key = (url, digest)
+        for attempt in (1, 2):
+            link = self._links.get(key)
+            if link is None or not link.alive:
+                link = self._links[key] = _McpLink(url, headers)
+            try:
+                client = await link.client()
+                return await client.call_tool(name, arguments, progress_callback=progress)
+            except (ServiceUnavailable, httpx2.TransportError, MCPError) as exc:
+                # The server restarted (its sessions are gone) or the link broke: one retry
+                # on a fresh session; a call that reached a tool never gets here twice, as
+                # tool failures come back as error results, not exceptions.
+                self._links.pop(key, None)
+                await link.close()
+                if attempt == 2:
+                    msg = "the project's server did not answer the tool call"
+                    raise ServiceUnavailable(msg) from exc
+        msg = "unreachable: the second attempt returns or raises"
+        raise AssertionError(msg)
+
+    async def _close_idle(self) -> None:
+        now = time.monotonic()
+        for key, link in list(self._links.items()):
+            if now - link.last_used > LINK_IDLE_S or not link.alive:
+                self._links.pop(key, None)
+                await link.close()
+
+    async def close_all(self) -> None:
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.close()
 
 
 def _error_from(result: CallToolResult) -> EcodeError:

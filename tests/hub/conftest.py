@@ -176,6 +176,8 @@ class Hub:
     url: str
     api_url: str
     service_token: str
+    #: the ecode service's own hub API token (as the service calls users' servers)
+    ecode_token: str
     log_path: Path
     #: the loopback model (Anthropic wire format) whose key only the service holds
     model: AnthropicLoopback
@@ -294,6 +296,7 @@ def _hub_config(
     hub_port: int,
     proxy_api_port: int,
     service_token: str,
+    ecode_token: str,
     user_env: dict[str, str],
     user_python: str,
 ) -> str:
@@ -306,6 +309,7 @@ def _hub_config(
         "user_python": user_python,
         "tmp": str(tmp),
         "service_token": service_token,
+        "ecode_token": ecode_token,
         "user_env": user_env,
     }
     return f"""\
@@ -331,6 +335,9 @@ c.Spawner.start_timeout = 90
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
 c.Spawner.http_timeout = 60
 
+# The ecode service's token is known to the test (a hub makes one up otherwise), so checks can
+# call users' servers exactly as the service does.
+c.JupyterHub.services[0]["api_token"] = t["ecode_token"]
 # The test drives the hub as a service that may create users, start servers and mint tokens.
 c.JupyterHub.services.append({{"name": "ecode-test", "api_token": t["service_token"]}})
 c.JupyterHub.load_roles.append(
@@ -455,6 +462,13 @@ def hub() -> Iterator[Hub]:
     why = hub_prerequisites()
     if why is not None:
         pytest.skip(why)
+    with start_hub() as state:
+        yield state
+
+
+@contextlib.contextmanager
+def start_hub() -> Iterator[Hub]:
+    """The hub of the ``hub`` fixture, for other checks too (benchmarks/bench_hub.py)."""
     proxy = find_proxy()
     assert proxy is not None
 
@@ -489,6 +503,7 @@ def hub() -> Iterator[Hub]:
     model = AnthropicLoopback(model_turns, api_key=MODEL_KEY)
     model.start()
     service_token = secrets.token_hex(32)
+    ecode_token = secrets.token_hex(32)
     public_port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     config_path = tmp / "jupyterhub_config.py"
     config_path.write_text(
@@ -498,6 +513,7 @@ def hub() -> Iterator[Hub]:
             hub_port=hub_port,
             proxy_api_port=proxy_api_port,
             service_token=service_token,
+            ecode_token=ecode_token,
             user_env=user_env,
             user_python=str(venv / "bin" / "python"),
         )
@@ -531,6 +547,7 @@ def hub() -> Iterator[Hub]:
         url=public,
         api_url=f"{public}hub/api/",
         service_token=service_token,
+        ecode_token=ecode_token,
         log_path=log_path,
         service_dir=service_dir,
         homes=homes,
