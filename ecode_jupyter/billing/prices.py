@@ -123,6 +123,9 @@ _SNAPSHOT_SUFFIX = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2}|latest)$")
 _PRICE_FIELDS = ("input", "output", "cache_write", "cache_read")
 
 
+MAX_MICROS = 2**63 - 1
+
+
 def credits_to_micros(value: Any, *, field: str = "amount") -> int:
     """Credits (a number or decimal string) as whole micro-credits."""
     if isinstance(value, bool):
@@ -137,6 +140,10 @@ def credits_to_micros(value: Any, *, field: str = "amount") -> int:
         raise InvalidInput(msg, field=field) from None
     if not micros.is_finite():
         msg = f"{field} must be a finite number of credits"
+        raise InvalidInput(msg, field=field)
+    # Ledger columns are 64-bit: a bigger amount overflowed the database (a 500).
+    if abs(micros) > MAX_MICROS:
+        msg = f"{field} is out of range (at most {MAX_MICROS // MICROS_PER_CREDIT} credits)"
         raise InvalidInput(msg, field=field)
     return int(micros)
 

@@ -14,6 +14,15 @@ Responses from the app get a ``Content-Security-Policy: sandbox`` without ``allo
 its cookies; headers that act on the whole origin (HSTS, Clear-Site-Data, Service-Worker-
 Allowed) are dropped; cookies the app sets are confined to its own path and may not shadow
 Jupyter's; redirects to ``/x`` are put back under the app's prefix.
+
+Cookies share one jar per host name: Chromium keeps about 180 per host and, past that, evicts
+the least recently used, so an app that set 200 cookies on Jupyter's host logged its user out
+of Jupyter (the login and ``_xsrf`` cookies were evicted). Hence an answer passes at most
+``MAX_SET_COOKIES`` cookies of at most ``MAX_SET_COOKIE_BYTES`` each, and every app cookie is
+marked ``Priority=Low``: Chromium evicts low-priority cookies first, so even an app that piles
+cookies up over many answers loses its own before Jupyter's (Medium, the default). The sure
+way is a preview origin on a host name of its own (``c.EcodeApp.preview_origin``): a separate
+cookie jar.
 """
 
 from __future__ import annotations
@@ -90,6 +99,11 @@ _RESPONSE_SPECIAL = (
     | _CORS_ORIGIN_HEADERS
 )
 PROTECTED_COOKIE_PREFIXES = ("jupyterhub-", "username-", "_xsrf")
+# Per app answer (see the module docstring). 4096 bytes is what RFC 6265 (6.1) asks browsers
+# to hold per cookie; browsers drop bigger ones anyway. 20 leaves room for real apps (a
+# session, a CSRF token, preferences) and is far below Chromium's per-host eviction point.
+MAX_SET_COOKIES = 20
+MAX_SET_COOKIE_BYTES = 4096
 
 SANDBOX = "sandbox allow-scripts allow-forms allow-popups allow-modals allow-downloads"
 
@@ -311,7 +325,8 @@ def rewrite_set_cookie(
     if not _under(path, public_prefix):
         morsel["path"] = public_prefix + (path if path.startswith("/") else "/" + path)
     morsel["domain"] = ""
-    return morsel.OutputString()
+    # Evicted before Jupyter's own cookies when the host's jar is full (Chromium).
+    return morsel.OutputString() + "; Priority=Low"
 
 
 def rewrite_location(location: str, *, public_prefix: str, host: str) -> str:
@@ -370,14 +385,18 @@ def response_header_pairs(
     sets for what it sends, except for HEAD, where the app's own is the answer)."""
     out: Pairs = []
     length = ""
+    cookies_left = MAX_SET_COOKIES
     for name, value in app_headers:
         lower = name.lower()
         if lower not in _RESPONSE_SPECIAL:
             out.append((name, value))  # most headers: passed as they are
         elif lower == "set-cookie":
-            cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
-            if cookie:
-                out.append(("Set-Cookie", cookie))
+            # Over the caps: dropped, like a browser drops a cookie it will not store.
+            if cookies_left and len(value) <= MAX_SET_COOKIE_BYTES:
+                cookie = rewrite_set_cookie(value, public_prefix=public_prefix)
+                if cookie:
+                    out.append(("Set-Cookie", cookie))
+                    cookies_left -= 1
         elif lower == "content-length":
             length = value
         elif lower in STRIPPED_RESPONSE_HEADERS or (

@@ -25,7 +25,7 @@ from ..agent.store import FINAL_STATUSES
 from ..context import EcodeContext
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
-from .base import AUTH_RESOURCE, EcodeHandler
+from .base import AUTH_RESOURCE, MAX_JSON_INT, EcodeHandler
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             admin_users=ctx.admin_users,
             owner_is_admin=ctx.owner_is_admin,
         )
-        return EcodeUser(user.username, user.display_name, user.is_admin, self.request.remote_ip)
+        return EcodeUser(
+            user.username, user.display_name, user.is_admin, self.request.remote_ip, user.groups
+        )
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         self.set_status(status)
@@ -135,8 +137,9 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             except ValueError:
                 msg = "after must be an integer"
                 raise InvalidInput(msg, field="after") from None
-            if after < 0:
-                msg = "after must not be negative"
+            # A seq is a 64-bit column: a bigger number overflowed the query (a 500).
+            if not 0 <= after <= MAX_JSON_INT:
+                msg = f"after must be between 0 and {MAX_JSON_INT}"
                 raise InvalidInput(msg, field="after")
             ref = await agent.authorize_feed(self._ecode_user(), run_id)
         except EcodeError as exc:

@@ -21,8 +21,9 @@ from mcp.server.mcpserver import Context
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from ecode_jupyter.exceptions import InvalidInput, NotFound
+from ecode_jupyter.exceptions import InvalidInput, NotFound, PathOutsideWorkspace
 from ecode_jupyter.tools.context import PROJECT_DATABASE
+from ecode_jupyter.workspace.paths import resolve_in_workspace
 
 if TYPE_CHECKING:
     from ecode_jupyter.tools.server import ToolLayer
@@ -46,6 +47,21 @@ def _cell(value: Any) -> Any:
     if isinstance(value, str) and len(value) > CELL_CHARS:
         return value[:CELL_CHARS] + "…"
     return value
+
+
+def database_path(workspace: Path) -> Path:
+    """The project's database file, through the one path resolver; a symlink is refused.
+
+    An editor can plant ``.ecode/database.sqlite3 -> /path/to/the/server's/database``; a
+    viewer's read-only query would then read it. A link that stays inside the workspace is
+    refused too: the database is a plain file, and SQLite opens the path again later.
+    """
+    path = resolve_in_workspace(workspace, PROJECT_DATABASE)
+    lexical = workspace / PROJECT_DATABASE
+    if path != lexical or lexical.is_symlink() or lexical.parent.is_symlink():
+        msg = f"{PROJECT_DATABASE} is a symlink; the project's database must be a plain file"
+        raise PathOutsideWorkspace(msg, path=PROJECT_DATABASE)
+    return path
 
 
 def run_query(
@@ -115,7 +131,7 @@ def register(layer: ToolLayer) -> None:
         """Query the project's own SQLite database (the one at $DATABASE_URL). Read-only
         unless write is true; results are capped."""
         proj, caller = await layer.open(ctx, project, write=write)
-        path = proj.workspace / PROJECT_DATABASE
+        path = database_path(proj.workspace)
         if not write and not path.exists():
             msg = "the project has no database yet; create tables with write=true"
             raise NotFound(msg)

@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import codecs
-import fnmatch
 import logging
 import mimetypes
 import os
-import re
-import time
-from collections.abc import Iterator
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,6 +23,16 @@ from pydantic import Field
 
 from ecode_jupyter.exceptions import Conflict, EcodeError, InvalidInput, NotFound
 from ecode_jupyter.workspace.paths import resolve_in_workspace, workspace_relative
+from ecode_jupyter.workspace.reading import (
+    BINARY_SNIFF_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
+    SKIP_DIRS,
+    cut_line,
+    looks_binary,
+    read_capped,
+    read_line_window,
+)
+from ecode_jupyter.workspace.search import SearchBudget, compile_pattern, search_workspace
 from ecode_jupyter.workspace.writer import FileChange
 
 if TYPE_CHECKING:
@@ -37,14 +43,8 @@ log = logging.getLogger(__name__)
 ProjectId = Annotated[str, Field(description="The project id.")]
 RelPath = Annotated[str, Field(description="Path relative to the project workspace.")]
 
-# Folders a recursive listing or a search does not descend into: tooling, not the project.
-SKIP_DIRS = frozenset(
-    {".git", ".venv", "venv", "node_modules", "__pycache__", ".ipynb_checkpoints", ".ecode"}
-)
-BINARY_SNIFF_BYTES = 8192
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 MAX_IMAGE_BYTES = 2 * 1024 * 1024
-SEARCH_LINE_CHARS = 400
 SEARCH_DEADLINE_S = 20.0
 MAX_RESOURCE_BYTES = 10 * 1024 * 1024
 # Files as MCP resources: what resource links (e.g. a long execute_code output) point at.
@@ -64,17 +64,6 @@ def change_result(change: FileChange) -> dict[str, Any]:
         "diff": change.diff,
         "live": change.live,
     }
-
-
-def looks_binary(sample: bytes) -> bool:
-    """NUL bytes or invalid UTF-8 in the first bytes (a cut multi-byte char is fine)."""
-    if b"\x00" in sample:
-        return True
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-    except UnicodeDecodeError:
-        return True
-    return False
 
 
 def _entry(root: Path, path: Path, entry: os.DirEntry[str]) -> dict[str, Any]:
@@ -115,28 +104,6 @@ def _list(root: Path, start: Path, recursive: bool, hidden: bool, cap: int) -> d
     }
 
 
-def _read_lines(
-    path: Path, start: int, end: int | None, max_bytes: int, max_lines: int
-) -> tuple[list[str], int, bool]:
-    """Lines ``start..end`` (1-based, inclusive) within the caps, the total line count, and
-    whether the caps cut the range short. Streams the file: memory stays bounded."""
-    lines: list[str] = []
-    size = 0
-    cut = False
-    total = 0
-    with path.open("r", encoding="utf-8", errors="replace", newline="") as fh:
-        for line in fh:
-            total += 1  # every line is counted, so the note can say "of N"
-            if total < start or (end is not None and total > end) or cut:
-                continue
-            if len(lines) >= max_lines or size + len(line) > max_bytes:
-                cut = True
-                continue
-            lines.append(line)
-            size += len(line)
-    return lines, total, cut
-
-
 def _render_read(
     shown: str, lines: list[str], start: int, total: int, cut: bool, max_bytes: int
 ) -> str:
@@ -154,69 +121,6 @@ def _render_read(
     if last < total:
         note += f"; read on with start_line={last + 1}"
     return text + ("" if text.endswith("\n") else "\n") + note + "]"
-
-
-def _walk_files(start: Path) -> Iterator[Path]:
-    if start.is_file():
-        yield start
-        return
-    for folder, dirs, names in os.walk(start):  # os.walk does not follow symlinked folders
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-        for name in sorted(names):
-            yield Path(folder) / name
-
-
-def _search(
-    root: Path,
-    start: Path,
-    regex: re.Pattern[str],
-    glob: str | None,
-    cap: int,
-    max_file_bytes: int,
-) -> dict[str, Any]:
-    matches: list[dict[str, Any]] = []
-    searched = 0
-    skipped: list[str] = []
-    truncated = False
-    deadline = time.monotonic() + SEARCH_DEADLINE_S
-    for path in _walk_files(start):
-        rel = workspace_relative(root, path)
-        if glob and not (fnmatch.fnmatch(rel, glob) or fnmatch.fnmatch(path.name, glob)):
-            continue
-        if path.is_symlink():
-            # A symlinked file is searched only where it really lives inside the workspace.
-            try:
-                resolve_in_workspace(root, rel)
-            except InvalidInput:
-                continue
-        try:
-            if path.stat().st_size > max_file_bytes:
-                skipped.append(rel)
-                continue
-            data = path.read_bytes()
-        except OSError:
-            continue
-        if looks_binary(data[:BINARY_SNIFF_BYTES]):
-            continue
-        searched += 1
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), start=1):
-            if regex.search(line):
-                text = line if len(line) <= SEARCH_LINE_CHARS else line[:SEARCH_LINE_CHARS] + "…"
-                matches.append({"path": rel, "line": number, "text": text})
-                if len(matches) >= cap:
-                    truncated = True
-                    break
-        if truncated:
-            break
-        if time.monotonic() > deadline:
-            truncated = True
-            break
-    return {
-        "matches": matches,
-        "truncated": truncated,
-        "files_searched": searched,
-        "skipped_large_files": skipped[:20],
-    }
 
 
 def register(layer: ToolLayer) -> None:
@@ -272,7 +176,11 @@ def register(layer: ToolLayer) -> None:
             chosen = all_lines[start_line - 1 : end_line]
             lines: list[str] = []
             size, cut = 0, False
-            for line in chosen:
+            for number, line in enumerate(chosen, start=start_line):
+                if len(line) > DEFAULT_MAX_LINE_BYTES:
+                    line = cut_line(
+                        line[:DEFAULT_MAX_LINE_BYTES], number, len(line), DEFAULT_MAX_LINE_BYTES
+                    )
                 if len(lines) >= settings.read_max_lines or size + len(line) > (
                     settings.read_max_bytes
                 ):
@@ -300,15 +208,18 @@ def register(layer: ToolLayer) -> None:
                 )
                 return [TextContent(type="text", text=note), image]
             return note
-        lines, total, cut = await asyncio.to_thread(
-            _read_lines,
+        # Streamed in chunks: a 400 MB file with no line break costs the caps, not 400 MB.
+        window = await asyncio.to_thread(
+            read_line_window,
             target,
             start_line,
             end_line,
-            settings.read_max_bytes,
-            settings.read_max_lines,
+            max_bytes=settings.read_max_bytes,
+            max_lines=settings.read_max_lines,
         )
-        return _render_read(shown, lines, start_line, total, cut, settings.read_max_bytes)
+        return _render_read(
+            shown, window.lines, start_line, window.total, window.cut, settings.read_max_bytes
+        )
 
     @layer.mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True))
     async def write_file(
@@ -391,10 +302,10 @@ def register(layer: ToolLayer) -> None:
             if not target.is_file():
                 msg = f"{path} is not a file"
                 raise NotFound(msg)
-            if target.stat().st_size > MAX_RESOURCE_BYTES:
-                msg = f"{path} is larger than {MAX_RESOURCE_BYTES} bytes; use read_file ranges"
-                raise InvalidInput(msg)
-            data = await asyncio.to_thread(target.read_bytes)
+            data = await asyncio.to_thread(read_capped, target, MAX_RESOURCE_BYTES, path)
+            if data is None:
+                msg = f"{path} is not a file"
+                raise NotFound(msg)
         except EcodeError as exc:
             msg = f"{exc.code}: {exc.message}"
             raise ResourceError(msg) from exc
@@ -403,7 +314,13 @@ def register(layer: ToolLayer) -> None:
     @layer.mcp.tool(annotations=read_only)
     async def search_files(
         project: ProjectId,
-        pattern: Annotated[str, Field(description="Regular expression (Python syntax).")],
+        pattern: Annotated[
+            str,
+            Field(
+                description="Regular expression in RE2 syntax (Python's, without "
+                "backreferences or look-around); matched line by line."
+            ),
+        ],
         path: Annotated[str, Field(description="Folder or file to search in.")] = ".",
         glob: Annotated[
             str | None, Field(description="Only files matching this glob, e.g. '*.py'.")
@@ -419,18 +336,21 @@ def register(layer: ToolLayer) -> None:
         if not start.exists():
             msg = f"{path} does not exist"
             raise NotFound(msg)
-        source = re.escape(pattern) if literal else pattern
-        try:
-            regex = re.compile(source, re.IGNORECASE if ignore_case else 0)
-        except re.error as exc:
-            msg = f"invalid regular expression: {exc}"
-            raise InvalidInput(msg) from None
-        return await asyncio.to_thread(
-            _search,
-            proj.workspace,
-            start,
-            regex,
-            glob,
-            settings.search_max_results,
-            settings.search_max_file_bytes,
+        # Compiling is bounded too (RE2's max_mem), but it is CPU work: not on the event loop.
+        regex = await asyncio.to_thread(
+            compile_pattern, pattern, literal=literal, ignore_case=ignore_case
         )
+        budget = SearchBudget(
+            max_results=settings.search_max_results,
+            max_file_bytes=settings.search_max_file_bytes,
+            deadline_s=SEARCH_DEADLINE_S,
+        )
+        # The walk runs in a thread (RE2 releases the GIL while it matches); a cancelled call
+        # tells it to stop instead of leaving it to run out its deadline.
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(
+                search_workspace, proj.workspace, start, regex, glob, budget, cancelled
+            )
+        finally:
+            cancelled.set()

@@ -97,3 +97,25 @@ def workspace_relative(root: Path, path: Path) -> str:
     real_root = Path(os.path.realpath(root))
     rel = path.relative_to(real_root).as_posix()
     return rel or "."
+
+
+# Folders the file tools may read but never write, create or delete in (documented in
+# docs/architecture.md, "What the file tools may write"). ``.venv`` is not among them: it is
+# the project's own environment, which install_packages and run_command change anyway.
+READ_ONLY_FOLDERS = {
+    # hooks and config run as the user, outside any sandbox, the next time they use git
+    ".git": "git's hooks and config would run outside the sandbox",
+    # the server's own state for the project (its database, saved outputs)
+    ".ecode": "it holds the server's state; use query_database for the database",
+}
+
+
+def check_writable(root: Path, path: Path, rel: str) -> None:
+    """Refuse a write to ``path`` (resolved, inside ``root``) in a read-only folder.
+
+    Judged on where the path really is, so a symlink into ``.git`` is refused too.
+    """
+    top = workspace_relative(root, path).split("/", 1)[0]
+    why = READ_ONLY_FOLDERS.get(top)
+    if why is not None:
+        raise _refuse(rel, f"the file tools do not write in {top}/: {why}")

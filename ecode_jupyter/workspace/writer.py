@@ -40,7 +40,13 @@ from ecode_jupyter.workspace.diffs import (
     summarize,
     text_edits,
 )
-from ecode_jupyter.workspace.paths import check_relative, resolve_in_workspace, workspace_relative
+from ecode_jupyter.workspace.paths import (
+    check_relative,
+    check_writable,
+    resolve_in_workspace,
+    workspace_relative,
+)
+from ecode_jupyter.workspace.reading import read_capped
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +134,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> bool:
     return created
 
 
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError as exc:
-        msg = f"{path.name} is a directory"
-        raise InvalidInput(msg) from exc
+def _read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> bytes | None:
+    # Capped like writes: editing a file means holding it (and its diff) whole in memory.
+    return read_capped(path, max_bytes, path.name)
 
 
 def _decode(data: bytes, rel: str) -> str:
@@ -197,6 +198,12 @@ class WorkspaceWriter:
     def relative(self, path: Path) -> str:
         return workspace_relative(self.root, path)
 
+    def resolve_for_write(self, rel: str) -> Path:
+        """``resolve``, refusing the folders no tool writes in (``.git``, ``.ecode``)."""
+        path = self.resolve(rel)
+        check_writable(self.root, path, rel)
+        return path
+
     async def _live_document(self, path: Path, kind: DocumentKind) -> LiveDocument | None:
         if self._live is None:
             return None
@@ -210,7 +217,7 @@ class WorkspaceWriter:
         live = await self._live_document(path, "file")
         if live is not None:
             return str(live.document.ydoc.get("source", type=Text))
-        data = await asyncio.to_thread(_read_bytes, path)
+        data = await asyncio.to_thread(_read_bytes, path, self._max_text_bytes)
         if data is None:
             msg = f"{self.relative(path)} does not exist"
             raise NotFound(msg)
@@ -233,7 +240,7 @@ class WorkspaceWriter:
         same event-loop step as the write), so no edit made in between is reverted. It may raise
         an ``EcodeError`` to refuse (e.g. edit_file's "text not found").
         """
-        path = self.resolve(rel)
+        path = self.resolve_for_write(rel)
         shown = self.relative(path)
         async with _lock_for(path):
             live = await self._live_document(path, "file")
@@ -268,7 +275,7 @@ class WorkspaceWriter:
         transform: Callable[[str | None], str],
         allow_empty: bool,
     ) -> FileChange:
-        data = await asyncio.to_thread(_read_bytes, path)
+        data = await asyncio.to_thread(_read_bytes, path, self._max_text_bytes)
         old: str | None
         binary_before = False
         if data is None:
@@ -384,7 +391,7 @@ class WorkspaceWriter:
 
     async def delete(self, rel: str) -> FileChange:
         """Delete a file (or a symlink inside the workspace; never its target)."""
-        path = self.resolve(rel)
+        path = self.resolve_for_write(rel)
         clean = check_relative(rel)
         if path == self.root:
             msg = "refusing to delete the workspace itself"
@@ -428,7 +435,7 @@ class WorkspaceWriter:
         if live is not None:
             nb: dict[str, Any] = live.document.get()
             return nb
-        data = await asyncio.to_thread(_read_bytes, path)
+        data = await asyncio.to_thread(_read_bytes, path, self._max_text_bytes)
         if data is None:
             msg = f"{self.relative(path)} does not exist"
             raise NotFound(msg)
@@ -444,7 +451,7 @@ class WorkspaceWriter:
         cell_type: CellType | None = None,
     ) -> FileChange:
         """Replace, insert (before ``index``; ``index == len`` appends) or delete one cell."""
-        path = self.resolve(rel)
+        path = self.resolve_for_write(rel)
         shown = self.relative(path)
         if action != "delete" and source is None:
             msg = f"action {action!r} needs a source"
@@ -511,7 +518,7 @@ class WorkspaceWriter:
         source: str | None,
         cell_type: CellType | None,
     ) -> tuple[str, str]:
-        data = await asyncio.to_thread(_read_bytes, path)
+        data = await asyncio.to_thread(_read_bytes, path, self._max_text_bytes)
         if data is None:
             msg = f"{shown} does not exist"
             raise NotFound(msg)

@@ -289,3 +289,34 @@ class App(BaseHTTPRequestHandler):
 server = ThreadingHTTPServer if THREADED else HTTPServer
 server(("127.0.0.1", int(os.environ["PORT"])), App).serve_forever()
 """
+
+# Every answer sets 200 cookies with names new on each request (as a buggy or hostile app
+# would), one cookie over 4 KB, and cookies named like Jupyter's: a cookie jar filler.
+COOKIE_FLOOD = """
+import itertools, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+counter = itertools.count()
+
+
+class Flood(BaseHTTPRequestHandler):
+    def do_GET(self):
+        n = next(counter)
+        payload = b"<p>cookies</p>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Set-Cookie", "big=" + "x" * 5000 + "; Path=/")
+        self.send_header("Set-Cookie", "_xsrf=evil; Path=/")
+        self.send_header("Set-Cookie", "username-127-0-0-1=evil; Path=/")
+        for i in range(200):
+            self.send_header("Set-Cookie", f"c{n}_{i}={'v' * 40}; Path=/; Max-Age=3600")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Flood).serve_forever()
+"""

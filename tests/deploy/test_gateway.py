@@ -93,7 +93,9 @@ async def test_keyed_requests_are_served_on_the_preview_origin(
     # sandbox (an opaque origin), as on Jupyter's origin; cookies stay under its path.
     assert answer.headers["Content-Security-Policy"] == OPAQUE_SANDBOX
     prefix = dep["url"].removeprefix(origin).rstrip("/")
-    assert answer.headers.get_list("Set-Cookie") == [f"app_session=abc; Path={prefix}/"]
+    assert answer.headers.get_list("Set-Cookie") == [
+        f"app_session=abc; Path={prefix}/; Priority=Low"
+    ]
     assert "Strict-Transport-Security" not in answer.headers
     # Keep-alive: many requests, one after the other, each answered whole.
     for n in range(20):

@@ -188,7 +188,7 @@ async def test_the_app_never_sees_jupyter_credentials(
     # The app's own answer: its cookies stay under its path; Jupyter's cannot be set.
     cookies = answer.headers.get_list("Set-Cookie")
     prefix = dep["url"].rstrip("/")
-    assert cookies == [f"app_session=abc; Path={prefix}/"]
+    assert cookies == [f"app_session=abc; Path={prefix}/; Priority=Low"]
     assert "Strict-Transport-Security" not in answer.headers
     assert answer.headers["Content-Security-Policy"] == SANDBOX
 
