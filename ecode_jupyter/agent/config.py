@@ -25,9 +25,14 @@ def settings_from_app(app: Any) -> AgentSettings:
             max_output_tokens=app.agent_max_output_tokens,
             tool_result_chars=app.agent_tool_result_chars,
             max_verify_attempts=app.agent_max_verify_attempts,
+            max_turn_retries=app.agent_max_retries,
+            retry_backoff_s=app.agent_retry_backoff_s,
+            max_retry_after_s=app.agent_max_retry_after_s,
         ),
         max_concurrent_runs=app.agent_max_concurrent_runs,
         offline_installs=app.agent_offline_installs,
+        provider_read_timeout_s=app.agent_read_timeout_s,
+        provider_connect_timeout_s=app.agent_connect_timeout_s,
     )
 
 

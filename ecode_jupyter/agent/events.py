@@ -42,6 +42,8 @@ TOOL_RESULT = "tool.result"
 FILE_CHANGED = "file.changed"
 COMMAND_OUTPUT = "command.output"
 USAGE = "usage"
+#: the suite's own check of the project (tests, a notebook run) with its command and exit code
+VERIFY_RESULT = "verify.result"
 APPROVAL_REQUESTED = "approval.requested"
 RUN_COMPLETED = "run.completed"
 RUN_FAILED = "run.failed"
@@ -59,6 +61,7 @@ EVENT_TYPES = frozenset(
         FILE_CHANGED,
         COMMAND_OUTPUT,
         USAGE,
+        VERIFY_RESULT,
         APPROVAL_REQUESTED,
         RUN_COMPLETED,
         RUN_FAILED,

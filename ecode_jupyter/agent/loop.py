@@ -8,9 +8,16 @@ One :class:`AgentLoop` drives one run::
 
 Every model call goes through :class:`Metering` (reserve, settle, release) and reports a
 ``usage`` event; every tool call goes through the tool layer as the run's user. The run ends
-``completed`` when verification passes, or ``failed`` with a reason: a limit (``max_steps``,
-``max_tokens``, ``max_wall_time``, ``max_cost``), ``insufficient_credits``, ``tests_failing``,
-``preview_failed`` (a served app that does not start), ``provider_error``, ``refused``.
+``completed`` only when the suite's own checks pass (see ``verification``: whatever tests the
+model ran, they run again here, each with a ``verify.result`` event), or ``failed`` with a
+reason: a limit (``max_steps``, ``max_tokens``, ``max_wall_time``, ``max_cost``),
+``insufficient_credits``, ``tests_failing``, ``preview_failed`` (a served app that does not
+start), ``provider_error``, ``refused``, ``context_window``, ``unknown_stop_reason``,
+``empty_answer``, ``no_template`` (the offline provider has nothing that fits).
+
+Model calls are retried here, not in the SDKs (whose retries are turned off), so that every
+wait is a ``step.started`` event of kind ``retry`` in the feed: exponential backoff from
+``retry_backoff_s``, or the provider's ``retry-after`` up to ``max_retry_after_s``.
 Cancelling the task that runs :meth:`AgentLoop.run` stops it anywhere — a running command's
 process group is killed by the tool layer's runner.
 """
@@ -21,17 +28,24 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import InsufficientCredits
-from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, RunFeed
+from ..exceptions import InsufficientCredits, RateLimited
+from ..projects.templating import ProjectTemplate
+from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, VERIFY_RESULT, RunFeed
 from .metering import Metering
 from .providers.base import (
+    FINISHED_STOP_REASONS,
+    STOP_CANNOT_BUILD,
+    STOP_CONTEXT_WINDOW,
     STOP_MAX_TOKENS,
+    STOP_PAUSE_TURN,
     STOP_REFUSAL,
+    STOP_TOOL_USE,
     Message,
     Provider,
     ProviderError,
@@ -45,20 +59,38 @@ from .providers.base import (
     UsageReport,
 )
 from .store import usage_changes
-from .toolbox import CHANGING_TOOLS, AgentToolbox, ToolOutcome, trim_middle
+from .toolbox import AgentToolbox, ToolOutcome, trim_middle
+from .verification import DEFAULT_PYTEST, Check, VerifyResult, judge, plan_checks
 
 log = logging.getLogger(__name__)
 
-# pytest's exit code when it collected no tests: nothing failed, there is just nothing to run.
-PYTEST_NO_TESTS = 5
+__all__ = ["AgentLoop", "LoopResult", "RunLimits", "RunStopped", "VerifyResult", "plan_steps"]
+
 VERIFY_OUTPUT_CHARS = 6000
 # The deploy tools' error when the app itself did not start (see deploy/tools.py).
 PREVIEW_FAILED = "preview_failed"
 COMPACT_RESULT_CHARS = 800
 _PLAN_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$")
-# A command that runs the whole pytest suite: `pytest -q`, `python -m pytest -x --tb=short`
-# (flags only: a path or `-k expr` runs part of it, which does not verify the project).
-_WHOLE_PYTEST = re.compile(r"^\s*(?:\S*/)?(?:python[\d.]*\s+-m\s+)?pytest(?:\s+--?[\w=.-]+)*\s*$")
+# Tools that only look: calling them changes nothing a failed check would see differently.
+_LOOKING_TOOLS = frozenset(
+    {"list_files", "read_file", "search_files", "read_notebook", "preview_status", "query_database"}
+)
+# Answers that are not a finished answer but ask for one more turn: how many in a row.
+_MAX_NUDGES = 2
+_MAX_PAUSES = 3
+EMPTY_ANSWER = (
+    "Your last answer was empty. If the project is finished, answer with a short summary of "
+    "what you built; otherwise go on with the next tool call."
+)
+NO_CALL_ARRIVED = (
+    "Your last answer ended for a tool call, but no tool call arrived. Make the call again, "
+    "or, if the project is finished, answer with a short summary."
+)
+OUTPUT_CUT = (
+    "your output was cut off by the output limit ({limit} tokens per answer) before this "
+    "call's arguments were complete, so it was not run. Send it again, smaller: write a large "
+    "file in parts (write_file with the first part, then edit_file to add the rest)."
+)
 
 
 @dataclass(frozen=True)
@@ -73,10 +105,29 @@ class RunLimits:
     tool_result_chars: int = 12_000
     context_chars: int = 400_000
     max_verify_attempts: int = 3
-    max_turn_retries: int = 2
+    #: retries of a failed model call (rate limits, overload, timeouts, a cut stream)
+    max_turn_retries: int = 4
+    #: the first backoff; it doubles per retry (with jitter) up to ``max_backoff_s``
     retry_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    #: the longest ``retry-after`` obeyed; a provider asking for more ends the run
+    max_retry_after_s: float = 60.0
     verify: bool = True
     test_timeout_s: float = 600.0
+
+
+_FIX_REQUESTS = {
+    "pytest": "Fix the project so that its tests pass (add pytest tests if there are none), "
+    "then stop.",
+    "npm": "Fix the project so that `npm test` passes (a package.json `test` script that runs "
+    "real tests), then stop.",
+    "notebook": "Fix the notebook so that it runs top to bottom in a fresh kernel, then stop.",
+}
+_PASSED_NOTES = {
+    "pytest": "tests pass",
+    "npm": "npm test passes",
+    "notebook": "the notebook runs top to bottom",
+}
 
 
 class RunStopped(Exception):
@@ -87,25 +138,6 @@ class RunStopped(Exception):
         self.reason = reason
         self.message = message
         self.details = details
-
-
-@dataclass
-class VerifyResult:
-    command: str
-    passed: bool
-    exit_code: int | None
-    output: str
-    note: str = ""
-    reran: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "command": self.command,
-            "passed": self.passed,
-            "exit_code": self.exit_code,
-            "note": self.note,
-            "output_tail": self.output[-1500:],
-        }
 
 
 @dataclass
@@ -140,9 +172,12 @@ class _DeltaStream:
     cut, so the text stays in order.
     """
 
-    def __init__(self, feed: RunFeed, step: int, interval_s: float = 0.05) -> None:
+    def __init__(
+        self, feed: RunFeed, step: int, interval_s: float = 0.05, *, attempt: int = 0
+    ) -> None:
         self.feed = feed
         self.step = step
+        self.attempt = attempt
         self.interval_s = interval_s
         self.parts: list[str] = []
         self._timer: asyncio.Task[None] | None = None
@@ -164,6 +199,9 @@ class _DeltaStream:
                 self._writing = False
 
     def event(self, text: str) -> dict[str, Any]:
+        # A retried call's text is a new message: clients start one on each step.started.
+        if self.attempt:
+            return {"step": self.step, "text": text, "attempt": self.attempt}
         return {"step": self.step, "text": text}
 
     async def drain(self) -> str:
@@ -198,8 +236,9 @@ class AgentLoop:
         system: str,
         messages: list[Message],
         limits: RunLimits,
-        test_command: str,
+        test_command: str = DEFAULT_PYTEST,
         serve_command: str | None = None,
+        template: ProjectTemplate | None = None,
     ) -> None:
         self.run_id = run_id
         self.provider = provider
@@ -210,21 +249,23 @@ class AgentLoop:
         self.messages = messages
         self.limits = limits
         self.test_command = test_command
+        self.template = template
         # The template's run command ({port} placeholder): the project is served, preview it.
         self.serve_command = serve_command
         self.step = 0
         self.files_changed: list[str] = []
         self._started = time.monotonic()
         self._planned = False
-        # Tests the model itself ran green after the last change need not run again.
-        self._tests_green: VerifyResult | None = None
         self._changed_since_verify = True
+        # Answers in a row that asked for another turn instead of finishing (empty, paused).
+        self._nudges = 0
+        self._pauses = 0
+        self._passed: list[VerifyResult] = []
         self._verify_failures = 0
         self._last_verify: VerifyResult | None = None
         self._last_text = ""
         # The running usage total of the current model call, for settling a cut stream.
         self._seen_usage = Usage()
-        self._stream_began = False
         self._preview: dict[str, Any] | None = None
         # Why the last verification failed: (reason, what failed), for the run's end.
         self._last_failure: tuple[str, str] | None = None
@@ -257,6 +298,9 @@ class AgentLoop:
             self._compact_history()
             turn = await self._model_turn(tools)
             self.messages.append(turn.to_message())
+            if turn.stop_reason == STOP_CANNOT_BUILD:
+                msg = turn.text.strip() or "the provider cannot build what was asked"
+                raise RunStopped(msg, reason="no_template")
             if turn.text.strip():
                 self._last_text = turn.text.strip()
                 if not self._planned:
@@ -273,24 +317,73 @@ class AgentLoop:
                         },
                     )
             if turn.tool_calls:
-                for call in turn.tool_calls:
-                    outcome = await self.toolbox.call(call, step=self.step)
-                    self._note(call, outcome)
-                    self.messages.append(
-                        Message.tool_result(call.id, outcome.text, is_error=outcome.is_error)
-                    )
+                self._nudges = self._pauses = 0
+                await self._call_tools(turn)
                 continue
-            if turn.stop_reason == STOP_REFUSAL:
-                msg = "the model declined to continue with this request"
-                raise RunStopped(msg, reason="refused")
-            if turn.stop_reason == STOP_MAX_TOKENS:
-                self.messages.append(
-                    Message.user("Your answer was cut off by the output limit; continue.")
-                )
+            if not self._finished_answer(turn):
                 continue
             done = await self._verify_or_continue()
             if done is not None:
                 return done
+
+    async def _call_tools(self, turn: TurnResult) -> None:
+        cut = turn.stop_reason == STOP_MAX_TOKENS
+        for call in turn.tool_calls:
+            if cut and call.arguments_error is not None:
+                # Broken JSON because the answer hit the limit: say that, not "bad JSON".
+                limit = self.limits.max_output_tokens
+                call = ToolCall(
+                    call.id, call.name, {}, arguments_error=OUTPUT_CUT.format(limit=limit), cut=True
+                )
+            outcome = await self.toolbox.call(call, step=self.step)
+            self._note(call, outcome)
+            self.messages.append(
+                Message.tool_result(call.id, outcome.text, is_error=outcome.is_error)
+            )
+
+    def _finished_answer(self, turn: TurnResult) -> bool:
+        """Whether a turn without tool calls is the model's finished answer; when it is not,
+        either ask for another turn (False) or end the run (RunStopped). Only a known,
+        finished stop reason with some text counts: nothing else may end a run completed."""
+        reason = turn.stop_reason
+        if reason == STOP_REFUSAL:
+            msg = "the model declined to continue with this request"
+            raise RunStopped(msg, reason="refused")
+        if reason == STOP_CONTEXT_WINDOW:
+            msg = (
+                "the conversation outgrew the model's context window before the answer ended; "
+                "continue the run to start over from the files in the workspace"
+            )
+            raise RunStopped(msg, reason="context_window")
+        if reason == STOP_MAX_TOKENS:
+            self.messages.append(
+                Message.user("Your answer was cut off by the output limit; continue.")
+            )
+            return False
+        if reason == STOP_PAUSE_TURN:
+            # The API paused a long turn; sending the conversation back lets it go on.
+            self._pauses += 1
+            if self._pauses > _MAX_PAUSES:
+                msg = f"the model paused its answer {self._pauses} times in a row"
+                raise RunStopped(msg, reason="unknown_stop_reason", stop_reason=reason)
+            return False
+        if reason not in FINISHED_STOP_REASONS and reason != STOP_TOOL_USE:
+            msg = (
+                f"the model's answer ended for a reason this agent does not know ({reason!r}), "
+                "so the run cannot count it as finished"
+            )
+            raise RunStopped(msg, reason="unknown_stop_reason", stop_reason=reason)
+        if reason == STOP_TOOL_USE or not turn.text.strip():
+            self._nudges += 1
+            if self._nudges > _MAX_NUDGES:
+                what = "no tool call arrived" if turn.text.strip() else "the answer was empty"
+                msg = f"the model stopped without finishing: {what}, {self._nudges} times in a row"
+                raise RunStopped(msg, reason="empty_answer")
+            nudge = NO_CALL_ARRIVED if reason == STOP_TOOL_USE else EMPTY_ANSWER
+            self.messages.append(Message.user(nudge))
+            return False
+        self._nudges = self._pauses = 0
+        return True
 
     def _check_limits(self) -> None:
         lim = self.limits
@@ -326,28 +419,14 @@ class AgentLoop:
                     return
 
     def _note(self, call: ToolCall, outcome: ToolOutcome) -> None:
-        """Track what a tool call changed and whether it ran the tests green."""
+        """Track what a tool call changed. What the model's own commands printed does not
+        count for verification: a `pytest --co` exits 0 too."""
         for path in outcome.changed:
             if path not in self.files_changed:
                 self.files_changed.append(path)
-        if outcome.is_error:
-            return
-        if call.name in CHANGING_TOOLS:
-            self._tests_green = None
+        # A command may change the project as much as an edit (npm install, sed -i).
+        if outcome.changed or (not outcome.is_error and call.name not in _LOOKING_TOOLS):
             self._changed_since_verify = True
-        elif call.name == "run_command":
-            command = str(call.arguments.get("command", ""))
-            if outcome.exit_code == 0 and (
-                command.strip() == self.test_command or _WHOLE_PYTEST.match(command)
-            ):
-                self._tests_green = VerifyResult(
-                    command,
-                    True,
-                    0,
-                    str((outcome.structured or {}).get("output", "")),
-                    note="the agent's own test run",
-                    reran=False,
-                )
 
     # -- one model turn ------------------------------------------------------------------
 
@@ -360,11 +439,11 @@ class AgentLoop:
                 reservation = await self.metering.reserve(
                     key, estimate, self.limits.max_output_tokens
                 )
-            except InsufficientCredits as exc:
-                raise RunStopped(exc.message, reason="insufficient_credits") from exc
+            except (InsufficientCredits, RateLimited) as exc:
+                # reason: "insufficient_credits", or "rate_limited" (the user's model_calls)
+                raise RunStopped(exc.message, reason=exc.code) from exc
             self._seen_usage = Usage()
-            self._stream_began = False
-            deltas = _DeltaStream(self.feed, self.step)
+            deltas = _DeltaStream(self.feed, self.step, attempt=attempt)
             try:
                 try:
                     result = await self._stream(tools, deltas)
@@ -376,16 +455,10 @@ class AgentLoop:
                 cost = await self.metering.finish_call(reservation, used, key, "provider_error")
                 if not used.is_zero:
                     await self._record_usage(used, cost, partial=True)
-                # The SDK already retried what failed before the stream began; a stream that
-                # broke off part-way is this loop's to retry.
-                if exc.retryable and self._stream_began and attempt < self.limits.max_turn_retries:
-                    attempt += 1
-                    log.info(
-                        "run %s: retrying model turn %d after %s", self.run_id, self.step, exc.kind
-                    )
-                    await asyncio.sleep(self.limits.retry_backoff_s * attempt)
-                    continue
-                raise RunStopped(exc.message, reason="provider_error", kind=exc.kind) from exc
+                wait = self._retry_wait(exc, attempt)
+                attempt += 1
+                await self._wait_to_retry(exc, attempt, wait)
+                continue
             except asyncio.CancelledError:
                 # Tokens the provider reported before the cut were billed upstream: settle them.
                 await self.metering.finish_cancelled_call(
@@ -399,6 +472,59 @@ class AgentLoop:
             await self._record_usage(result.usage, cost, text=await deltas.drain(), deltas=deltas)
             return result
 
+    def _retry_wait(self, exc: ProviderError, attempt: int) -> float:
+        """Seconds to wait before retrying a failed call, or RunStopped when it is not retried:
+        not retryable, out of retries, or the provider asks for a longer wait than obeyed."""
+        lim = self.limits
+        details = {"kind": exc.kind, "http_status": exc.http_status}
+        if not exc.retryable:
+            raise RunStopped(exc.message, reason="provider_error", **details) from exc
+        if attempt >= lim.max_turn_retries:
+            tries = attempt + 1
+            msg = f"{exc.message} (after {tries} attempts; c.EcodeApp.agent_max_retries)"
+            raise RunStopped(msg, reason="provider_error", **details) from exc
+        if exc.retry_after_s is not None:
+            if exc.retry_after_s > lim.max_retry_after_s:
+                msg = (
+                    f"{exc.message}: the provider asked to wait {exc.retry_after_s:g} s before "
+                    f"trying again, longer than this server waits ({lim.max_retry_after_s:g} s, "
+                    "c.EcodeApp.agent_max_retry_after_s); try the run again later"
+                )
+                raise RunStopped(msg, reason="provider_error", **details) from exc
+            return exc.retry_after_s
+        # Full backoff doubles per attempt; jitter spreads the retries of concurrent runs.
+        backoff = min(lim.retry_backoff_s * 2.0**attempt, lim.max_backoff_s)
+        return backoff * (0.75 + random.random() / 4)
+
+    async def _wait_to_retry(self, exc: ProviderError, attempt: int, wait: float) -> None:
+        """Tell the feed why and how long the run waits, then wait (cancellable)."""
+        log.info(
+            "run %s: model turn %d failed (%s); retry %d in %.1fs",
+            self.run_id,
+            self.step,
+            exc.kind,
+            attempt,
+            wait,
+        )
+        await self.feed.emit(
+            STEP_STARTED,
+            {
+                "step": self.step,
+                "kind": "retry",
+                "title": (
+                    f"retrying the model call in {wait:.1f} s ({exc.kind}, attempt {attempt} of "
+                    f"{self.limits.max_turn_retries})"
+                ),
+                "attempt": attempt,
+                "max_attempts": self.limits.max_turn_retries,
+                "wait_s": round(wait, 3),
+                "error": exc.kind,
+                "http_status": exc.http_status,
+                "message": exc.message,
+            },
+        )
+        await asyncio.sleep(wait)
+
     async def _stream(self, tools: list[ToolSpec], deltas: _DeltaStream) -> TurnResult:
         parts: list[str] = []
         calls: list[ToolCall] = []
@@ -410,7 +536,6 @@ class AgentLoop:
         )
         async with contextlib.aclosing(events):  # type: ignore[type-var]
             async for event in events:
-                self._stream_began = True
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
                     deltas.add(event.text)
@@ -446,6 +571,8 @@ class AgentLoop:
                     "model": self.provider.model,
                     "provider": self.provider.name,
                     **usage.to_json(),
+                    # Counted from the characters sent and received: the stream reported none.
+                    "estimated": usage.estimated,
                     "cost_micros": cost,
                     "partial": partial,
                     "total": {**total.to_json(), "cost_micros": self.metering.cost_micros},
@@ -460,7 +587,7 @@ class AgentLoop:
     async def _verify_or_continue(self) -> LoopResult | None:
         """The model says it is done: check. None means the loop goes on with a fix request.
 
-        The project's tests must pass and, for a served project where previews exist, the
+        The project's checks must pass and, for a served project where previews exist, the
         app must start. A failure goes back to the model, at most ``max_verify_attempts``
         times, and not again when the model changed nothing since the last one.
         """
@@ -481,9 +608,11 @@ class AgentLoop:
             request = "Fix the project so that the app starts, then stop."
         else:
             code = f"exited with {result.exit_code}" if result.exit_code is not None else "failed"
-            reason, what = "tests_failing", f"the project's tests fail (`{result.command}` {code})"
+            note = f": {result.note}" if result.note else ""
+            reason = "tests_failing"
+            what = f"the project's checks fail (`{result.command}` {code}{note})"
             detail = result.output
-            request = "Fix the project so that its tests pass, then stop."
+            request = _FIX_REQUESTS.get(result.kind, _FIX_REQUESTS["pytest"])
         self._last_failure = (reason, what)
         self._verify_failures += 1
         if self._verify_failures >= self.limits.max_verify_attempts:
@@ -497,24 +626,71 @@ class AgentLoop:
         return self._last_verify.to_json() if self._last_verify is not None else None
 
     async def _verify(self) -> VerifyResult:
-        await self.feed.emit(
-            STEP_STARTED, {"step": self.step, "kind": "verify", "command": self.test_command}
+        """Run the project's checks, each with a ``verify.result`` event; the first failure
+        ends the round. What the model ran itself does not count."""
+        self._passed = []
+        result: VerifyResult | None = None
+        for check in await self._plan_checks():
+            await self.feed.emit(
+                STEP_STARTED,
+                {
+                    "step": self.step,
+                    "kind": "verify",
+                    "command": check.shown,
+                    "check": check.kind,
+                },
+            )
+            result = await self._run_check(check)
+            await self.feed.emit(VERIFY_RESULT, {"step": self.step, **result.to_json()})
+            if not result.passed:
+                return result
+            self._passed.append(result)
+        if result is None:  # plan_checks always plans one; keep the loop honest if not
+            return VerifyResult(self.test_command, False, None, "", note="no checks to run")
+        return result
+
+    async def _plan_checks(self) -> list[Check]:
+        """The checks for what the workspace holds now (read without feed events)."""
+        listing = await self.toolbox.peek("list_files", {"recursive": True})
+        entries = (listing.structured or {}).get("entries") or []
+        files = [
+            str(e.get("path")) for e in entries if isinstance(e, dict) and e.get("type") == "file"
+        ]
+        package_json = None
+        if "package.json" in files:
+            read = await self.toolbox.peek("read_file", {"path": "package.json"})
+            package_json = None if read.is_error else read.text
+        pytest_command = self.test_command if "pytest" in self.test_command else DEFAULT_PYTEST
+        return plan_checks(
+            files, package_json=package_json, template=self.template, pytest_command=pytest_command
         )
-        if self._tests_green is not None:
-            return self._tests_green
+
+    async def _run_check(self, check: Check) -> VerifyResult:
+        if check.problem is not None:
+            return VerifyResult(
+                check.shown, False, None, check.problem, note=check.problem, kind=check.kind
+            )
         call = ToolCall(
-            f"verify_{self.step}",
+            f"verify_{self.step}_{check.kind}",
             "run_command",
-            {"command": self.test_command, "timeout_s": self.limits.test_timeout_s},
+            {"command": check.command, "timeout_s": self.limits.test_timeout_s},
         )
         outcome = await self.toolbox.call(call, step=self.step)
-        code = outcome.exit_code
-        output = str((outcome.structured or {}).get("output", outcome.text))
         if outcome.is_error:
-            return VerifyResult(self.test_command, False, None, outcome.text)
-        if code == PYTEST_NO_TESTS and "pytest" in self.test_command:
-            return VerifyResult(self.test_command, True, code, output, note="no tests were found")
-        return VerifyResult(self.test_command, code == 0, code, output)
+            return VerifyResult(
+                check.shown,
+                False,
+                None,
+                outcome.text,
+                note="the check could not run",
+                kind=check.kind,
+            )
+        structured = outcome.structured or {}
+        result = judge(check, outcome.exit_code, str(structured.get("output", outcome.text)))
+        if structured.get("timed_out"):
+            result.passed = False
+            result.note = f"timed out after {self.limits.test_timeout_s:g} s"
+        return result
 
     async def _check_preview(self) -> str | None:
         """Start a served project's preview when the deploy tools exist; a problem, or None.
@@ -552,9 +728,10 @@ class AgentLoop:
             summary["preview"] = {
                 k: self._preview.get(k) for k in ("id", "status", "url") if k in self._preview
             }
+        summary["checks"] = [r.to_json() for r in self._passed]
         note = ""
-        if tests is not None:
-            note = f"; tests: {tests.note}" if tests.note else "; tests pass"
+        if self._passed:
+            note = "; " + ", ".join(_PASSED_NOTES.get(r.kind, r.command) for r in self._passed)
         return LoopResult("completed", None, f"the project is built{note}", summary)
 
     def _failed(self, reason: str, message: str, **details: Any) -> LoopResult:

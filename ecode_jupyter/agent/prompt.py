@@ -21,11 +21,18 @@ How to work:
 1. Begin your first answer with a short plan: a numbered list, one line per step.
 2. Create files with write_file; change existing files with edit_file (read_file first and
    copy the exact text to replace). Paths are relative to the project folder.
-3. Install what the project needs with install_packages; it is recorded in requirements.txt.
-4. Write tests (pytest) for what you build and run them with run_command: `{test}`.
-   Read failures carefully and fix the code until the tests pass.
-5. Commands must finish on their own: never start a server or anything interactive in the
-   foreground.{preview_note}
+3. Install what the project needs: Python packages with install_packages (recorded in
+   requirements.txt); for a JavaScript or TypeScript project, dependencies in package.json,
+   installed with `npm install` through run_command.
+4. Write tests for what you build, in the project's own stack, and run them with run_command:
+   Python: pytest tests, run with `{test}`. JavaScript/TypeScript (Node): a package.json
+   "test" script running real tests (vitest, jest or node --test), run with `npm test`;
+   never pytest for a Node project. A notebook project: every notebook must run top to bottom
+   in a fresh kernel. Read failures carefully and fix the code until the tests pass.
+   When you stop, the suite runs the project's checks itself, whatever you ran: {checks}.
+   A project without tests does not pass.
+5. Commands must finish on their own: never start a server, a watcher or anything interactive
+   in the foreground.{preview_note}
 6. When the project works, stop calling tools and answer with a short summary: what you built,
    which files, and how to run it.
 
@@ -51,6 +58,21 @@ def verify_command(template: ProjectTemplate | None) -> str:
     return template.test if template is not None else "python -m pytest -q"
 
 
+def checks_sentence(facts: ProjectFacts) -> str:
+    """What verification will run, as far as the workspace and template tell now."""
+    template = facts.template
+    if "package.json" in facts.files:
+        return "`npm test` (and pytest too if there are Python tests)"
+    if template is not None and template.entry.endswith(".ipynb"):
+        return f"every top-level notebook executed top to bottom, and `{template.test}`"
+    if template is not None or any(f.endswith(".py") for f in facts.files):
+        return f"`{verify_command(template)}` (exit 5, no tests collected, is a failure)"
+    return (
+        f"for a Python project `{verify_command(template)}`; for a Node project (a "
+        "package.json) `npm test`; for a notebook project each notebook, top to bottom"
+    )
+
+
 def build_system_prompt(facts: ProjectFacts) -> str:
     template = facts.template
     preview_note = ""
@@ -59,7 +81,11 @@ def build_system_prompt(facts: ProjectFacts) -> str:
             " The app is started for you after the tests pass (its run command is "
             f"`{template.run}`)."
         )
-    parts = [INSTRUCTIONS.format(test=verify_command(template), preview_note=preview_note)]
+    parts = [
+        INSTRUCTIONS.format(
+            test=verify_command(template), checks=checks_sentence(facts), preview_note=preview_note
+        )
+    ]
     parts.append(
         f"\n# The project\nName: {facts.name}\nAddress: /ecode/@{facts.owner}/{facts.slug}"
     )

@@ -21,7 +21,7 @@ from ..exceptions import InvalidInput
 from ..projects.templating import ProjectTemplate, best_match, get_template
 from .providers import DEFAULT_MODELS, PROVIDER_NAMES, configured_provider_names, make_provider
 from .providers.base import Provider
-from .providers.offline import OFFLINE_MODEL, OfflineProvider
+from .providers.offline import OFFLINE_MODEL, OfflineProvider, foreign_stacks
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +83,26 @@ def choose_model(
     return ModelChoice(provider, model)
 
 
-def offline_template(prompt: str, project_template: str | None) -> tuple[ProjectTemplate, str]:
-    """The template the offline provider builds, and why it was chosen."""
+def offline_template(
+    prompt: str, project_template: str | None
+) -> tuple[ProjectTemplate | None, str]:
+    """The template the offline provider builds and why, or None and why none fits.
+
+    A prompt that names a stack no template is built on ("a React todo app", "train a
+    PyTorch model on the GPU") gets none, unless it also names a template outright ("a Flask
+    API with a React frontend" still gets the Flask API, saying React is not part of it):
+    building an unrelated project would only look like success.
+    """
     if project_template:
         return get_template(project_template), "the project's template"
     match = best_match(prompt)
-    return match.template, match.explain()
+    missing = foreign_stacks(prompt)
+    if missing and not match.matched_names:
+        return None, f"the prompt asks for {', '.join(missing)}, which no template is built on"
+    why = match.explain()
+    if missing:
+        why += f"; {', '.join(missing)} is not part of it"
+    return match.template, why
 
 
 _PROVIDER_MODULES = {

@@ -223,9 +223,18 @@ class AgentToolbox:
         )
         return outcome
 
+    async def peek(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
+        """A read-only call (``list_files``, ``read_file``) not recorded in the feed: the
+        suite's own look at the project, which the user did not ask to watch."""
+        call = ToolCall(f"peek_{name}", name, arguments)
+        outcome = await self._invoke(call, _FeedReporter(self.feed, call.id))
+        outcome.text = self.feed.redactor.text(outcome.text)
+        return outcome
+
     async def _invoke(self, call: ToolCall, reporter: _FeedReporter) -> ToolOutcome:
         if call.arguments_error is not None:
-            return ToolOutcome(call.name, f"invalid_input: {call.arguments_error}", True)
+            code = "output_cut" if call.cut else "invalid_input"
+            return ToolOutcome(call.name, f"{code}: {call.arguments_error}", True, error_code=code)
         if not any(spec.name == call.name for spec in await self.specs()):
             known = ", ".join(spec.name for spec in await self.specs())
             return ToolOutcome(call.name, f"unknown tool {call.name!r}; tools: {known}", True)

@@ -232,8 +232,10 @@ def settle(
     usage: UsageLike,
     key: str,
     now: datetime,
+    estimated: bool = False,
 ) -> int:
-    """Charge a call's real cost against its reservation and let the rest go."""
+    """Charge a call's real cost against its reservation and let the rest go; ``estimated``
+    marks an entry whose tokens were estimated because the provider never reported them."""
     conn = session.connection()
     open_, settled = ReservationStatus.open.value, ReservationStatus.settled.value
     row = _claim(conn, reservation_id, open_, settled, "settled", now)
@@ -308,6 +310,8 @@ def settle(
         )
     if not held:
         details["late"] = True
+    if estimated:
+        details["estimated"] = True
     conn.execute(
         INSERT_ENTRY,
         {

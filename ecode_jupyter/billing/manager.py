@@ -202,6 +202,8 @@ class BillingManager:
                 usage=tokens,
                 key=key,
                 now=now,
+                # The provider never reported this call's tokens; they were estimated.
+                estimated=bool(getattr(usage, "estimated", False)),
             )
 
         try:

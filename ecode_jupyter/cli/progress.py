@@ -57,11 +57,24 @@ class FeedPrinter:
             self.console.print(Panel(escape(data.get("text", "")), title="plan", expand=False))
 
     def _step_started(self, data: dict[str, Any]) -> None:
-        if data.get("kind") == "verify":
+        if data.get("kind") == "retry":
+            self.status = f"step {data.get('step')}: waiting to retry"
+            self.console.print(f"[yellow]{escape(str(data.get('title', 'retrying')))}[/yellow]")
+        elif data.get("kind") == "verify":
             self.status = f"verifying: {data.get('command', '')}"
             self.console.print(f"[bold]verify[/bold] {escape(str(data.get('command', '')))}")
         else:
             self.status = f"step {data.get('step')}: thinking"
+
+    def _verify_result(self, data: dict[str, Any]) -> None:
+        command = escape(str(data.get("command", "")))
+        if data.get("passed"):
+            self.console.print(f"[green]check passed[/green] {command}")
+            return
+        note = f": {data['note']}" if data.get("note") else ""
+        self.console.print(
+            f"[red]check failed[/red] {command} (exit {data.get('exit_code')}){escape(note)}"
+        )
 
     def _message_delta(self, data: dict[str, Any]) -> None:
         # Text streams in pieces: print them on one line as they come.

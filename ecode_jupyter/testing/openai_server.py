@@ -69,9 +69,17 @@ class OpenAILoopback(LoopbackServer):
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions",)
     base_path = "/v1"
 
-    def __init__(self, *args: Any, models: list[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        models: list[str] | None = None,
+        honour_include_usage: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.models = models or ["loopback-model"]
+        # Some compatible servers never send the usage chunk, whatever the request asks.
+        self.honour_include_usage = honour_include_usage
 
     def presented_key(self, headers: dict[str, str]) -> str | None:
         auth = headers.get("authorization", "")
@@ -144,7 +152,7 @@ class OpenAILoopback(LoopbackServer):
 
     def stream_events(self, turn: ScriptedTurn, request: LoopbackRequest) -> Iterator[bytes]:
         options = request.json.get("stream_options") or {}
-        include_usage = bool(options.get("include_usage"))
+        include_usage = bool(options.get("include_usage")) and self.honour_include_usage
         base: dict[str, Any] = {
             "id": f"chatcmpl-loopback{request.index:06d}",
             "object": "chat.completion.chunk",

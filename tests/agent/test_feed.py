@@ -41,7 +41,9 @@ async def test_reconnecting_with_after_gets_every_event_exactly_once(
         ]
     )
     use_anthropic(server, monkeypatch)
-    pid = (await ecode_api("POST", "projects", body={"name": "feed"})).body["id"]
+    # A template's project has tests, so the run can end completed.
+    body = {"name": "feed", "template": "python-script"}
+    pid = (await ecode_api("POST", "projects", body=body)).body["id"]
     run = (await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "count"})).body
     await wait_for_seq(ecode_api, run["id"], 3)
 

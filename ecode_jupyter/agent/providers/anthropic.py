@@ -42,7 +42,7 @@ from .base import (
     UsageReport,
     parse_tool_arguments,
 )
-from .errors import bad_response, error_from_sdk, stream_incomplete, transport_error
+from .errors import bad_response, client_timeout, error_from_sdk, stream_incomplete, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class AnthropicProvider(Provider):
         base_url: str | None = None,
         max_retries: int = 2,
         timeout: float | None = None,
+        connect_timeout: float | None = None,
         prompt_caching: bool = True,
         name: str = "anthropic",
     ) -> None:
@@ -82,8 +83,8 @@ class AnthropicProvider(Provider):
         self.model = model
         self.prompt_caching = prompt_caching
         kwargs: dict[str, Any] = {}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        if timeout is not None or connect_timeout is not None:
+            kwargs["timeout"] = client_timeout(timeout, connect_timeout)
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             auth_token=auth_token if api_key is None else None,

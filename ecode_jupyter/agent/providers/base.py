@@ -36,6 +36,13 @@ STOP_MAX_TOKENS = "max_tokens"
 STOP_SEQUENCE = "stop_sequence"
 STOP_REFUSAL = "refusal"
 STOP_PAUSE_TURN = "pause_turn"
+# The window was full before the answer ended (Anthropic's `model_context_window_exceeded`).
+STOP_CONTEXT_WINDOW = "model_context_window_exceeded"
+# Not a model's answer: the provider cannot build what was asked (the offline provider when no
+# template fits the prompt). The turn's text says why; the run ends failed.
+STOP_CANNOT_BUILD = "cannot_build"
+#: the stop reasons after which the model's answer is its whole, finished answer
+FINISHED_STOP_REASONS = frozenset({STOP_END_TURN, STOP_SEQUENCE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +59,16 @@ class ToolCall:
     """One tool call the model asked for.
 
     ``arguments_error`` is set (and ``arguments`` is empty) when the model's arguments were
-    not a JSON object, e.g. cut off by ``max_tokens``; the agent should answer the call with
-    an error result rather than run the tool.
+    not a JSON object; the agent answers the call with an error result rather than run the
+    tool. When the turn stopped at ``max_tokens`` the loop marks such a call ``cut``.
     """
 
     id: str
     name: str
     arguments: dict[str, Any]
     arguments_error: str | None = None
+    #: the model's output limit cut this call; ``arguments_error`` then tells the model so
+    cut: bool = False
 
 
 def parse_tool_arguments(call_id: str, name: str, raw: str) -> ToolCall:
@@ -90,6 +99,9 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    #: the provider never reported these counts; they were estimated from the characters sent
+    #: and received (see :func:`estimate_usage`), and billing marks the charge as estimated
+    estimated: bool = False
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -99,6 +111,7 @@ class Usage:
             output_tokens=self.output_tokens + other.output_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            estimated=self.estimated or other.estimated,
         )
 
     @property
@@ -107,7 +120,10 @@ class Usage:
 
     @property
     def is_zero(self) -> bool:
-        return self == Usage()
+        return (
+            self.input_tokens == self.output_tokens == self.cache_read_tokens == 0
+            and self.cache_write_tokens == 0
+        )
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -185,7 +201,9 @@ class ProviderError(EcodeError):
     overload, server errors, a dropped stream); the SDK has already spent its own retries
     when this is raised. ``http_status`` is the upstream status when there was one.
     ``partial_usage`` is what the provider reported before the failure: a stream cut after
-    ``message_start`` still cost input tokens, and billing settles them.
+    ``message_start`` still cost input tokens, and billing settles them. ``retry_after_s`` is
+    how long the provider asked the client to wait before trying again (``retry-after-ms`` or
+    ``retry-after``), when it said.
     """
 
     status: ClassVar[int] = 502
@@ -200,6 +218,7 @@ class ProviderError(EcodeError):
         retryable: bool,
         http_status: int | None = None,
         partial_usage: Usage | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(
             message, provider=provider, kind=kind, retryable=retryable, http_status=http_status
@@ -209,6 +228,7 @@ class ProviderError(EcodeError):
         self.retryable = retryable
         self.http_status = http_status
         self.partial_usage = partial_usage if partial_usage is not None else Usage()
+        self.retry_after_s = retry_after_s
 
 
 class Provider(ABC):
@@ -293,3 +313,17 @@ def estimate_input_tokens(*, system: str, messages: list[Message], tools: list[T
     for tool in tools:
         chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.input_schema))
     return chars // _CHARS_PER_TOKEN + 1
+
+
+def estimate_usage(*, input_tokens: int, output_chars: int) -> Usage:
+    """Usage for a call whose stream never reported it, marked ``estimated``.
+
+    A priced model billed the call all the same, so charging 0 would be wrong; about four
+    characters per token is close enough for English and code, and the ledger says it is a guess.
+    ``input_tokens`` comes from :func:`estimate_input_tokens` of the request.
+    """
+    return Usage(
+        input_tokens=max(1, input_tokens),
+        output_tokens=max(1, output_chars // _CHARS_PER_TOKEN) if output_chars else 0,
+        estimated=True,
+    )

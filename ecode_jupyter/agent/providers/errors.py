@@ -8,7 +8,9 @@ error type decides then.
 
 from __future__ import annotations
 
+import email.utils
 import logging
+import time
 
 import anthropic
 import httpx2
@@ -19,6 +21,18 @@ from .base import ProviderError, Usage
 log = logging.getLogger(__name__)
 
 _MAX_DETAIL = 300
+
+
+# The SDKs' own default (600 s) for what is not set: a whole turn may stream that long.
+_DEFAULT_TIMEOUT_S = 600.0
+
+
+def client_timeout(read_s: float | None, connect_s: float | None) -> httpx2.Timeout:
+    """The SDK client's timeout: ``read_s`` bounds each wait for bytes (a model that goes
+    silent mid-stream is noticed after it, not after a whole turn's time), ``connect_s`` the
+    TCP and TLS set-up."""
+    read = _DEFAULT_TIMEOUT_S if read_s is None else read_s
+    return httpx2.Timeout(read, connect=read if connect_s is None else connect_s)
 
 
 def classify(status: int | None, error_type: str | None) -> tuple[str, bool]:
@@ -47,6 +61,27 @@ _TIMEOUTS = (anthropic.APITimeoutError, openai.APITimeoutError)
 _CONNECTION = (anthropic.APIConnectionError, openai.APIConnectionError)
 
 
+def retry_after(headers: object) -> float | None:
+    """Seconds the server asked to wait (``retry-after-ms``, else ``retry-after`` as seconds or
+    an HTTP date), as the SDKs read it; None when it did not say."""
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    try:
+        return max(0.0, float(get("retry-after-ms")) / 1000)
+    except (TypeError, ValueError):
+        pass
+    raw = get("retry-after")
+    if not isinstance(raw, str):
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    date = email.utils.parsedate_tz(raw)
+    return None if date is None else max(0.0, email.utils.mktime_tz(date) - time.time())
+
+
 def error_from_sdk(
     provider: str, exc: anthropic.APIError | openai.APIError, usage: Usage
 ) -> ProviderError:
@@ -61,6 +96,13 @@ def error_from_sdk(
         status = raw_status if isinstance(raw_status, int) and raw_status >= 400 else None
         error_type = getattr(exc, "type", None)
         kind, retryable = classify(status, error_type if isinstance(error_type, str) else None)
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) if status is not None else None
+    wait = retry_after(headers)
+    # The server's own word on retrying wins over the status, as the SDKs do it.
+    should_retry = headers.get("x-should-retry") if headers is not None else None
+    if should_retry in ("true", "false"):
+        retryable = should_retry == "true"
     detail = getattr(exc, "api_message", None) or getattr(exc, "message", None) or str(exc)
     where = f" (HTTP {status})" if status is not None else ""
     message = f"{provider} request failed: {kind}{where}: {str(detail)[:_MAX_DETAIL]}"
@@ -72,6 +114,7 @@ def error_from_sdk(
         retryable=retryable,
         http_status=status,
         partial_usage=usage,
+        retry_after_s=wait,
     )
 
 

@@ -7,6 +7,10 @@ the same tool calls (``list_files``, ``write_file``, ``run_command``, ``install_
 the same verify step and the same billing path (model ``offline``, zero tokens) as a model
 run. Its first words say plainly that no AI was used and how to configure a key.
 
+When no template fits the prompt (it names a stack none is built on: React, PyTorch on a
+GPU, ...) the first turn says so and ends with the ``cannot_build`` stop reason: the run ends
+failed (``no_template``), with nothing built, instead of an unrelated project.
+
 Turns, each answering the previous tool results::
 
     1  plan text            + list_files (what is there already)
@@ -21,12 +25,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...projects.templating import ProjectTemplate, template_files
+from ...projects.templating import ProjectTemplate, list_templates, template_files
 from .base import (
+    STOP_CANNOT_BUILD,
     STOP_END_TURN,
     STOP_TOOL_USE,
     Message,
@@ -50,6 +56,73 @@ HOW_TO_CONFIGURE = (
     "set ANTHROPIC_API_KEY (Anthropic), or OPENAI_API_KEY (OpenAI), or OPENAI_BASE_URL with "
     "a model name for an OpenAI-compatible server (Ollama, vLLM, Groq, Together, ...)."
 )
+
+# Words that name a stack, language or hardware, and the name to tell the user. A prompt
+# naming one that no template is built on (names or keywords) gets no template at all.
+_STACK_WORDS = {
+    "react": "React",
+    "vue": "Vue",
+    "angular": "Angular",
+    "svelte": "Svelte",
+    "nextjs": "Next.js",
+    "vite": "Vite",
+    "javascript": "JavaScript",
+    "typescript": "TypeScript",
+    "js": "JavaScript",
+    "node": "Node.js",
+    "nodejs": "Node.js",
+    "express": "Express",
+    "npm": "npm",
+    "pytorch": "PyTorch",
+    "torch": "PyTorch",
+    "tensorflow": "TensorFlow",
+    "keras": "Keras",
+    "jax": "JAX",
+    "gpu": "a GPU",
+    "cuda": "CUDA",
+    "django": "Django",
+    "rails": "Ruby on Rails",
+    "ruby": "Ruby",
+    "golang": "Go",
+    "rust": "Rust",
+    "java": "Java",
+    "kotlin": "Kotlin",
+    "swift": "Swift",
+    "android": "Android",
+    "ios": "iOS",
+    "php": "PHP",
+    "laravel": "Laravel",
+    "flutter": "Flutter",
+    "unity": "Unity",
+}
+# "Next.js" and "Node.js" are one name each, not "next" and "JavaScript".
+_DOTTED = {"nextjs": re.compile(r"\bnext\.?js\b"), "nodejs": re.compile(r"\bnode\.?js\b")}
+
+
+def foreign_stacks(prompt: str) -> list[str]:
+    """The stacks a prompt names that no shipped template is built on, in prompt order."""
+    lowered = prompt.lower()
+    for word, pattern in _DOTTED.items():
+        lowered = pattern.sub(f" {word} ", lowered)
+    words = re.findall(r"[a-z0-9]+", lowered)
+    known = {w for t in list_templates() for w in (*t.names, *t.keywords)}
+    found: list[str] = []
+    for word in words:
+        name = _STACK_WORDS.get(word)
+        if name is not None and word not in known and name not in found:
+            found.append(name)
+    return found
+
+
+def no_template_text(reason: str) -> str:
+    """The offline provider's whole answer when no template fits."""
+    built = ", ".join(f"{t.title} ({t.id})" for t in list_templates())
+    return (
+        "No AI model is configured, so this run uses the offline provider: no AI is used, and "
+        f"it can only build its templates. None fits this prompt: {reason}. Nothing was built; "
+        f"the templates are: {built}.\n\n{HOW_TO_CONFIGURE}\n"
+    )
+
 
 # Runs with the project's own `python`; prints the requirements it lacks as a JSON list.
 # packaging is used when that interpreter has it, else only the distribution name counts.
@@ -113,7 +186,7 @@ class OfflineProvider(Provider):
 
     def __init__(
         self,
-        template: ProjectTemplate,
+        template: ProjectTemplate | None,
         *,
         project_name: str,
         slug: str,
@@ -121,8 +194,11 @@ class OfflineProvider(Provider):
         install_packages: bool = True,
     ) -> None:
         self.model = OFFLINE_MODEL
+        #: None when no template fits the prompt: the run then says so and builds nothing
         self.template = template
-        self.files = template_files(template, project_name=project_name, slug=slug)
+        self.files = (
+            template_files(template, project_name=project_name, slug=slug) if template else {}
+        )
         self.reason = reason
         self.install_packages = install_packages
         self._phase = 0
@@ -130,6 +206,8 @@ class OfflineProvider(Provider):
 
     def plan_text(self) -> str:
         t = self.template
+        if t is None:
+            return no_template_text(self.reason)
         why = f" ({self.reason})" if self.reason else ""
         steps = [
             f"Write the {len(self.files)} files of the template “{t.title}” that are missing.",
@@ -153,6 +231,9 @@ class OfflineProvider(Provider):
     def _next(self, messages: list[Message]) -> tuple[str, list[ToolCall]]:
         """Text and tool calls of the next turn; advances the phase."""
         self._phase += 1
+        template = self.template
+        if template is None:
+            return self.plan_text(), []
         if self._phase == 1:
             return self.plan_text(), [self._call("list_files", {"recursive": True})]
         if self._phase == 2:
@@ -168,14 +249,14 @@ class OfflineProvider(Provider):
                 return f"Writing {len(missing)} template files{note}.\n", calls
             self._phase += 1  # nothing to write: go straight on to the requirements
         if self._phase == 3:
-            command = requirements_check_command(list(self.template.requirements))
+            command = requirements_check_command(list(template.requirements))
             return "Checking which requirements are installed.\n", [
                 self._call("run_command", {"command": command, "timeout_s": 60})
             ]
         if self._phase == 4:
             missing_reqs = parse_missing(self._last_result(messages))
             if missing_reqs is None:
-                missing_reqs = list(self.template.requirements)
+                missing_reqs = list(template.requirements)
             if missing_reqs and self.install_packages:
                 return f"Installing {', '.join(missing_reqs)}.\n", [
                     self._call("install_packages", {"packages": missing_reqs})
@@ -190,7 +271,7 @@ class OfflineProvider(Provider):
                 )
         if self._phase == 5:
             return (
-                f"The template “{self.template.title}” is in place. Its tests run next. "
+                f"The template “{template.title}” is in place. Its tests run next. "
                 "(Built by the offline provider — no AI was used.)\n",
                 [],
             )
@@ -220,6 +301,9 @@ class OfflineProvider(Provider):
         yield TextDelta(text)
         for call in calls:
             yield ToolCallReady(call)
+        if self.template is None:
+            yield TurnEnd(STOP_CANNOT_BUILD, Usage())
+            return
         yield TurnEnd(STOP_TOOL_USE if calls else STOP_END_TURN, Usage())
 
     async def aclose(self) -> None:

@@ -42,9 +42,10 @@ from .base import (
     TurnEnd,
     Usage,
     UsageReport,
+    estimate_usage,
     parse_tool_arguments,
 )
-from .errors import bad_response, error_from_sdk, stream_incomplete, transport_error
+from .errors import bad_response, client_timeout, error_from_sdk, stream_incomplete, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class OpenAIProvider(Provider):
         base_url: str | None = None,
         max_retries: int = 2,
         timeout: float | None = None,
+        connect_timeout: float | None = None,
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = (
             "max_completion_tokens"
         ),
@@ -99,8 +101,8 @@ class OpenAIProvider(Provider):
         self.model = model
         self.max_tokens_field = max_tokens_field
         kwargs: dict[str, Any] = {}
-        if timeout is not None:
-            kwargs["timeout"] = timeout
+        if timeout is not None or connect_timeout is not None:
+            kwargs["timeout"] = client_timeout(timeout, connect_timeout)
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=max_retries, **kwargs
         )
@@ -189,9 +191,14 @@ class OpenAIProvider(Provider):
 
         calls: dict[int, _CallParts] = {}
         finish_reason: str | None = None
+        stop: str | None = None
+        # What was streamed, for estimating the usage of a stream that never reported it.
+        out_chars = 0
+        began = False
         try:
             async with stream:
                 async for chunk in stream:
+                    began = True
                     if chunk.usage is not None:
                         usage = usage_from_openai(chunk.usage)
                         yield UsageReport(usage)
@@ -200,6 +207,7 @@ class OpenAIProvider(Provider):
                     choice = chunk.choices[0]
                     delta = choice.delta
                     if delta.content:
+                        out_chars += len(delta.content)
                         yield TextDelta(delta.content)
                     for part in delta.tool_calls or ():
                         acc = calls.setdefault(part.index, _CallParts())
@@ -209,6 +217,7 @@ class OpenAIProvider(Provider):
                             if part.function.name:
                                 acc.name += part.function.name
                             if part.function.arguments:
+                                out_chars += len(part.function.arguments)
                                 acc.parts.append(part.function.arguments)
                     if choice.finish_reason is not None:
                         finish_reason = choice.finish_reason
@@ -219,15 +228,42 @@ class OpenAIProvider(Provider):
                                 parse_tool_arguments(call_id, acc.name, "".join(acc.parts))
                             )
         except openai.APIError as exc:
-            raise error_from_sdk(self.name, exc, usage) from exc
+            if finish_reason is None:
+                guess = self._guess(usage, began, params, out_chars)
+                raise error_from_sdk(self.name, exc, guess) from exc
+            stop = "error after finish_reason"
         except httpx2.TransportError as exc:
-            raise transport_error(self.name, exc, usage) from exc
+            if finish_reason is None:
+                guess = self._guess(usage, began, params, out_chars)
+                raise transport_error(self.name, exc, guess) from exc
+            # The answer is whole (finish_reason came); only the usage chunk was lost. Asking
+            # again would pay for the turn twice.
+            stop = type(exc).__name__
         except ValueError as exc:
             # json.JSONDecodeError and pydantic.ValidationError from the SDK's parsing.
-            raise bad_response(self.name, exc, usage) from exc
+            raise bad_response(
+                self.name, exc, self._guess(usage, began, params, out_chars)
+            ) from exc
         if finish_reason is None:
-            raise stream_incomplete(self.name, "finish_reason", usage)
+            raise stream_incomplete(
+                self.name, "finish_reason", self._guess(usage, began, params, out_chars)
+            )
+        if stop is not None:
+            log.info("%s stream broke off after its finish_reason (%s)", self.name, stop)
         if usage.is_zero:
-            # Some compatible servers ignore include_usage; billing then sees zero tokens.
-            log.debug("%s sent no usage for model %s", self.name, self.model)
+            # The stream ended before its usage chunk, or the server ignores include_usage;
+            # the call was billed all the same.
+            usage = self._guess(usage, True, params, out_chars)
+            log.info("%s sent no usage for model %s; estimated %s", self.name, self.model, usage)
+            yield UsageReport(usage)
         yield TurnEnd(_STOP_REASONS.get(finish_reason, finish_reason), usage)
+
+    @staticmethod
+    def _guess(usage: Usage, began: bool, params: dict[str, Any], out_chars: int) -> Usage:
+        """``usage``, or an estimate when a started stream reported none (a stream that never
+        began was not billed)."""
+        if not usage.is_zero or not began:
+            return usage
+        # The request as sent is what the model read: its JSON size is a fair token guess.
+        sent = len(json.dumps(params["messages"])) + len(json.dumps(params.get("tools") or []))
+        return estimate_usage(input_tokens=sent // 4, output_chars=out_chars)
