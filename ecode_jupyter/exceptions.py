@@ -14,12 +14,14 @@ JSON error shape ``{"error": {"code": ..., "message": ...}}`` with its HTTP stat
      ├── RateLimited             429 rate_limited
      ├── PathOutsideWorkspace    400 path_outside_workspace
      ├── CommandTimeout          408 command_timeout
+     ├── SandboxUnavailable      503 sandbox_unavailable (sandbox = "required", none usable)
      ├── ProviderError           502 provider_error (agent/providers/errors.py)
      └── SchemaOutOfDate         500 schema_out_of_date (server refuses to start)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 
@@ -76,8 +78,18 @@ class InsufficientCredits(EcodeError):
 
 
 class RateLimited(EcodeError):
+    """Too many events of one kind for this user in the current window (``ratelimit.py``).
+
+    ``retry_after`` is whole seconds until the window ends (at least 1): handlers send it as
+    the ``Retry-After`` header, and it is in the JSON error's details too.
+    """
+
     status = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, **details: Any) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(message, retry_after=self.retry_after, **details)
 
 
 class PathOutsideWorkspace(InvalidInput):
@@ -87,6 +99,13 @@ class PathOutsideWorkspace(InvalidInput):
 class CommandTimeout(EcodeError):
     status = 408
     code = "command_timeout"
+
+
+class SandboxUnavailable(EcodeError):
+    """Project code was not run: the sandbox is required and this host cannot provide it."""
+
+    status = 503
+    code = "sandbox_unavailable"
 
 
 class SchemaOutOfDate(EcodeError):

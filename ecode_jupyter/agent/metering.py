@@ -6,6 +6,8 @@ provider reported (a cut stream settles what it had reported), and releases the 
 when the call produced no usage. Without billing, calls cost nothing and only the usage is
 kept. Either way the run's row accumulates tokens and cost: the loop records them with the
 call's ``usage`` event (one transaction); a call cut short by cancellation records them here.
+Before any of that, a call is counted against the user's ``model_calls`` rate limit
+(``ratelimit.py``) when one is configured.
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..db import Database
+from ..exceptions import RateLimited
 from .providers.base import Usage
 from .store import add_usage
 
 log = logging.getLogger(__name__)
+
+# A model call refused by the rate limit for at most this long is waited for, up to this many
+# times in a row (other runs of the same user may take the next window's calls first).
+RATE_LIMIT_WAIT_S = 5
+RATE_LIMIT_WAITS = 3
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -38,8 +47,11 @@ class Metering:
         username: str,
         project_id: str,
         model: str,
+        rate_limit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.billing = billing
+        # Counts one model call against the user's rate limit (RateLimiter.bind), or None.
+        self.rate_limit = rate_limit
         self.db = db
         self.run_id = run_id
         self.username = username
@@ -53,8 +65,32 @@ class Metering:
         if self.billing is not None and hasattr(self.billing, "check_model"):
             await _maybe_await(self.billing.check_model(self.model))
 
+    async def admit_call(self) -> None:
+        """Count one model call against the user's rate limit (``model_calls``).
+
+        A refusal whose window ends within ``RATE_LIMIT_WAIT_S`` is waited out (the run goes
+        on, a little slower); a longer one raises RateLimited, which ends the run as failed
+        with reason ``rate_limited``: holding a run slot for a minute helps nobody, and the
+        run can be continued once the window has passed.
+        """
+        if self.rate_limit is None:
+            return
+        for _ in range(RATE_LIMIT_WAITS):
+            try:
+                await self.rate_limit()
+                return
+            except RateLimited as exc:
+                if exc.retry_after > RATE_LIMIT_WAIT_S:
+                    raise
+                wait = exc.retry_after
+                log.info("run %s: model call rate-limited, waiting %d s", self.run_id, wait)
+                await asyncio.sleep(wait)
+        await self.rate_limit()
+
     async def reserve(self, key: str, input_tokens_estimate: int, max_output_tokens: int) -> Any:
-        """A reservation for one model call (None without billing); raises InsufficientCredits."""
+        """A reservation for one model call (None without billing), after counting the call
+        against the rate limit; raises InsufficientCredits or RateLimited."""
+        await self.admit_call()
         if self.billing is None:
             return None
         return await _maybe_await(

@@ -203,3 +203,22 @@ class RunEvent(Base):
     ts: Mapped[datetime] = mapped_column(default=utcnow)
     type: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class RateLimitCounter(Base):
+    """How many events of one kind a user had in one fixed window (``ratelimit.py``).
+
+    Not a foreign key to users: counting must not wait on (or fail for) a users row. Rows of
+    ended windows are deleted opportunistically by the limiter (``expires_at`` is indexed).
+    """
+
+    __tablename__ = "rate_limit_counters"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # Part of the key, so a limit changed from per-minute to per-hour starts fresh counts.
+    window_s: Mapped[int] = mapped_column(primary_key=True)
+    # Epoch seconds, a multiple of window_s: integers compare the same on every database.
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+    count: Mapped[int] = mapped_column(default=0)

@@ -12,6 +12,7 @@ from tornado import web
 from ..db.models import Role
 from ..exceptions import InvalidInput
 from ..projects.validation import validate_model
+from ..ratelimit import RUNS
 from .base import AUTH_RESOURCE, EcodeHandler
 
 ID = r"(?P<project_id>[^/]+)"
@@ -63,6 +64,10 @@ class ProjectsHandler(ProjectJsonMixin):
             # An unusable model is refused before anything is created.
             model = body.get("model")
             await agent.choose(user, validate_model(model) if model is not None else None)
+            limits = self.ecode.extras.get("limits")
+            if limits is not None:
+                # Nor is a project created whose run the rate limit would refuse (429).
+                await limits.check(user, RUNS)
         project = await self.ecode.projects.create_project(
             user,
             name=body["name"],

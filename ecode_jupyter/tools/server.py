@@ -8,6 +8,7 @@ reached two ways, through the same code path (argument validation, authorization
   Jupyter user who sent the request;
 - in-process by the agent, with :meth:`ToolLayer.call`, the caller passed explicitly.
 
+Every call counts first against its caller's ``tool_calls`` rate limit (``ratelimit.py``).
 Tools raise ``EcodeError``s; over MCP they become error results whose text starts with the
 error code (``path_outside_workspace: ...``), and :meth:`ToolLayer.call` re-raises the original
 error.
@@ -34,12 +35,14 @@ from mcp_types import Tool as MCPTool
 
 from ecode_jupyter.exceptions import EcodeError, InvalidInput, NotAuthenticated
 from ecode_jupyter.identity import EcodeUser
+from ecode_jupyter.ratelimit import TOOL_CALLS
 from ecode_jupyter.tools.context import Caller, ProjectAccess, ToolProject, ToolReporter
 from ecode_jupyter.workspace.collab import LiveDocuments
 from ecode_jupyter.workspace.commands import Launcher, ResourceLimits
 from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
 
 if TYPE_CHECKING:
+    from ecode_jupyter.ratelimit import RateLimiter
     from ecode_jupyter.tools.kernel import KernelProvider
     from ecode_jupyter.tools.preview import PreviewBackend
 
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 # The key under which the HTTP bridge puts the authenticated user into the ASGI scope.
 SCOPE_USER_KEY = "ecode.user"
+# Set in the ASGI scope by the HTTP bridge when it counted the request's tool call already.
+SCOPE_COUNTED_KEY = "ecode.tool_call_counted"
 
 INSTRUCTIONS = """\
 Tools to work on ecode projects. Every tool takes `project` (the project id) first; paths are
@@ -133,11 +138,19 @@ class _EcodeMCPServer(MCPServer[Any]):
     ours are written to be shown, so they are re-raised as ``ToolError``s.
     """
 
+    #: set by the ToolLayer: counts the call against its caller's rate limit before it runs
+    before_call: Callable[[Context[Any, Any] | None], Awaitable[None]] | None = None
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> CallToolResult | InputRequiredResult:
         try:
+            if self.before_call is not None:
+                await self.before_call(context)
             return await super().call_tool(name, arguments, context)
+        except EcodeError as exc:  # from before_call: a refusal (rate_limited)
+            msg = f"{exc.code}: {exc.message}"
+            raise ToolError(msg) from exc
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, EcodeError):
@@ -162,6 +175,7 @@ class ToolLayer:
         audit: AuditSink | None = None,
         settings: ToolSettings | None = None,
         preview_backend: PreviewBackend | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         from ecode_jupyter.tools import commands, database, files, kernel, notebooks, preview
 
@@ -170,6 +184,8 @@ class ToolLayer:
         self.launcher = launcher
         self.preview = preview_backend
         self.audit_sink = audit
+        # Every call, over MCP or in-process, counts against its caller's tool_calls limit.
+        self.limiter = limiter
         self.settings = settings or ToolSettings()
         self.kernels: KernelProvider = kernels or kernel.LocalKernels()
         self._listeners: list[ChangeListener] = []
@@ -185,6 +201,7 @@ class ToolLayer:
             root.removeHandler(placeholder)
         for module in (files, commands, kernel, notebooks, database, preview):
             module.register(self)
+        self.mcp.before_call = self._count_call
         self._session_manager: StreamableHTTPSessionManager | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._http_stop: asyncio.Event | None = None
@@ -241,6 +258,33 @@ class ToolLayer:
                 await self.audit_sink.record(caller.user, project.id, tool, details)
             except Exception:
                 log.exception("recording the audit entry for tool %s failed", tool)
+
+    async def count_call(self, user: EcodeUser) -> None:
+        """Count one tool call by ``user`` (``tool_calls``); raises RateLimited past the limit.
+
+        The HTTP bridge calls this before the request reaches the MCP session, so that a
+        refusal can be an HTTP 429 (see ``tools/http.py``), and marks the request counted.
+        """
+        if self.limiter is not None:
+            await self.limiter.hit(user, TOOL_CALLS)
+
+    async def _count_call(self, ctx: Context[Any, Any] | None) -> None:
+        if self.limiter is None:
+            return
+        in_process = _in_process_caller.get()
+        if in_process is not None:
+            await self.count_call(in_process.user)
+            return
+        request = None
+        if ctx is not None:
+            with contextlib.suppress(ValueError):  # no request: not an MCP call
+                request = ctx.request_context.request
+        scope = getattr(request, "scope", None)
+        if not isinstance(scope, dict) or scope.get(SCOPE_COUNTED_KEY):
+            return  # counted by the HTTP bridge already
+        user = scope.get(SCOPE_USER_KEY)
+        if isinstance(user, EcodeUser):  # without one the tool refuses the call itself
+            await self.count_call(user)
 
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Be told of every file change made through any tool (``listener(project_id, change)``)."""
