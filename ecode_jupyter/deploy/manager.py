@@ -277,6 +277,9 @@ class DeployManager:
                 base_path=base_path,
                 python=self._python(project.workspace),
                 shell=shutil.which("bash") or "/bin/sh",
+                # A release runs from its own folder but keeps the project's .venv and
+                # database: both are writable, the workspace first.
+                writable=tuple(dict.fromkeys((project.workspace, cwd))),
             ),
             logs=logs,
             options=self.options.supervisor,
@@ -1067,9 +1070,11 @@ def preview_isolation(origin: str, *, jupyter_ip: str) -> bool:
     return host not in jupyter_names
 
 
-def create_deploy_manager(app: Any, context: Any) -> DeployManager:
+def create_deploy_manager(
+    app: Any, context: Any, *, launcher: Launcher | None = None
+) -> DeployManager:
     """The DeployManager for an EcodeApp's configuration (its traits named ``app_*``,
-    ``preview_origin`` and ``releases_dir``)."""
+    ``preview_origin`` and ``releases_dir``); apps start through ``launcher`` (the sandbox)."""
     serverapp = app.serverapp
     base_url = str(getattr(serverapp, "base_url", "/") or "/")
     origin = str(app.preview_origin).rstrip("/")
@@ -1097,5 +1102,6 @@ def create_deploy_manager(app: Any, context: Any) -> DeployManager:
         log_lines=int(app.app_log_lines),
         server_id=f"{socket.gethostname()}:{port}{base_url}",
         supervisor=SupervisorOptions(start_timeout_s=float(app.app_start_timeout_s)),
+        launcher=launcher,
     )
     return DeployManager(context.db, context.projects, context.secrets, options)

@@ -2,9 +2,9 @@
 
 An :class:`AppInstance` is one process of the app on one port. The :class:`Supervisor` owns
 the current instance: it starts one through the workspace's :class:`Launcher` seam (its own
-process group and rlimits; the kernels work adds namespaces there), waits until the health
-path answers, and while it is supervising restarts a crashed app after a delay that doubles
-per consecutive failure. In ``watch`` mode it also restarts the app when a source file
+process group and rlimits; in a server, the sandbox's namespaces and cgroups), waits until the
+health path answers, and while it is supervising restarts a crashed app after a delay that
+doubles per consecutive failure. In ``watch`` mode it also restarts the app when a source file
 changes (one mechanism for every framework, and no reloader child processes to track).
 Every restart gets a fresh port, so a stale process still holding the old one cannot clash.
 """
@@ -24,7 +24,13 @@ from pathlib import Path
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..workspace.commands import Launcher, LaunchSpec, LocalLauncher, ResourceLimits
+from ..workspace.commands import (
+    Launcher,
+    LaunchSpec,
+    LocalLauncher,
+    ResourceLimits,
+    start_process,
+)
 from .detection import RunSpec
 from .logs import LogBuffer
 
@@ -108,6 +114,8 @@ class AppLaunch:
     python: str
     shell: str = "/bin/sh"
     limits: ResourceLimits = APP_LIMITS
+    # What the app may write (the workspace first); empty: ``cwd``.
+    writable: tuple[Path, ...] = ()
 
 
 class AppInstance:
@@ -140,9 +148,21 @@ class AppInstance:
         env.update(
             {"PORT": str(self.port), "HOST": "127.0.0.1", "ECODE_BASE_PATH": launch.base_path}
         )
-        self._proc = await self._launcher.launch(
-            LaunchSpec(argv=argv, cwd=launch.cwd, env=env, limits=launch.limits)
+        spec = LaunchSpec(
+            argv=argv,
+            cwd=launch.cwd,
+            env=env,
+            limits=launch.limits,
+            writable=launch.writable,
+            host_network=True,  # the proxy reaches the app on the host's loopback
         )
+        launched = await start_process(self._launcher, spec)
+        self._proc = launched.process
+        # How the app is confined, and what of that this host could not apply, in its log.
+        if launched.sandbox:
+            self._logs.system(launched.sandbox)
+        for note in launched.notes:
+            self._logs.system(note)
         self._reader = asyncio.create_task(self._pump())
         log.info(
             "app started: pid %s on port %s (%s)", self._proc.pid, self.port, launch.spec.framework

@@ -39,13 +39,17 @@ _NPM_SPEC = re.compile(r"^(@[a-z0-9][\w.~-]*/)?[a-z0-9][\w.~-]*(@[\w.^~<>=*|+ -]
 
 
 def command_result(result: CommandResult) -> dict[str, Any]:
-    return {
+    data: dict[str, Any] = {
         "exit_code": result.exit_code,
         "output": result.output,
         "truncated": result.truncated,
         "timed_out": result.timed_out,
         "duration_s": round(result.duration_s, 3),
     }
+    if result.sandbox:
+        # One line on how the command was confined (and what of that this host could not do).
+        data["sandbox"] = result.sandbox
+    return data
 
 
 def _pip_specs(packages: list[str]) -> list[Requirement]:
@@ -121,6 +125,8 @@ def register(layer: ToolLayer) -> None:
             on_output=caller.reporter.output,
             limits=settings.limits,
             launcher=layer.launcher,
+            # The whole workspace, also when the command runs in a sub-folder (.venv, data).
+            writable=(proj.workspace,),
         )
 
     # Named run_command on the wire; the Python name keeps the runner it calls visible.

@@ -15,6 +15,7 @@ under :data:`~ecode_jupyter.tools.server.SCOPE_USER_KEY` for the tools' authoriz
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -30,15 +31,19 @@ from tornado.iostream import StreamClosedError
 from ecode_jupyter.audit.log import record_audit
 from ecode_jupyter.context import EcodeContext
 from ecode_jupyter.db import Database
+from ecode_jupyter.exceptions import RateLimited
 from ecode_jupyter.handlers.base import EcodeHandler
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.tools.context import ManagerProjectAccess
-from ecode_jupyter.tools.server import SCOPE_USER_KEY, ToolLayer
+from ecode_jupyter.tools.server import SCOPE_COUNTED_KEY, SCOPE_USER_KEY, ToolLayer
 from ecode_jupyter.workspace.collab import JupyterLiveDocuments
+from ecode_jupyter.workspace.commands import Launcher
 
 log = logging.getLogger(__name__)
 
 _DROPPED_HEADERS = frozenset({"authorization", "cookie", "content-length"})
+# JSON-RPC leaves -32000..-32099 to the server's own errors; 429 in its last digits.
+RATE_LIMITED_RPC_CODE = -32029
 
 
 class DatabaseAudit:
@@ -65,8 +70,11 @@ class DatabaseAudit:
         await self._db.run(write)
 
 
-def create_tool_layer(serverapp: Any, context: EcodeContext) -> ToolLayer:
-    """The tool layer of a running server: the suite's managers, live Y documents, audit."""
+def create_tool_layer(
+    serverapp: Any, context: EcodeContext, *, launcher: Launcher | None = None
+) -> ToolLayer:
+    """The tool layer of a running server: the suite's managers, live Y documents, audit,
+    and the launcher its commands start through (the server's sandbox)."""
     live = JupyterLiveDocuments(
         lambda: serverapp.web_app.settings, Path(serverapp.root_dir).expanduser()
     )
@@ -75,6 +83,8 @@ def create_tool_layer(serverapp: Any, context: EcodeContext) -> ToolLayer:
         live=live,
         audit=DatabaseAudit(context.db),
         preview_backend=DeployPreviews(context),
+        limiter=context.extras.get("limits"),
+        launcher=launcher,
     )
 
 
@@ -203,8 +213,17 @@ class McpHandler(EcodeHandler):
                     except StreamClosedError:
                         gone.set()
 
+        scope = self._scope(user)
+        request_id = _tool_call_id(self.request.body) if layer.limiter is not None else None
+        if request_id is not None:
+            try:
+                await layer.count_call(user)
+            except RateLimited as exc:
+                self._refuse_tool_call(exc, request_id)
+                return
+            scope[SCOPE_COUNTED_KEY] = True
         try:
-            await layer.session_manager.handle_request(self._scope(user), receive, send)
+            await layer.session_manager.handle_request(scope, receive, send)
         finally:
             gone.set()  # release a receive() still waiting for a disconnect
         if not self._finished:
@@ -212,6 +231,41 @@ class McpHandler(EcodeHandler):
                 self.finish(set_content_type=content_type)
             except StreamClosedError:
                 log.debug("MCP client went away before the response ended")
+
+    def _refuse_tool_call(self, exc: RateLimited, request_id: str | int) -> None:
+        """A rate-limited ``tools/call``: HTTP 429 with Retry-After, the body a JSON-RPC error.
+
+        Both, because each kind of client reads one: the MCP SDKs turn a non-2xx answer
+        whose JSON body is a JSON-RPC error into that error for the one request (the session
+        goes on), so the host sees ``rate_limited: … try again in N s``; HTTP clients,
+        proxies and gateways see a 429 they know how to back off from. An error *result*
+        (``isError``) would travel in a 200 and tell only the model, which cannot wait.
+        """
+        error = {
+            "code": RATE_LIMITED_RPC_CODE,
+            "message": f"{exc.code}: {exc.message}",
+            "data": exc.to_json()["error"],
+        }
+        self.set_status(429)
+        self.set_header("Retry-After", str(exc.retry_after))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}))
+
+
+def _tool_call_id(body: bytes) -> str | int | None:
+    """The JSON-RPC id of a ``tools/call`` request, or None for any other body."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None  # the SDK answers what is not JSON-RPC
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    request_id = message.get("id")
+    if isinstance(request_id, str) or (
+        isinstance(request_id, int) and not isinstance(request_id, bool)
+    ):
+        return request_id
+    return None
 
 
 default_handlers = [(r"/api/ecode/mcp/?", McpHandler)]

@@ -8,8 +8,9 @@ head and the tail within a cap, and ``on_output`` receives bounded, coalesced ch
 runs, so a command printing 100 MB neither fills memory nor floods listeners, and the event
 loop keeps serving other requests.
 
-The :class:`Launcher` is the seam where the kernels work adds namespaces and cgroups: it
-turns a :class:`LaunchSpec` into a running process; everything else here stays the same.
+The :class:`Launcher` is the seam where ``ecode_jupyter.sandbox`` adds namespaces, cgroups
+and the network policy: it turns a :class:`LaunchSpec` into a running process; everything
+else here stays the same.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -124,16 +125,48 @@ class LaunchSpec:
     cwd: Path
     env: Mapping[str, str]
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    # Folders the process may write; the first is the project's workspace. A sandboxing
+    # launcher shows the process these and the system (read-only) and nothing else. Empty:
+    # just ``cwd``.
+    writable: tuple[Path, ...] = ()
+    # The process serves HTTP that the server's proxy reaches on the host's loopback (a
+    # preview or release), so it cannot get a network namespace of its own.
+    host_network: bool = False
 
 
 class Launcher(Protocol):
-    """Starts a command. Called by :func:`run_command` only.
+    """Starts a command. Called by :func:`run_command` and the deploy supervisor.
 
     The process must lead its own process group (``run_command`` signals the group by the
     leader's pid), have stdin closed and stdout+stderr merged into one pipe.
     """
 
     async def launch(self, spec: LaunchSpec) -> asyncio.subprocess.Process: ...
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A started process and what its launcher says about how it is confined."""
+
+    process: asyncio.subprocess.Process
+    # One line: what confines the process ("" when the launcher says nothing).
+    sandbox: str = ""
+    # What the launcher could not apply, said plainly; shown with the command's output.
+    notes: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class ReportingLauncher(Protocol):
+    """A launcher that also reports what it applied (``ecode_jupyter.sandbox``)."""
+
+    async def start(self, spec: LaunchSpec) -> Launched: ...
+
+
+async def start_process(launcher: Launcher, spec: LaunchSpec) -> Launched:
+    """Start ``spec`` through ``launcher``, with its report when it gives one."""
+    if isinstance(launcher, ReportingLauncher):
+        return await launcher.start(spec)
+    return Launched(await launcher.launch(spec))
 
 
 class LocalLauncher:
@@ -161,6 +194,8 @@ class CommandResult:
     duration_s: float
     output_bytes: int = 0
     notes: tuple[str, ...] = ()
+    # How the command was confined (the launcher's one-line report), "" when unknown.
+    sandbox: str = ""
 
 
 class _CappedOutput:
@@ -301,6 +336,7 @@ async def run_command(
     on_output: OutputCallback | None = None,
     limits: ResourceLimits | None = None,
     launcher: Launcher | None = None,
+    writable: tuple[Path, ...] = (),
     kill_grace_s: float = 2.0,
     linger_s: float = 1.0,
     stream_interval_s: float = 0.1,
@@ -311,19 +347,24 @@ async def run_command(
     Returns even on timeout (``timed_out=True``, the group killed). On cancellation the group is
     stopped and ``CancelledError`` propagates. ``linger_s`` is how long the output pipe may stay
     open after the command exits (background children holding it are then killed).
+    ``writable`` is what a sandboxing launcher lets it write (the workspace; default ``cwd``).
     """
     argv = shell_argv(command) if isinstance(command, str) else list(command)
     if not argv:
         msg = "empty command"
         raise ValueError(msg)
-    spec = LaunchSpec(argv=argv, cwd=cwd, env=env, limits=limits or ResourceLimits())
+    spec = LaunchSpec(
+        argv=argv, cwd=cwd, env=env, limits=limits or ResourceLimits(), writable=writable
+    )
     started = time.monotonic()
-    proc = await (launcher or LocalLauncher()).launch(spec)
+    launched = await start_process(launcher or LocalLauncher(), spec)
+    proc = launched.process
     pgid = proc.pid  # leader of its own session, so its pid is the group id
     assert proc.stdout is not None
     capture = _CappedOutput(output_cap_bytes)
     streamer = _Streamer(on_output, stream_chunk_cap)
-    notes: list[str] = []
+    # What the sandbox could not apply goes with the output, never silently dropped.
+    notes: list[str] = list(launched.notes)
 
     async def pump(stdout: asyncio.StreamReader) -> None:
         while chunk := await stdout.read(65536):
@@ -384,4 +425,5 @@ async def run_command(
         duration_s=duration,
         output_bytes=capture.total,
         notes=tuple(notes),
+        sandbox=launched.sandbox,
     )

@@ -33,13 +33,26 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
+def host_pid_of(marker: str) -> int:
+    """The host pid of the process whose command line contains ``marker``: commands run in a
+    PID namespace of their own, so the pid they print (``$!``) is not the host's."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                return int(entry.name)
+        except OSError:
+            continue
+    msg = f"no process with {marker!r} in its command line"
+    raise AssertionError(msg)
+
+
 async def test_cancelling_a_run_kills_its_running_command(
     ecode_api: Any,
     ecode_anthropic_loopback: Any,
     monkeypatch: pytest.MonkeyPatch,
     ecode_workspace_root: Path,
 ) -> None:
-    command = "sleep 1000 & echo $! > sleep.pid; wait"
+    command = "sleep 1000.5151 & echo $! > sleep.pid; wait"
     server = ecode_anthropic_loopback([tool_turn("run_command", {"command": command})])
     use_anthropic(server, monkeypatch)
     pid = (await ecode_api("POST", "projects", body={"name": "p"})).body["id"]
@@ -47,7 +60,7 @@ async def test_cancelling_a_run_kills_its_running_command(
     pid_file = ecode_workspace_root / pid / "sleep.pid"
     while not (pid_file.exists() and pid_file.read_text().strip()):
         await asyncio.sleep(0.02)
-    sleeper = int(pid_file.read_text())
+    sleeper = host_pid_of("sleep\x001000.5151")
     assert not process_gone(sleeper)
 
     resp = await ecode_api("POST", f"runs/{run['id']}/cancel")
@@ -163,7 +176,8 @@ async def test_a_cut_stream_is_settled_and_the_turn_retried(
         [ScriptedTurn(text="All done, nothing to build here.", faults=[CutStream(3)])]
     )
     use_anthropic(server, monkeypatch)
-    pid = (await ecode_api("POST", "projects", body={"name": "p"})).body["id"]
+    body = {"name": "p", "template": "python-script"}
+    pid = (await ecode_api("POST", "projects", body=body)).body["id"]
     run = (await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "x"})).body
     final = await wait_final(ecode_api, run["id"])
     assert final["status"] == "completed", final

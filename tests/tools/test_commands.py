@@ -14,12 +14,24 @@ import pytest
 from .conftest import McpConnect, error_of
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _running_with(marker: str) -> list[int]:
+    """Host pids of live (not zombie) processes whose command line contains ``marker``.
+
+    Commands run in a PID namespace of their own, so the pids they print are not the host's:
+    their processes are found by a marker in their command line instead.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if marker in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 async def test_run_command_happy_path_and_environment(
@@ -80,9 +92,10 @@ async def test_forever_command_is_killed_at_its_limit_with_children(
     mcp_connect: McpConnect, make_project: Any
 ) -> None:
     pid, _ws = await make_project()
+    # Odd durations mark the processes: a leftover is found by its command line.
     script = (
-        "(trap '' TERM; sleep 1000) & echo child=$!; "
-        "python3 -c 'import time; time.sleep(1000)' & echo py=$!; echo parent=$$; wait"
+        "(trap '' TERM; sleep 1000.4242) & echo child=$!; "
+        "python3 -c 'import time; time.sleep(1000.4343)' & echo py=$!; echo parent=$$; wait"
     )
     async with mcp_connect() as client:
         result = await client.call_tool(
@@ -90,13 +103,12 @@ async def test_forever_command_is_killed_at_its_limit_with_children(
         )
     data = result.structured_content
     assert data is not None and data["timed_out"]
-    pids = [int(p) for p in re.findall(r"(?:child|py|parent)=(\d+)", data["output"])]
-    assert len(pids) == 3
+    assert len(re.findall(r"(?:child|py|parent)=(\d+)", data["output"])) == 3
     for _ in range(200):
-        if not any(_alive(p) for p in pids):
+        if not _running_with("1000.4242") and not _running_with("1000.4343"):
             break
         await asyncio.sleep(0.02)
-    assert not [p for p in pids if _alive(p)]
+    assert not _running_with("1000.4242") and not _running_with("1000.4343")
 
 
 async def test_hundred_megabytes_capped_while_server_stays_responsive(
