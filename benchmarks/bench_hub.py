@@ -8,12 +8,15 @@ extension, then times:
   the proxy to the service, and through the proxy to alice's server which forwards to the
   service (what Lab, ``%ecode`` and ``jupyter ecode`` do); plus a request alice's own server
   answers itself through the proxy (``api/status``), the proxy's own share;
+- opening a project's own Lab: stopped (the service starts its server) and running, beside
+  the hub spawning a plain named server;
 - ``read_file``: in-process (``ToolLayer.call`` authorized against a database, as a single-user
   server runs it) and from the service's tool layer into alice's server (``RemoteToolLayer``
   with the service's token and database, as the service runs it).
 
 Goals (issue 13): API through the service p50 <= 1.5x the single-user server; a tool call
-from the service into the project's server adds <= 15 ms p50. Run as root:
+from the service into the project's server adds <= 15 ms p50 (issue 14: a stopped project's
+Lab answers within 5 s, a running one's within 0.5 s). Run as root:
 
     python benchmarks/bench_hub.py [--calls 200]
 """
@@ -28,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from _common import TOKEN, free_port, pct, spawn_jupyter, wait_ready
@@ -115,6 +119,9 @@ async def on_the_hub(calls: int) -> dict[str, list[float]]:
             results["proxy floor: own server's api/status"] = await timed(
                 calls, lambda: http.get(status)
             )
+        # Part 2: open a project whose server is stopped (start + Lab answers) and one that
+        # runs, beside the hub spawning a plain named server, in the same run.
+        results.update(await open_project_servers(hub, pid, rounds=5))
         # The service's tool path, with its database and its token, from this process.
         context = build_context(
             database_url=f"sqlite:///{hub.service_dir / 'ecode.sqlite'}",
@@ -140,6 +147,58 @@ async def on_the_hub(calls: int) -> dict[str, list[float]]:
     return results
 
 
+async def open_project_servers(hub: Any, pid: str, rounds: int) -> dict[str, list[float]]:
+    """Seconds to a Lab page: a stopped project opened, a running one, a plain named server."""
+    token = {"Authorization": f"token {hub.tokens['alice']}"}
+    service = f"{hub.url}services/ecode/api/ecode/projects/{pid}/server"
+    cold: list[float] = []
+    warm: list[float] = []
+    plain: list[float] = []
+    async with httpx2.AsyncClient(headers=token, timeout=300) as http:
+
+        async def open_lab() -> float:
+            start = time.perf_counter()
+            opened = await http.post(service)
+            opened.raise_for_status()
+            lab = await http.get(f"{hub.url.rstrip('/')}{opened.json()['url']}")
+            lab.raise_for_status()
+            return time.perf_counter() - start
+
+        async def stopped() -> None:
+            await http.delete(service)
+            while True:
+                state = (await http.get(service)).json()
+                if not state["ready"] and not state["pending"]:
+                    return
+                await asyncio.sleep(0.1)
+
+        for _ in range(rounds):
+            await stopped()
+            cold.append(await open_lab())
+            warm.append(await open_lab())
+        admin = {"Authorization": f"token {hub.service_token}"}
+        async with httpx2.AsyncClient(headers=admin, timeout=300) as hub_api:
+            for i in range(rounds):
+                name = f"plain{i}"
+                start = time.perf_counter()
+                resp = await hub_api.post(f"{hub.api_url}users/alice/servers/{name}")
+                resp.raise_for_status()
+                while True:
+                    model = (await hub_api.get(f"{hub.api_url}users/alice")).json()
+                    if (model["servers"].get(name) or {}).get("ready"):
+                        break
+                    await asyncio.sleep(0.1)
+                lab = await http.get(f"{hub.url}user/alice/{name}/lab")
+                lab.raise_for_status()
+                plain.append(time.perf_counter() - start)
+                await hub_api.delete(f"{hub.api_url}users/alice/servers/{name}?remove=true")
+    return {
+        "open a stopped project (s)": cold,
+        "open a running project (s)": warm,
+        "hub spawns a plain named server (s)": plain,
+    }
+
+
 async def main(calls: int) -> None:
     why = hub_prerequisites()
     if why is not None:
@@ -163,10 +222,21 @@ async def main(calls: int) -> None:
     print(f"{'path':<46}{'p50':>9}{'p99':>9}{'mean':>9}{'vs base':>10}")
     row("in-process, authorized via DB (baseline)", tool_single, tool_base)
     row("service -> owner's server (MCP)", remote, tool_base)
+    print("\nOpening a project's own Lab (seconds, 5 rounds each)")
+    print(f"{'path':<46}{'p50':>9}{'max':>9}")
+    for name in (
+        "open a stopped project (s)",
+        "open a running project (s)",
+        "hub spawns a plain named server (s)",
+    ):
+        print(f"{name:<46}{pct(hub[name], 0.5):>9.2f}{max(hub[name]):>9.2f}")
     added = pct(remote, 0.5) - tool_base
     via_service = pct(hub["api via proxy -> service"], 0.5) / base
     print(f"\nAPI through the service: {via_service:.2f}x single-user p50 (goal <= 1.5x)")
     print(f"tool call from the service: +{added:.2f} ms p50 over in-process (goal <= 15 ms)")
+    cold = pct(hub["open a stopped project (s)"], 0.5)
+    warm = pct(hub["open a running project (s)"], 0.5)
+    print(f"open a stopped project: {cold:.2f} s p50 (goal <= 5 s); running: {warm:.2f} s (<= 0.5)")
 
 
 if __name__ == "__main__":

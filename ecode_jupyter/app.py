@@ -14,7 +14,19 @@ from typing import Any, cast
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from tornado.routing import AnyMatches, Rule
-from traitlets import Bool, Dict, Float, Int, List, Set, Unicode, default
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Int,
+    List,
+    Set,
+    TraitError,
+    Unicode,
+    default,
+    validate,
+)
 
 from .agent.config import create_agent_manager
 from .billing import make_billing_manager
@@ -30,6 +42,8 @@ from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .hub import SERVER as HUB_SERVER
 from .hub import SERVICE as HUB_SERVICE
+from .ratelimit import DEFAULT_RATE_LIMITS, make_rate_limiter, parse_limits
+from .sandbox import create_sandbox_launcher
 from .tools import http as tools_http
 
 log = logging.getLogger(__name__)
@@ -180,6 +194,42 @@ class EcodeApp(ExtensionApp):
         help="Seconds between sweeps that release expired credit reservations. Default: 300 s.",
     ).tag(config=True)
 
+    # -- rate limits (ratelimit.py) -------------------------------------------------------
+    rate_limits = Dict(
+        dict(DEFAULT_RATE_LIMITS),
+        help="""Most events one user may cause per window, by kind: "runs" (agent runs
+        started), "model_calls" (each model call of the agent), "tool_calls" (each MCP tool
+        call, over HTTP or by the agent). Each value is "N/second", "N/minute" or "N/hour"
+        (fixed windows, counted across all processes that share the database or Redis); 0 or
+        a kind left out means unlimited. Past a limit the API answers 429 with Retry-After.
+        Default: {"runs": "20/minute", "model_calls": "300/minute",
+        "tool_calls": "1200/minute"}.""",
+    ).tag(config=True)
+
+    @validate("rate_limits")
+    def _validate_rate_limits(self, proposal: Any) -> dict[str, Any]:
+        try:
+            parse_limits(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
+        return dict(proposal["value"])
+
+    rate_limit_admins = Bool(
+        True,
+        help="""Apply rate_limits to admins too (a leaked admin token is the one most worth
+        bounding). False exempts admins. Default: True.""",
+    ).tag(config=True)
+
+    redis_url = Unicode(
+        help="""Redis URL (e.g. `redis://127.0.0.1:6379/0`) where rate-limit counters live,
+        shared by every server of a deployment. Default "": the counters live in the ecode
+        database. Env fallback: ECODE_REDIS_URL.""",
+    ).tag(config=True)
+
+    @default("redis_url")
+    def _default_redis_url(self) -> str:
+        return os.environ.get("ECODE_REDIS_URL", "")
+
     # -- the agent (agent/) -------------------------------------------------------------
     agent_provider = Unicode(
         "",
@@ -224,6 +274,38 @@ class EcodeApp(ExtensionApp):
     agent_max_verify_attempts = Int(
         3,
         help="Times the tests may fail verification before the run fails. Default: 3.",
+    ).tag(config=True)
+
+    agent_connect_timeout_s = Float(
+        10.0,
+        help="""Seconds to wait for a connection to the model's API before the attempt fails
+        (and is retried). Default: 10 s.""",
+    ).tag(config=True)
+
+    agent_read_timeout_s = Float(
+        120.0,
+        help="""Seconds to wait for the next bytes from the model's API, before and while it
+        streams an answer: a connection that goes silent this long fails the attempt (which is
+        retried) instead of hanging the run. Default: 120 s.""",
+    ).tag(config=True)
+
+    agent_max_retries = Int(
+        4,
+        help="""Times one model call is retried after a rate limit (429), overload (529, 503),
+        server error, timeout or a stream that broke off; each wait shows in the run's feed.
+        Default: 4.""",
+    ).tag(config=True)
+
+    agent_retry_backoff_s = Float(
+        1.0,
+        help="""Seconds before the first retry of a model call when the API names no wait; it
+        doubles per retry (with jitter), up to 30 s. Default: 1 s.""",
+    ).tag(config=True)
+
+    agent_max_retry_after_s = Float(
+        60.0,
+        help="""Longest `retry-after` from a model API that a run waits for; an API asking for
+        longer ends the run with a message saying so. Default: 60 s.""",
     ).tag(config=True)
 
     agent_max_concurrent_runs = Int(
@@ -286,6 +368,59 @@ class EcodeApp(ExtensionApp):
     def _default_releases_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "ecode" / "releases")
 
+    # -- the sandbox of project processes (sandbox/) -----------------------------------------
+    sandbox = Enum(
+        ["auto", "required", "off"],
+        "auto",
+        help="""How project code (commands, package installs, previews, releases) is confined.
+        "auto" (default): in a bubblewrap sandbox (namespaces, cgroups, rlimits) where the host
+        allows it, otherwise run anyway with a warning in every command's output and app log.
+        "required": refuse to run project code when bubblewrap is unusable. "off": plain
+        processes with the server's rights (rlimits and a clean environment only).""",
+    ).tag(config=True)
+
+    sandbox_network = Enum(
+        ["on", "loopback"],
+        "on",
+        help="""Network of sandboxed commands. "on" (default): the host's network, so pip and
+        npm reach their indexes (the host's loopback too: the Jupyter server answers it only
+        with a token, which sandboxed code cannot read). "loopback": a private network
+        namespace with only its own loopback. Apps (previews, releases) always share the
+        host's network, since the server's proxy reaches them there.""",
+    ).tag(config=True)
+
+    sandbox_memory_limit = Int(
+        4 * 1024**3,
+        help="""Memory (bytes) one project process and everything it starts may use (a cgroup
+        limit; the kernel kills past it). 0: no limit. Default: 4 GiB.""",
+    ).tag(config=True)
+
+    sandbox_pids_limit = Int(
+        1024,
+        help="""Processes and threads one project process may have at once (pids cgroup; the
+        brake on fork bombs, which RLIMIT_NPROC is not for a root server). 0: no limit.
+        Default: 1024.""",
+    ).tag(config=True)
+
+    sandbox_cpu_limit = Float(
+        0.0,
+        help="""CPU cores one project process may use (cgroup CPU quota), e.g. 2.0 or 0.5.
+        0: no limit. Default: 0.""",
+    ).tag(config=True)
+
+    sandbox_file_size_limit = Int(
+        2 * 1024**3,
+        help="""Largest file (bytes) a project process may write (RLIMIT_FSIZE; a write past it
+        fails with EFBIG). 0: no limit of the sandbox's own. Default: 2 GiB.""",
+    ).tag(config=True)
+
+    sandbox_read_only_paths = List(
+        Unicode(),
+        help="""Extra folders shown read-only inside the sandbox, e.g. a Conda or Node
+        installation outside /usr that project code runs. The server's own Python and the
+        node on its PATH are found by themselves. Default: [].""",
+    ).tag(config=True)
+
     # -- JupyterHub (hub/) -----------------------------------------------------------
     hub_role = Unicode(
         "",
@@ -319,6 +454,27 @@ class EcodeApp(ExtensionApp):
         this service (and their owner). Default: ecode.""",
     ).tag(config=True)
 
+    hub_project_servers = Bool(
+        False,
+        help="""(service) Give each project a server of its own: a named server of its owner,
+        `/user/{owner}/ecode-{slug}`, rooted at the project's workspace, started through the
+        hub when someone opens the project or the agent needs it, and shared with the project's
+        members through the hub's sharing (editors with `custom:ecode:write`). Needs the hub
+        config of `examples/jupyterhub/` (a pre_spawn_hook, the custom scope, the service's
+        `servers` and `shares` scopes). Default: False (projects live in the owner's default
+        server).""",
+    ).tag(config=True)
+
+    hub_project_id = Unicode(
+        help="""(server) The project this server serves when it is a project's own server
+        (set by the hub's pre_spawn_hook); its root folder is then the project's workspace.
+        Env fallback: ECODE_PROJECT_ID. Default: "".""",
+    ).tag(config=True)
+
+    @default("hub_project_id")
+    def _default_hub_project_id(self) -> str:
+        return os.environ.get("ECODE_PROJECT_ID", "")
+
     hub_users_url = Unicode(
         help="""(service) URL at which the hub's proxy serves users' servers, ending with /,
         e.g. `http://127.0.0.1:8000/`; tool calls go to `{hub_users_url}user/{owner}/`.
@@ -351,6 +507,13 @@ class EcodeApp(ExtensionApp):
             monthly_allowance=self.monthly_allowance,
             reservation_ttl_s=self.reservation_ttl_s,
         )
+        # Per-user rate limits (ratelimit.py): runs, model calls and tool calls check it.
+        context.extras["limits"] = make_rate_limiter(
+            context.db,
+            limits=self.rate_limits,
+            redis_url=self.redis_url,
+            limit_admins=self.rate_limit_admins,
+        )
         return context
 
     def initialize_settings(self) -> None:
@@ -368,16 +531,35 @@ class EcodeApp(ExtensionApp):
         if self.hub_role == HUB_SERVICE:
             # The hub service: tools run in the project owner's server, never here, and the
             # new project's folder is made there too (hub/remote.py).
-            from .hub.remote import HubDirectory, HubLink, RemoteToolLayer, RemoteWorkspaces
+            from .hub.remote import (
+                HubDirectory,
+                HubLink,
+                ProjectPlacement,
+                RemoteToolLayer,
+                RemoteWorkspaces,
+            )
 
             directory = HubDirectory(HubLink.from_environment(self.hub_users_url))
-            context.projects.remote_workspaces = RemoteWorkspaces(directory)
-            context.extras["tools"] = RemoteToolLayer(context, directory)
+            servers = None
+            if self.hub_project_servers:
+                from .hub.projects import ProjectServers
+
+                servers = ProjectServers(directory)
+            placement = ProjectPlacement(context, directory, servers)
+            if servers is not None:
+                context.projects.member_listeners.append(placement.sync_members)
+            context.projects.remote_workspaces = RemoteWorkspaces(placement)
+            context.extras["tools"] = RemoteToolLayer(context, placement)
             self.settings["ecode_hub_directory"] = directory
+            self.settings["ecode_placement"] = placement
         else:
+            # Every process a project runs starts in the sandbox (sandbox/).
+            launcher = create_sandbox_launcher(self)
             # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the
             # agent.
-            context.extras["tools"] = tools_http.create_tool_layer(self.serverapp, context)
+            context.extras["tools"] = tools_http.create_tool_layer(
+                self.serverapp, context, launcher=launcher
+            )
         # The agent (agent/): runs, their feeds on the server's event bus too.
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)
@@ -385,13 +567,19 @@ class EcodeApp(ExtensionApp):
         if self.hub_role != HUB_SERVICE:
             # Previews, releases and the app proxy (deploy/). Not in the hub service: an app
             # is project code, and project code never runs in the service.
-            context.extras["deploy"] = create_deploy_manager(self, context)
+            context.extras["deploy"] = create_deploy_manager(self, context, launcher=launcher)
         self.ecode = context
         self.settings.update({"ecode": context})
 
     def _initialize_hub_server(self) -> None:
         """A user's server on a hub with the service: no database, no keys (hub/server.py)."""
-        from .hub.server import HubServerAccess, ServiceLink, shared_secrets_given
+        from .hub.server import (
+            HubServerAccess,
+            ProjectServerAccess,
+            ServiceLink,
+            guard_collaboration_writes,
+            shared_secrets_given,
+        )
         from .tools.server import ToolLayer
         from .workspace.collab import JupyterLiveDocuments
 
@@ -407,15 +595,27 @@ class EcodeApp(ExtensionApp):
             )
             raise SystemExit(1)
         link = ServiceLink.from_environment(self.hub_service_url, self.hub_service_name)
-        root = Path(self.workspace_root).expanduser().resolve()
-        root.mkdir(parents=True, exist_ok=True)
         serverapp = self.serverapp
         assert serverapp is not None
-        access = HubServerAccess(root)
+        access: HubServerAccess
+        if self.hub_project_id:
+            # A project's own server: its root is the workspace, members come in by the
+            # hub's sharing and the Authorizer (hub/auth.py ProjectAuthorizer) keeps viewers
+            # to reading, collaboration rooms included.
+            access = ProjectServerAccess(
+                self.hub_project_id, Path(serverapp.root_dir).expanduser().resolve()
+            )
+            guard_collaboration_writes()
+        else:
+            root = Path(self.workspace_root).expanduser().resolve()
+            root.mkdir(parents=True, exist_ok=True)
+            access = HubServerAccess(root)
         live = JupyterLiveDocuments(
             lambda: serverapp.web_app.settings, Path(serverapp.root_dir).expanduser()
         )
-        self._hub_tools = ToolLayer(access, live=live)
+        # Commands the service sends run in the same sandbox as on a server of its own: the
+        # server's token, runtime files and the owner's other files stay out of their reach.
+        self._hub_tools = ToolLayer(access, live=live, launcher=create_sandbox_launcher(self))
         self.settings.update(
             {"ecode_link": link, "ecode_access": access, "ecode_tools": self._hub_tools}
         )
@@ -433,6 +633,10 @@ class EcodeApp(ExtensionApp):
             for module in HANDLER_MODULES:
                 if module not in (deploy_handlers, tools_http):
                     self.handlers.extend(module.default_handlers)
+            if self.hub_project_servers:
+                from .hub import handlers as hub_handlers
+
+                self.handlers.extend(hub_handlers.default_handlers)
             self.handlers.extend(fallback_handlers)
             return
         for module in HANDLER_MODULES:
@@ -498,6 +702,7 @@ class EcodeApp(ExtensionApp):
             await gateway.stop()
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
+        await self.ecode.extras["limits"].aclose()
         deploy = self.ecode.extras.get("deploy")
         if deploy is not None:
             await deploy.stop_all()

@@ -22,6 +22,8 @@ class EcodeUser:
     is_admin: bool
     # Where the request came from, for the audit trail.
     remote_ip: str | None = None
+    # Hub groups the user is in (a project member "group:{name}" gives them its role).
+    groups: tuple[str, ...] = ()
 
 
 def resolve_user(
@@ -36,7 +38,9 @@ def resolve_user(
     if isinstance(hub_user, dict):
         username = str(hub_user.get("name") or jupyter_user.username)
         is_admin = bool(hub_user.get("admin")) or username in admin_users
-        return EcodeUser(username, str(getattr(jupyter_user, "display_name", username)), is_admin)
+        groups = tuple(str(g) for g in hub_user.get("groups") or [] if isinstance(g, str))
+        display = str(getattr(jupyter_user, "display_name", username))
+        return EcodeUser(username, display, is_admin, groups=groups)
     # jupyter_server's default is PasswordIdentityProvider (token or password login).
     if type(identity_provider) in (IdentityProvider, PasswordIdentityProvider):
         # Stock single-user server: whoever holds the token is the owner.

@@ -30,6 +30,7 @@ from ..identity import EcodeUser
 from ..projects import validation as v
 from ..projects.manager import ProjectContext
 from ..projects.templating import get_template
+from ..ratelimit import MODEL_CALLS, RUNS
 from . import store
 from .events import (
     RUN_CANCELLED,
@@ -65,8 +66,10 @@ class AgentSettings:
     max_concurrent_runs: int = 4
     offline_installs: bool = True
     heartbeat_s: float = 15.0
-    provider_timeout_s: float = 600.0
-    provider_max_retries: int = 2
+    #: seconds to wait for bytes from the model (a silent stream fails after this), and to
+    #: connect; retries are the loop's (``limits.max_turn_retries``), not the SDK's
+    provider_read_timeout_s: float = 120.0
+    provider_connect_timeout_s: float = 10.0
 
 
 def default_runner_id(owner: str, workspace_root: str) -> str:
@@ -231,6 +234,10 @@ class AgentManager:
         clean_prompt = v.validate_prompt(prompt)
         clean_model = v.validate_model(model) if model is not None else None
         project = await self.ctx.projects.project_context(user, project_id, Role.editor)
+        # runs.prompt is shown to every member (viewers too) and sent to the model: a secret
+        # value pasted into the prompt is kept, and sent, as its name (issue 17).
+        secrets = await self.ctx.secrets.project_env(project.id)
+        clean_prompt = Redactor(secrets).text(clean_prompt)
         choice = await self.choose(user, clean_model, project_model=project.model)
 
         def create(session: Session) -> dict[str, Any]:
@@ -250,6 +257,11 @@ class AgentManager:
             )
             return store.run_to_json(run)
 
+        limits = self.ctx.extras.get("limits")
+        if limits is not None:
+            # Counted before the row exists, so a refused run leaves no row or feed behind
+            # (an attempt refused as a conflict below still counts).
+            await limits.hit(user, RUNS)
         run = await self.db.run(create)
         run_id = str(run["id"])
         task = asyncio.create_task(self._execute(run_id, user, project, choice))
@@ -435,6 +447,7 @@ class AgentManager:
         layer = self.ctx.extras.get("tools")
         if layer is None:
             return LoopResult("failed", "no_tools", "the tool layer is not installed")
+        limits = self.ctx.extras.get("limits")
         toolbox = AgentToolbox(
             layer,
             user=user,
@@ -452,8 +465,10 @@ class AgentManager:
             project_template=project.template,
             offline_installs=self.settings.offline_installs,
             env=self.env,
-            timeout=self.settings.provider_timeout_s,
-            max_retries=self.settings.provider_max_retries,
+            timeout=self.settings.provider_read_timeout_s,
+            connect_timeout=self.settings.provider_connect_timeout_s,
+            # The loop retries, so every wait shows in the feed (see loop.py).
+            max_retries=0,
         )
         if template is None and choice.provider == "offline":
             template = getattr(provider, "template", None)
@@ -471,12 +486,14 @@ class AgentManager:
                     username=user.username,
                     project_id=project.id,
                     model=choice.model,
+                    rate_limit=limits.bind(user, MODEL_CALLS) if limits is not None else None,
                 ),
                 system=build_system_prompt(facts),
                 messages=await self._first_messages(ref),
                 limits=self.settings.limits,
                 test_command=verify_command(template),
                 serve_command=template.run if template is not None else None,
+                template=template,
             )
             return await loop.run()
         finally:
@@ -562,9 +579,24 @@ class AgentManager:
         else:
             type_, status, reason = RUN_CANCELLED, store.CANCELLED, "cancelled"
             message = "the run was cancelled"
-        await self._emit_final(
-            feed, type_, {"reason": reason, "message": message}, status, reason, None
+        data: dict[str, Any] = {"reason": reason, "message": message}
+        # What the run cost up to the cut (its calls are settled by now), so the feed's last
+        # word says it, as a completed or failed run's does.
+        read = asyncio.ensure_future(
+            self.db.run(lambda s: store.run_to_json(store.get_run_row(s, feed.run_id)))
         )
+        try:
+            # Shielded like the final event itself: a second cancel must not lose it.
+            run = await asyncio.shield(read)
+        except asyncio.CancelledError:
+            run = await read
+        except Exception:
+            log.exception("run %s: reading its cost for the final event failed", feed.run_id)
+            run = {}
+        if run:
+            data["cost_micros"] = run.get("cost_micros", 0)
+            data["usage"] = run.get("usage")
+        await self._emit_final(feed, type_, data, status, reason, None)
 
     async def _emit_final(
         self,

@@ -15,13 +15,18 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..context import EcodeContext
-from ..exceptions import EcodeError, Forbidden, InvalidInput, NotAuthenticated
+from ..exceptions import EcodeError, Forbidden, InvalidInput, NotAuthenticated, RateLimited
 from ..identity import EcodeUser, resolve_user
 
 log = logging.getLogger(__name__)
 
 AUTH_RESOURCE = "ecode"
 MAX_BODY_BYTES = 1024 * 1024
+# Past these, a body is refused with a 400 before any manager sees it: deeper nesting made
+# json.loads raise RecursionError (a 500), and integers past 64 bits overflow the database's
+# columns (credits, budgets). No request of the API needs either.
+MAX_JSON_DEPTH = 32
+MAX_JSON_INT = 2**63 - 1
 
 HTTP_CODES = {
     400: "invalid_input",
@@ -38,6 +43,40 @@ HTTP_CODES = {
 class PayloadTooLarge(InvalidInput):
     status = 413
     code = "payload_too_large"
+
+
+def check_json_values(data: Any) -> None:
+    """Refuse what JSON can carry but nothing downstream can store: deep nesting, integers
+    past 64 bits, and lone surrogates (``"\\ud800"`` decodes to a str that UTF-8 cannot
+    encode, so the database, a log line or a file write failed with a 500)."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:  # a loop, not recursion: the depth is what is being checked
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            _check_text(value)
+        elif isinstance(value, bool | float) or value is None:
+            continue
+        elif isinstance(value, int):
+            if not -MAX_JSON_INT <= value <= MAX_JSON_INT:
+                msg = f"an integer in the request body is out of range (at most {MAX_JSON_INT})"
+                raise InvalidInput(msg)
+        elif depth > MAX_JSON_DEPTH:
+            msg = f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
+            raise InvalidInput(msg)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key)
+                pending.append((item, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "request body has a lone surrogate (\\ud800-\\udfff) in a string"
+        raise InvalidInput(msg) from None
 
 
 class EcodeHandler(APIHandler):
@@ -73,7 +112,9 @@ class EcodeHandler(APIHandler):
             admin_users=ctx.admin_users,
             owner_is_admin=ctx.owner_is_admin,
         )
-        return EcodeUser(user.username, user.display_name, user.is_admin, self.request.remote_ip)
+        return EcodeUser(
+            user.username, user.display_name, user.is_admin, self.request.remote_ip, user.groups
+        )
 
     def require_admin(self) -> EcodeUser:
         user = self.ecode_user
@@ -95,9 +136,13 @@ class EcodeHandler(APIHandler):
         except (ValueError, UnicodeDecodeError) as exc:
             msg = f"request body is not valid JSON: {exc}"
             raise InvalidInput(msg) from None
+        except RecursionError:
+            msg = f"request body is nested more than {MAX_JSON_DEPTH} levels deep"
+            raise InvalidInput(msg) from None
         if not isinstance(data, dict):
             msg = "request body must be a JSON object"
             raise InvalidInput(msg)
+        check_json_values(data)
         return data
 
     def query_int(self, name: str, default: int, *, lo: int, hi: int) -> int:
@@ -140,6 +185,9 @@ class EcodeHandler(APIHandler):
         if isinstance(exc, EcodeError):
             body = exc.to_json()
             status = exc.status
+            if isinstance(exc, RateLimited):
+                # RFC 9110: seconds until a retry can succeed (clients and proxies honour it).
+                self.set_header("Retry-After", str(exc.retry_after))
         elif isinstance(exc, web.HTTPError):
             status = exc.status_code
             code = HTTP_CODES.get(status, "error" if status < 500 else "internal")

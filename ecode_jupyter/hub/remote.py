@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
 from mcp import Client
@@ -32,10 +32,14 @@ from ..context import EcodeContext
 from ..db.models import Role
 from ..exceptions import Conflict, EcodeError, Forbidden, InvalidInput, NotFound
 from ..identity import EcodeUser
+from ..ratelimit import TOOL_CALLS
 from ..tools.context import ToolProject, ToolReporter
 from ..tools.http import DatabaseAudit
 from ..workspace.writer import FileChange
 from . import PROJECT_ENV_HEADER
+
+if TYPE_CHECKING:
+    from .projects import ProjectServers
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +96,14 @@ class HubDirectory:
 
     def __init__(self, link: HubLink) -> None:
         self.link = link
-        self._http = httpx2.AsyncClient(
-            headers={"Authorization": f"token {link.token}"}, timeout=30
-        )
+        self.http = httpx2.AsyncClient(headers={"Authorization": f"token {link.token}"}, timeout=30)
         self._cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     async def user(self, name: str) -> dict[str, Any] | None:
         hit = self._cache.get(name)
         if hit is not None and time.monotonic() - hit[0] < HUB_CACHE_S:
             return hit[1]
-        resp = await self._http.get(f"{self.link.api_url}users/{name}")
+        resp = await self.http.get(f"{self.link.api_url}users/{name}")
         model = resp.json() if resp.status_code == 200 else None
         self._cache[name] = (time.monotonic(), model)
         return model
@@ -126,7 +128,7 @@ class HubDirectory:
         self._cache.pop(name, None)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self.http.aclose()
 
 
 class _ProgressRelay:
@@ -172,11 +174,12 @@ class RemoteToolLayer:
     #: the agent asks for previews only where a layer has a preview backend
     preview = None
 
-    def __init__(self, context: EcodeContext, directory: HubDirectory) -> None:
+    def __init__(self, context: EcodeContext, placement: ProjectPlacement) -> None:
         from ..tools.server import ToolLayer
 
         self.context = context
-        self.directory = directory
+        self.placement = placement
+        self.directory = placement.directory
         self.audit_sink = DatabaseAudit(context.db)
         # The tools' names, descriptions and schemas, from the same code the users' servers
         # run; this layer never executes a tool itself (its access refuses everything).
@@ -200,6 +203,11 @@ class RemoteToolLayer:
         if name in UNAVAILABLE_TOOLS:
             msg = f"{name} is not available on this hub yet"
             raise InvalidInput(msg)
+        # Counted here, in the service, where the counters are shared (the owners' servers
+        # keep no state): the same per-user tool-call limit as a single-user server's.
+        limiter = self.context.extras.get("limits")
+        if limiter is not None:
+            await limiter.hit(user, TOOL_CALLS)
         project_id = arguments.get("project")
         write = name not in READ_ONLY_TOOLS and not (
             name == "query_database" and not arguments.get("write")
@@ -211,7 +219,7 @@ class RemoteToolLayer:
             await self.audit_sink.record(
                 user, project.id, name, {k: v for k, v in arguments.items() if k == "path"}
             )
-        server = await self.directory.server_url(project.owner)
+        server = await self.placement.server_for(project.id, project.owner, project.slug)
         try:
             result = await self._links.call(
                 f"{server}api/ecode/mcp",
@@ -223,7 +231,7 @@ class RemoteToolLayer:
                 _ProgressRelay(reporter) if write else None,
             )
         except ServiceUnavailable:
-            self.directory.forget(project.owner)  # ask the hub again next time
+            self.placement.forget(project.owner, project.slug)  # ask the hub again next time
             raise
         if result.is_error:
             raise _error_from(result)
@@ -368,18 +376,74 @@ class _NoLocalAccess:
         raise Forbidden(msg)
 
 
-class RemoteWorkspaces:
-    """Creates a new project's workspace in its owner's server (from its template)."""
+class ProjectPlacement:
+    """Where a project's files and processes live, as a server URL the service calls.
 
-    def __init__(self, directory: HubDirectory) -> None:
+    Its owner's default server (``/user/{owner}/``), or with project servers on
+    (``c.EcodeApp.hub_project_servers``) a named server of its own
+    (``/user/{owner}/ecode-{slug}/``, started on demand; hub/projects.py).
+    """
+
+    def __init__(
+        self,
+        context: EcodeContext,
+        directory: HubDirectory,
+        servers: ProjectServers | None = None,
+    ) -> None:
+        self.context = context
         self.directory = directory
+        self.servers = servers
+        # Servers seen ready, until when (a running server is not asked about on every call).
+        self._ready_until: dict[tuple[str, str], float] = {}
+
+    async def server_for(
+        self, project_id: str, owner: str, slug: str, template: str | None = None
+    ) -> str:
+        if self.servers is None:
+            return await self.directory.server_url(owner)
+        from .projects import server_name
+
+        name = server_name(slug)
+        if self._ready_until.get((owner, name), 0.0) > time.monotonic():
+            return self.servers.url(owner, name)
+        members = await self.context.projects.member_roles(project_id)
+        url = await self.servers.ensure_running(owner, name, project_id, members, template)
+        self._ready_until[(owner, name)] = time.monotonic() + HUB_CACHE_S
+        return url
+
+    async def sync_members(self, project_id: str) -> None:
+        """After a change of members: the project server's shares say the same (if it exists)."""
+        if self.servers is None:
+            return
+        from .projects import server_name
+
+        project = await self.context.projects.project_facts(project_id)
+        if project is None:
+            return
+        owner, slug = project
+        members = await self.context.projects.member_roles(project_id)
+        await self.servers.sync_shares(owner, server_name(slug), members)
+
+    def forget(self, owner: str, slug: str) -> None:
+        from .projects import server_name
+
+        self.directory.forget(owner)
+        self._ready_until.pop((owner, server_name(slug)), None)
+
+
+class RemoteWorkspaces:
+    """Creates a new project's workspace where its files will live (from its template)."""
+
+    def __init__(self, placement: ProjectPlacement) -> None:
+        self.placement = placement
 
     async def create(
         self, owner: str, project_id: str, template: str | None, name: str, slug: str
     ) -> None:
-        server = await self.directory.server_url(owner)
+        server = await self.placement.server_for(project_id, owner, slug, template)
         async with httpx2.AsyncClient(
-            headers={"Authorization": f"token {self.directory.link.token}"}, timeout=120
+            headers={"Authorization": f"token {self.placement.directory.link.token}"},
+            timeout=120,
         ) as http:
             resp = await http.post(
                 f"{server}api/ecode/hub/workspaces/{project_id}",

@@ -178,6 +178,25 @@ class HubServerAccess:
         )
 
 
+class ProjectServerAccess(HubServerAccess):
+    """A project's own server: its root folder is the one workspace it serves."""
+
+    def __init__(self, project_id: str, root: Path) -> None:
+        super().__init__(root.parent)
+        self.project_id = project_id
+        self.root = root
+
+    def workspace(self, project_id: str) -> Path:
+        if project_id != self.project_id:
+            msg = "no such project in this server (it serves one project)"
+            raise NotFound(msg)
+        return self.root
+
+
+# Written once a workspace's template is in place (a project server's root exists before).
+CREATED_MARKER = ".ecode/workspace-created"
+
+
 def _caller_for(handler: JupyterHandler, link: ServiceLink) -> EcodeUser:
     """The service (with the project env it sent) or the owner; anyone else is refused."""
     kind, name = hub_identity(handler.current_user)
@@ -236,19 +255,28 @@ class WorkspaceHandler(EcodeHandler):
             msg = "template must be a string"
             raise InvalidInput(msg, field="template")
         template = get_template(template_id) if template_id else None
-        if workspace.is_dir():
+        marker = workspace / CREATED_MARKER
+        if marker.exists() or (workspace.is_dir() and not isinstance(access, ProjectServerAccess)):
             self.finish_json({"id": project_id, "created": False})
             return
 
         def make() -> None:
-            # Made beside the final folder and renamed into place, so a crash midway never
-            # leaves a half-rendered workspace under the project's id.
-            staging = workspace.with_name(f".{project_id}.creating")
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir(parents=True)
-            if template is not None:
-                render_template(template, staging, project_name=name, slug=slug)
-            os.replace(staging, workspace)
+            if isinstance(access, ProjectServerAccess):
+                # The server's root is the workspace (the hub made it before the server
+                # started): render in place, then mark it done.
+                if template is not None:
+                    render_template(template, workspace, project_name=name, slug=slug)
+            else:
+                # Made beside the final folder and renamed into place, so a crash midway never
+                # leaves a half-rendered workspace under the project's id.
+                staging = workspace.with_name(f".{project_id}.creating")
+                shutil.rmtree(staging, ignore_errors=True)
+                staging.mkdir(parents=True)
+                if template is not None:
+                    render_template(template, staging, project_name=name, slug=slug)
+                os.replace(staging, workspace)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps({"template": template_id}))
 
         await asyncio.to_thread(make)
         self.finish_json({"id": project_id, "created": True}, status=201)
@@ -374,7 +402,8 @@ class ServiceProxyHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         for name, value in response.headers.get_all():
             if name.lower() not in _DROPPED_RESPONSE:
                 self.add_header(name, value)
-        self.finish(response.body or b"")
+        # Not even an empty chunk for a 204: tornado refuses to finish one with a body.
+        self.finish(response.body or None)
 
     # -- WebSockets: one connection to the service per client connection --------------
 
@@ -422,6 +451,45 @@ class ServiceProxyHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHan
         if upstream is not None:
             upstream.close()
             self._upstream = None
+
+
+def guard_collaboration_writes() -> None:
+    """Drop document edits from members without write in collaboration rooms.
+
+    jupyter-collaboration checks the Authorizer when a room is opened for reading, but
+    applies (and saves) every Y update a connected client sends: a viewer's edit would reach
+    the file. Here each room connection asks the Authorizer once for ``write`` on
+    ``contents``; without it, sync step 2 and update messages are dropped, while the
+    viewer still receives the document and everyone's edits.
+    """
+    from jupyter_core.utils import ensure_async
+    from jupyter_server_ydoc.handlers import YDocWebSocketHandler
+
+    original = YDocWebSocketHandler.on_message
+    if getattr(original, "ecode_guarded", False):
+        return
+
+    async def on_message(self: Any, message: Any) -> Any:
+        may_write = getattr(self, "_ecode_may_write", None)
+        if may_write is None:
+            may_write = bool(
+                await ensure_async(
+                    self.authorizer.is_authorized(self, self.current_user, "write", "contents")
+                )
+            )
+            self._ecode_may_write = may_write
+        if not may_write and _is_document_edit(message):
+            return None
+        return await original(self, message)
+
+    on_message.ecode_guarded = True  # type: ignore[attr-defined]
+    YDocWebSocketHandler.on_message = on_message
+
+
+def _is_document_edit(message: Any) -> bool:
+    # y-protocols: a SYNC message (0) whose kind is step 2 (1) or update (2) carries edits.
+    data = bytes(message) if isinstance(message, bytes | bytearray | memoryview) else b""
+    return len(data) >= 2 and data[0] == 0 and data[1] in (1, 2)
 
 
 def server_handlers() -> list[tuple[str, Any]]:

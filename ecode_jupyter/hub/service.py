@@ -45,8 +45,18 @@ def service_config(private_dir: Path) -> str:
     extensions.update({name: True for name in SERVICE_EXTENSIONS})
     root = private_dir / "root"
     root.mkdir(mode=0o700, exist_ok=True)
+    # `--config` replaces the server's own config files, so they are loaded here first (the
+    # lowest priority first), and what makes this process a locked-down service comes after
+    # them: an admin configures the service with jupyter_server_config.py as usual, but cannot
+    # turn the lockdown off by accident.
+    own = [
+        str(Path(folder) / "jupyter_server_config.py")
+        for folder in reversed(jupyter_config_path())
+        if (Path(folder) / "jupyter_server_config.py").is_file()
+    ]
     lines = [
         "c = get_config()  # noqa: F821",
+        *(f"load_subconfig({path!r})  # noqa: F821" for path in own),
         f"c.ServerApp.jpserver_extensions = {extensions!r}",
         # Nothing of Jupyter's own but what ecode's handlers need: no terminals, an empty
         # private root, no browser, no kernels started by default.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -72,13 +73,34 @@ def touch_user(session: Session, user: EcodeUser) -> None:
         row.last_seen_at = utcnow()
 
 
-def _role_of(session: Session, project_id: str, username: str) -> Role | None:
-    role = session.scalar(
-        select(ProjectMember.role).where(
-            ProjectMember.project_id == project_id, ProjectMember.username == username
+#: a member whose name starts with this is a hub group: its role goes to each of its users
+GROUP_PREFIX = "group:"
+
+
+def _principals(user: EcodeUser) -> list[str]:
+    """The member names a user answers to: their own, and their hub groups'."""
+    return [user.username, *(GROUP_PREFIX + group for group in user.groups)]
+
+
+def _best(roles: Any) -> Role | None:
+    """The strongest of some roles (a user in two groups gets the better one)."""
+    best: Role | None = None
+    for raw in roles:
+        role = Role(raw)
+        if best is None or role.allows(best):
+            best = role
+    return best
+
+
+def _role_of(session: Session, project_id: str, user: EcodeUser) -> Role | None:
+    return _best(
+        session.scalars(
+            select(ProjectMember.role).where(
+                ProjectMember.project_id == project_id,
+                ProjectMember.username.in_(_principals(user)),
+            )
         )
     )
-    return Role(role) if role else None
 
 
 def _free_slug(session: Session, owner: str, base: str) -> str:
@@ -123,6 +145,9 @@ class ProjectManager:
         # service sets this to create it in the owner's own server (hub/remote.py), since
         # project files never live in the service.
         self.remote_workspaces: RemoteWorkspaceMaker | None = None
+        # Told the project id after every change of its members, once it is committed (the
+        # hub service keeps the hub's sharing of project servers in step through this).
+        self.member_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     def workspace_path(self, project_id: str) -> Path:
         return self.workspace_root / project_id
@@ -235,14 +260,18 @@ class ProjectManager:
             stmt = (
                 select(Project, ProjectMember.role)
                 .join(ProjectMember, ProjectMember.project_id == Project.id)
-                .where(ProjectMember.username == user.username)
+                .where(ProjectMember.username.in_(_principals(user)))
                 .order_by(Project.updated_at.desc())
             )
             if deleted:
                 stmt = stmt.where(Project.deleted_at.is_not(None))
             else:
                 stmt = stmt.where(Project.deleted_at.is_(None))
-            return [project_to_json(p, Role(role)) for p, role in session.execute(stmt)]
+            # A project reached as a user and through a group is listed once, best role.
+            found: dict[str, tuple[Project, list[str]]] = {}
+            for project, role in session.execute(stmt):
+                found.setdefault(project.id, (project, []))[1].append(role)
+            return [project_to_json(p, _best(roles)) for p, roles in found.values()]
 
         return await self.db.run(query)
 
@@ -253,7 +282,7 @@ class ProjectManager:
             msg = "no such project"
             raise NotFound(msg)
         project = session.get(Project, project_id)
-        role = _role_of(session, project_id, user.username) if project else None
+        role = _role_of(session, project_id, user) if project else None
         if project is None or role is None or (project.deleted_at is not None) != deleted:
             msg = "no such project"
             raise NotFound(msg)
@@ -470,7 +499,9 @@ class ProjectManager:
             session.flush()
             return {"user": username, "role": row.role, "added_at": row.added_at.isoformat()}
 
-        return await self.db.run(put)
+        result = await self.db.run(put)
+        await self._members_changed(str(project_id))
+        return result
 
     async def remove_member(self, user: EcodeUser, project_id: Any, member: Any) -> None:
         username = v.validate_username(member)
@@ -497,6 +528,34 @@ class ProjectManager:
             )
 
         await self.db.run(remove)
+        await self._members_changed(str(project_id))
+
+    async def _members_changed(self, project_id: str) -> None:
+        for listener in list(self.member_listeners):
+            # A failure reaches the caller: a removal the hub did not apply must not look done.
+            await listener(project_id)
+
+    async def project_facts(self, project_id: str) -> tuple[str, str] | None:
+        """(owner, slug) of a project, deleted or not; unchecked, for the service itself."""
+
+        def query(session: Session) -> tuple[str, str] | None:
+            project = session.get(Project, project_id)
+            return (project.owner, project.slug) if project is not None else None
+
+        return await self.db.run(query)
+
+    async def member_roles(self, project_id: str) -> dict[str, str]:
+        """Every member's role (user -> role); for the service's own bookkeeping, unchecked."""
+
+        def query(session: Session) -> dict[str, str]:
+            rows = session.execute(
+                select(ProjectMember.username, ProjectMember.role).where(
+                    ProjectMember.project_id == project_id
+                )
+            )
+            return {name: role for name, role in rows}
+
+        return await self.db.run(query)
 
 
 def _audit_project(

@@ -9,6 +9,8 @@
 # tests/hub/ runs this file as is, then moves it onto free loopback ports with a test
 # authenticator and test folders.
 import os
+import pwd
+import re
 import sys
 
 c = get_config()  # noqa: F821
@@ -61,34 +63,61 @@ c.JupyterHub.services = [
     {
         "name": "ecode",
         "url": service_url,
-        "command": [sys.executable, "-m", "ecode_jupyter.hub.service"],
+        # --EcodeApp.hub_project_servers=True: each project gets a server of its own
+        # (/user/{owner}/ecode-{slug}), shared with its members (see the hook below).
+        "command": [
+            sys.executable,
+            "-m",
+            "ecode_jupyter.hub.service",
+            "--EcodeApp.hub_project_servers=True",
+        ],
         "environment": service_env,
         # Users open the service's API through their own server; a browser that visits
         # /services/ecode/ directly logs in without a consent page.
         "oauth_no_confirm": True,
     }
 ]
+# An editor of a project holds this on the project's server (a viewer only `access`); the
+# project server's Authorizer reads it from the server's shares.
+c.JupyterHub.custom_scopes = {
+    "custom:ecode:write": {"description": "change files and run code in an ecode project server"}
+}
 c.JupyterHub.load_roles = [
     {
-        # The service reads users (admin flag, groups, whether their server runs) and calls
-        # the tools of users' servers; it may not start, stop or share them (part 2 will).
+        # The service reads users (admin flag, groups, their servers), calls the tools of
+        # users' servers, starts and stops project servers and shares them with members.
         "name": "ecode-service",
         "services": ["ecode"],
-        "scopes": ["read:users", "read:groups", "read:servers", "access:servers"],
+        "scopes": [
+            "read:users",
+            "read:groups",
+            "read:servers",
+            "access:servers",
+            "servers",
+            "shares",
+            "custom:ecode:write",
+        ],
     },
     {
-        # Every user may use the ecode service (their own projects only; roles are ecode's).
+        # Every user may use the ecode service (their own projects only; roles are ecode's),
+        # and their servers may read their own shares (a project server tells editors from
+        # viewers by them).
         "name": "user",
-        "scopes": ["self", "access:services!service=ecode"],
+        "scopes": ["self", "access:services!service=ecode", "read:shares!user"],
     },
 ]
 # A user's server (and its kernels and terminals, which inherit its environment) holds its
 # owner's token only, scoped to what the owner may do anyway: open the ecode service.
-c.Spawner.server_token_scopes = [
-    "users:activity!user",
-    "access:servers!server",
-    "access:services!service=ecode",
-]
+def server_token_scopes(spawner):
+    scopes = ["users:activity!user", "access:servers!server", "read:shares!server"]
+    if spawner.name.startswith("ecode-"):
+        # A project's server runs its members' kernels and terminals as the owner's account:
+        # its token must not let an editor act as the owner on the ecode service.
+        return scopes
+    return [*scopes, "access:services!service=ecode"]
+
+
+c.Spawner.server_token_scopes = server_token_scopes
 # Where users' servers reach the service directly (not through the proxy). Nothing else of
 # ecode goes into users' servers: they refuse to start if given the database URL or a key.
 c.Spawner.environment = {"ECODE_SERVICE_URL": f"{service_url}/services/ecode/"}
@@ -96,3 +125,39 @@ c.Spawner.environment = {"ECODE_SERVICE_URL": f"{service_url}/services/ecode/"}
 if os.geteuid() == 0:
     # The local spawners run servers as root only when told to.
     c.Spawner.args = ["--allow-root"]
+
+PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def ecode_project_server(spawner):
+    """A project's own server (`ecode-…`, started by the ecode service): its workspace is
+    its root, and its Authorizer enforces the members' roles.
+
+    One machine: the workspace is ~/ecode-projects/{id} of the owner's OS account (the same
+    folder the owner's own server shows). On Kubernetes, mount the project's volume instead
+    (examples/kubernetes/)."""
+    if not spawner.name.startswith("ecode-"):
+        return
+    project_id = str((spawner.user_options or {}).get("ecode_project", ""))
+    if not PROJECT_ID.match(project_id):
+        raise ValueError("an ecode project server needs user_options.ecode_project")
+    account = pwd.getpwnam(spawner.user.name)
+    projects = os.path.join(account.pw_dir, "ecode-projects")
+    workspace = os.path.join(projects, project_id)
+    for folder in (projects, workspace):
+        if not os.path.isdir(folder):
+            os.mkdir(folder, 0o755)
+            os.chown(folder, account.pw_uid, account.pw_gid)
+    spawner.notebook_dir = workspace
+    spawner.environment = {**spawner.environment, "ECODE_PROJECT_ID": project_id}
+    spawner.args = [
+        *spawner.args,
+        "--ServerApp.authorizer_class=ecode_jupyter.hub.auth.ProjectAuthorizer",
+        # The server trusts the hub's answer about a member for this long (default 300 s):
+        # a removed member is let out within seconds, not minutes.
+        "--HubOAuth.cache_max_age=5",
+    ]
+
+
+c.Spawner.pre_spawn_hook = ecode_project_server
+c.JupyterHub.allow_named_servers = True

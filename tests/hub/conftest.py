@@ -55,10 +55,12 @@ EXAMPLE_CONFIG = REPO / "examples" / "jupyterhub" / "jupyterhub_config.py"
 HUB_USERS = ("alice", "bob", "admin")
 # Bounded waits (seconds). A 2-core machine starts the hub and three servers in well under these.
 HUB_READY_TIMEOUT = 60
-SPAWN_TIMEOUT = 120
+SPAWN_TIMEOUT = 200
 STOP_TIMEOUT = 20
-HTTP_TIMEOUT = 30
+HTTP_TIMEOUT = 120
 SYSTEM_PYTHON = "/usr/bin/python3"
+# The service's limit on runs started per user and minute (its config in the test hub).
+RUNS_PER_MINUTE = 8
 # The model key only the ecode service is given; every test checks users never see it.
 MODEL_KEY = "sk-ant-hub-" + secrets.token_hex(12)
 
@@ -75,9 +77,8 @@ def test_greet():
 """
 # The project's secret reaches the command in the owner's server (its value is redacted from
 # the feed, so the command writes only its length).
-SECRET_PROBE = (
-    "python -c \"import os; open('secret_len.txt', 'w').write(str(len(os.environ['GREETING'])))\""
-)
+_PROBE_CODE = "open('secret_len.txt', 'w').write(str(len(os.environ.get('GREETING', ''))))"
+SECRET_PROBE = f'python -c "import os; {_PROBE_CODE}"'
 
 
 def model_turns(request: LoopbackRequest) -> ScriptedTurn:
@@ -183,6 +184,8 @@ class Hub:
     model: AnthropicLoopback
     #: where the ecode service keeps its data (readable by root only)
     service_dir: Path
+    #: the service's ECODE_SECRETS_KEY (checks assert it never reaches a user)
+    secrets_key: str = field(default="", repr=False)
     #: the users' home folders (their servers' roots; projects under ~/ecode-projects)
     homes: dict[str, Path] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -311,6 +314,7 @@ def _hub_config(
         "service_token": service_token,
         "ecode_token": ecode_token,
         "user_env": user_env,
+        "service_config": str(tmp / "service" / "config"),
     }
     return f"""\
 import json, os
@@ -330,11 +334,14 @@ c.JupyterHub.authenticator_class = "jupyterhub.auth.DummyAuthenticator"
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"
 c.Spawner.cmd = [t["user_python"], "-m", "jupyterhub.singleuser"]
 c.Spawner.environment = {{**c.Spawner.environment, **t["user_env"]}}
-c.Spawner.start_timeout = 90
+# Generous: a loaded 2-core machine (CI beside other work) starts a Lab server slowly.
+c.Spawner.start_timeout = 180
 # Answer "start this server" at once (202) so the three servers start side by side.
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 0}}
-c.Spawner.http_timeout = 60
+c.Spawner.http_timeout = 150
 
+# The service's own config folder: a runs limit small enough for a test to reach.
+c.JupyterHub.services[0]["environment"]["JUPYTER_CONFIG_DIR"] = t["service_config"]
 # The ecode service's token is known to the test (a hub makes one up otherwise), so checks can
 # call users' servers exactly as the service does.
 c.JupyterHub.services[0]["api_token"] = t["ecode_token"]
@@ -343,7 +350,7 @@ c.JupyterHub.services.append({{"name": "ecode-test", "api_token": t["service_tok
 c.JupyterHub.load_roles.append(
     {{
         "name": "ecode-test",
-        "scopes": ["admin:users", "admin:servers", "tokens"],
+        "scopes": ["admin:users", "admin:servers", "admin:groups", "tokens"],
         "services": ["ecode-test"],
     }}
 )
@@ -478,13 +485,23 @@ def start_hub() -> Iterator[Hub]:
     tmp.chmod(0o755)
     service_dir = tmp / "service"
     service_dir.mkdir(mode=0o700)
+    (service_dir / "config").mkdir()
+    (service_dir / "config" / "jupyter_server_config.py").write_text(
+        f"c.EcodeApp.rate_limits = {{'runs': '{RUNS_PER_MINUTE}/minute'}}\n"
+    )
     homes = {name: _os_user(name) for name in HUB_USERS}
     venv = _user_venv(tmp)
     jupyter_config = tmp / "jupyter-config"
     (jupyter_config / "jupyter_server_config.d").mkdir(parents=True)
     # Enable the extension explicitly, so the test does not depend on how it was installed.
+    # The sandbox of project commands shows this environment's packages (which the users'
+    # venv imports through a .pth file) read-only, as it would a site's shared Conda.
+    # (A .d folder holds only extension switches; other settings go in the config file.)
     (jupyter_config / "jupyter_server_config.d" / "ecode_jupyter.json").write_text(
         json.dumps({"ServerApp": {"jpserver_extensions": {"ecode_jupyter": True}}})
+    )
+    (jupyter_config / "jupyter_server_config.json").write_text(
+        json.dumps({"EcodeApp": {"sandbox_read_only_paths": [sys.prefix, str(REPO)]}})
     )
     prefix = Path(sys.prefix)
     user_env = {
@@ -550,6 +567,7 @@ def start_hub() -> Iterator[Hub]:
         ecode_token=ecode_token,
         log_path=log_path,
         service_dir=service_dir,
+        secrets_key=hub_env["ECODE_SECRETS_KEY"],
         homes=homes,
         model=model,
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import MODEL_KEY, Hub
+from .conftest import MODEL_KEY, RUNS_PER_MINUTE, Hub
 
 pytestmark = pytest.mark.hub
 
@@ -101,6 +101,32 @@ def test_projects_live_in_the_service_and_their_files_in_the_owners_server(hub: 
     } <= actions
 
 
+def test_hub_groups_are_project_members(hub: Hub) -> None:
+    made = hub.hub_api("POST", "groups/class-a", {"users": ["bob"]})
+    assert made.status_code in (201, 409), made.text
+    project = hub.ecode("POST", "projects", user="alice", body={"name": "For The Class"}).json()
+    pid = project["id"]
+    assert hub.ecode("GET", f"projects/{pid}", user="bob").status_code == 404
+    added = hub.ecode(
+        "PUT", f"projects/{pid}/members/group:class-a", user="alice", body={"role": "viewer"}
+    )
+    assert added.status_code == 200, added.text
+
+    def bobs_role() -> str | None:
+        listed = hub.ecode("GET", "projects", user="bob").json()["projects"]
+        return next((p["role"] for p in listed if p["id"] == pid), None)
+
+    # The service reads bob's groups from the hub (cached for a few seconds).
+    deadline = time.monotonic() + 30
+    while bobs_role() != "viewer" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert bobs_role() == "viewer"
+    refused = hub.ecode("PATCH", f"projects/{pid}", user="bob", body={"name": "Class Edit"})
+    assert refused.status_code == 403, refused.text
+    # The group's role is the group's: admin, not in it, still gets 404.
+    assert hub.ecode("GET", f"projects/{pid}", user="admin").status_code == 404
+
+
 def test_a_users_server_forwards_only_its_owners_requests(hub: Hub) -> None:
     # Bob's token does not open alice's server (the hub refuses it).
     resp = hub.ecode("GET", "projects", user="bob", server="alice")
@@ -143,7 +169,9 @@ def test_the_agent_runs_in_the_service_and_its_tools_in_the_owners_server(hub: H
     assert started.json()["provider"] == "anthropic"
     run = wait_run(hub, "alice", started.json()["id"])
     feed = feed_of(hub, "alice", run["id"])
-    assert run["status"] == "completed", [(e["type"], e["data"]) for e in feed[-4:]]
+    outputs = "".join(e["data"].get("text", "") for e in feed if e["type"] == "command.output")
+    checks = [e["data"] for e in feed if e["type"] == "verify.result"]
+    assert run["status"] == "completed", (outputs[-3000:], checks)
 
     workspace = hub.workspace("alice", pid)
     # The files were written by alice's server, as alice, into her contents root.
@@ -154,7 +182,6 @@ def test_the_agent_runs_in_the_service_and_its_tools_in_the_owners_server(hub: H
     # The feed was rebuilt in the service from what the owner's server reported.
     changed = {e["data"]["path"] for e in feed if e["type"] == "file.changed"}
     assert {"app.py", "tests/test_app.py"} <= changed
-    outputs = "".join(e["data"].get("text", "") for e in feed if e["type"] == "command.output")
     assert "1 passed" in outputs
     assert "hi-there" not in json.dumps(feed)
     # The model was called by the service with the key only the service holds.
@@ -348,3 +375,26 @@ def test_users_servers_refuse_to_start_with_shared_secrets(hub: Hub) -> None:
     assert "must hold nothing shared" in proc.stderr
     assert "ECODE_SECRETS_KEY" in proc.stderr
     assert "leaked" not in proc.stderr
+
+
+def test_the_service_rate_limits_runs_per_user(hub: Hub) -> None:
+    project = hub.ecode("POST", "projects", user="admin", body={"name": "Rate Limited"}).json()
+    answers = []
+    for _ in range(RUNS_PER_MINUTE + 1):
+        resp = hub.ecode(
+            "POST", f"projects/{project['id']}/runs", user="admin", body={"prompt": "a module"}
+        )
+        answers.append(resp)
+        if resp.status_code == 429:
+            break
+        # One run at a time on a project: let each end before the next starts.
+        assert resp.status_code == 201, resp.text
+        wait_run(hub, "admin", resp.json()["id"])
+    limited = answers[-1]
+    # Through the admin's own server, the service's answer comes back as it is.
+    assert limited.status_code == 429, [r.status_code for r in answers]
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) >= 1
+    # Per user: alice is not limited by the admin's runs.
+    mine = hub.ecode("GET", "projects", user="alice")
+    assert mine.status_code == 200

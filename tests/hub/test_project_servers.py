@@ -1,0 +1,183 @@
+"""Part 2: each project a server of its own, shared with its members through the hub.
+
+The ecode service starts ``/user/{owner}/ecode-{slug}`` through the hub's API (the example's
+``pre_spawn_hook`` roots it at the project's workspace) and keeps the hub's shares in step
+with ecode's roles; inside, ``ProjectAuthorizer`` keeps viewers to reading.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import Hub
+
+pytestmark = pytest.mark.hub
+
+# A member's change reaches the project server within the caches of the hub's answer (5 s in
+# the example) and of the server's share list (5 s): bounded polls, not sleeps.
+ROLE_CHANGE_TIMEOUT = 30
+
+
+def eventually(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = ROLE_CHANGE_TIMEOUT,
+    hub: Hub | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            log = hub.log_tail(40) if hub is not None else ""
+            pytest.fail(f"{what} did not happen within {timeout}s\n{log}")
+        time.sleep(0.25)
+
+
+def project_server(hub: Hub, user: str, owner: str, name: str) -> Callable[..., httpx.Response]:
+    """Requests to ``/user/{owner}/{name}/...`` (the project's server) as ``user``."""
+
+    def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return hub.client.request(
+            method,
+            f"{hub.url}user/{owner}/{name}/{path}",
+            headers={"Authorization": f"token {hub.tokens[user]}"},
+            **kwargs,
+        )
+
+    return call
+
+
+def test_a_project_is_a_server_its_members_share(hub: Hub) -> None:
+    created = hub.ecode(
+        "POST", "projects", user="alice", body={"name": "Shared Server", "template": "flask-api"}
+    )
+    assert created.status_code == 201, created.text
+    project = created.json()
+    pid, slug = project["id"], project["slug"]
+    name = f"ecode-{slug}"
+
+    opened = hub.ecode("POST", f"projects/{pid}/server", user="alice")
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["ready"] is True
+    assert opened.json()["url"] == f"/user/alice/{name}/lab"
+    # The project's server is rooted at its workspace: the template's files are at its top.
+    alice = project_server(hub, "alice", "alice", name)
+    listing = alice("GET", "api/contents")
+    assert listing.status_code == 200, listing.text
+    assert {"app.py", "requirements.txt"} <= {i["name"] for i in listing.json()["content"]}
+    assert alice("GET", "lab").status_code == 200
+
+    # A stranger: 404 from ecode, and the hub's proxy does not let him into the server.
+    bob = project_server(hub, "bob", "alice", name)
+    assert hub.ecode("GET", f"projects/{pid}", user="bob").status_code == 404
+    assert bob("GET", "api/contents").status_code in (401, 403)
+
+    # An editor: in, reading and writing files, running a kernel.
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "editor"})
+    assert added.status_code == 200, added.text
+    eventually(lambda: bob("GET", "api/contents").status_code == 200, "bob's access", hub=hub)
+    wrote = bob(
+        "PUT", "api/contents/notes.md", json={"type": "file", "format": "text", "content": "hi"}
+    )
+    assert wrote.status_code in (200, 201), wrote.text
+    assert (hub.workspace("alice", pid) / "notes.md").read_text() == "hi"
+    kernel = bob("POST", "api/kernels", json={"name": "python3"})
+    assert kernel.status_code == 201, kernel.text
+    assert bob("DELETE", f"api/kernels/{kernel.json()['id']}").status_code == 204
+
+    # A viewer: reads, but writes nothing, starts no kernel, opens no terminal.
+    demoted = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "viewer"})
+    assert demoted.status_code == 200, demoted.text
+
+    def viewer_refused() -> bool:
+        # The same content: a write that lands before the demotion applies changes nothing.
+        same = {"type": "file", "format": "text", "content": "hi"}
+        return bob("PUT", "api/contents/notes.md", json=same).status_code == 403
+
+    eventually(viewer_refused, "bob's demotion")
+    assert bob("GET", "api/contents/app.py").status_code == 200
+    assert bob("POST", "api/kernels", json={"name": "python3"}).status_code == 403
+    assert bob("POST", "api/terminals").status_code == 403
+    assert bob("DELETE", "api/contents/app.py").status_code == 403
+    edit = {"type": "file", "format": "text", "content": "viewer edit"}
+    assert bob("PUT", "api/contents/notes.md", json=edit).status_code == 403
+    assert (hub.workspace("alice", pid) / "notes.md").read_text() == "hi"
+    assert (hub.workspace("alice", pid) / "app.py").exists()
+
+    # Removed: out of the server altogether.
+    removed = hub.ecode("DELETE", f"projects/{pid}/members/bob", user="alice")
+    assert removed.status_code in (200, 204), removed.text
+    eventually(lambda: bob("GET", "api/contents").status_code in (401, 403), "bob's removal")
+
+
+def test_the_agent_works_in_the_project_server_and_it_comes_back_after_a_stop(hub: Hub) -> None:
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Agent Server"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    name = f"ecode-{slug}"
+    # Alice's own server is not needed: the project's files and processes are in its server.
+    stopped = hub.hub_api("DELETE", "users/alice/server")
+    assert stopped.status_code in (202, 204), stopped.text
+    eventually(
+        lambda: not (hub.hub_api("GET", "users/alice").json()["servers"].get("") or {}),
+        "alice's own server stopping",
+        timeout=60,
+    )
+    started = hub.ecode(
+        "POST", f"projects/{pid}/runs", user="alice", via="service", body={"prompt": "a module"}
+    )
+    assert started.status_code == 201, started.text
+    run = wait_run_via_service(hub, started.json()["id"])
+    feed = feed_of_service(hub, run["id"])
+    assert run["status"] == "completed", [(e["type"], e["data"]) for e in feed[-12:]]
+    workspace = hub.workspace("alice", pid)
+    assert (workspace / "app.py").is_file()
+
+    # Culled (the idle culler stops it the same way): the files stay, the next open starts it.
+    assert (
+        hub.ecode("DELETE", f"projects/{pid}/server", user="alice", via="service").status_code
+        == 204
+    )
+    eventually(
+        lambda: (
+            not (hub.hub_api("GET", "users/alice").json()["servers"].get(name) or {}).get("ready")
+        ),
+        "the project server stopping",
+        timeout=60,
+    )
+    reopened = hub.ecode("POST", f"projects/{pid}/server", user="alice", via="service")
+    assert reopened.status_code == 200, reopened.text
+    assert reopened.json()["ready"] is True
+    alice = project_server(hub, "alice", "alice", name)
+    assert "app.py" in {i["name"] for i in alice("GET", "api/contents").json()["content"]}
+
+    # Bring alice's own server back for whatever runs next in this module.
+    hub.hub_api("POST", "users/alice/server")
+    eventually(
+        lambda: bool(
+            (hub.hub_api("GET", "users/alice").json()["servers"].get("") or {}).get("ready")
+        ),
+        "alice's own server starting",
+        timeout=120,
+    )
+
+
+def wait_run_via_service(hub: Hub, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        run = hub.ecode("GET", f"runs/{run_id}", user="alice", via="service")
+        assert run.status_code == 200, run.text
+        if run.json()["status"] in ("completed", "failed", "cancelled", "interrupted"):
+            return dict(run.json())
+        time.sleep(0.3)
+    pytest.fail(f"run {run_id} did not end; hub log:\n{hub.log_tail()}")
+
+
+def feed_of_service(hub: Hub, run_id: str) -> list[dict[str, Any]]:
+    resp = hub.ecode("GET", f"runs/{run_id}/events", user="alice", via="service")
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["events"])
