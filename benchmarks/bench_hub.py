@@ -41,7 +41,13 @@ sys.path.insert(0, str(REPO))
 
 from ecode_jupyter.context import build_context  # noqa: E402
 from ecode_jupyter.db import Database  # noqa: E402
-from ecode_jupyter.hub.remote import HubDirectory, HubLink, RemoteToolLayer  # noqa: E402
+from ecode_jupyter.hub.projects import ProjectServers  # noqa: E402
+from ecode_jupyter.hub.remote import (  # noqa: E402
+    HubDirectory,
+    HubLink,
+    ProjectPlacement,
+    RemoteToolLayer,
+)
 from ecode_jupyter.identity import EcodeUser  # noqa: E402
 from ecode_jupyter.projects.manager import ProjectManager  # noqa: E402
 from ecode_jupyter.tools.context import ManagerProjectAccess  # noqa: E402
@@ -136,7 +142,10 @@ async def on_the_hub(calls: int) -> dict[str, list[float]]:
             auto_upgrade=False,
         )
         directory = HubDirectory(HubLink(hub.api_url, hub.ecode_token, hub.url))
-        remote = RemoteToolLayer(context, directory)
+        # As the example runs it: the project in a server of its own.
+        remote = RemoteToolLayer(
+            context, ProjectPlacement(context, directory, ProjectServers(directory))
+        )
         alice = EcodeUser("alice", "alice", False)
         args = {"project": pid, "path": "app.py"}
         results["read_file service -> owner's server"] = await timed(
