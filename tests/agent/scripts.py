@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from ecode_jupyter.testing import ScriptedToolCall, ScriptedTurn, text_turn, tool_turn
 
 BUGGY_APP = """\
@@ -62,3 +66,13 @@ def flask_build_script() -> list[ScriptedTurn]:
         tool_turn("run_command", {"command": TEST_COMMAND}),
         text_turn("Built a Flask todo API (app.py) with a passing test."),
     ]
+
+
+def use_loopback(provider: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the provider's SDK at a loopback server (a key, and the server as base URL)."""
+    if provider == "anthropic":
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
+    else:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)

@@ -11,18 +11,10 @@ import pytest
 from ecode_jupyter.testing import ScriptedToolCall, ScriptedTurn, text_turn, tool_turn
 
 from .feed import events, of_type, wait_final
+from .scripts import use_loopback
 
 PROVIDERS = ["anthropic", "openai"]
 FAILING_TEST = "def test_sum():\n    assert 1 + 1 == 3\n"
-
-
-def use(provider: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    if provider == "anthropic":
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-    else:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
 
 
 def loopback(provider: str, anthropic: Any, openai: Any) -> Any:
@@ -57,7 +49,7 @@ async def test_a_collect_only_pytest_run_does_not_make_a_run_completed(
             text_turn("They pass, I checked."),
         ]
     )
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, (await start(ecode_api))["id"])
     feed = await events(ecode_api, run["id"])
 
@@ -85,7 +77,7 @@ async def test_a_project_without_tests_is_not_verified(
             text_turn("It is done."),
         ]
     )
-    use("anthropic", server, monkeypatch)
+    use_loopback("anthropic", server, monkeypatch)
     run = await wait_final(ecode_api, (await start(ecode_api))["id"])
     assert (run["status"], run["reason"]) == ("failed", "tests_failing")
     assert run["summary"]["tests"]["exit_code"] == 5
@@ -138,7 +130,7 @@ async def test_a_node_project_is_verified_with_npm_test(
             text_turn("Fixed: npm test passes."),
         ]
     )
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, (await start(ecode_api, "a sum module in Node"))["id"])
     feed = await events(ecode_api, run["id"])
 
@@ -191,7 +183,7 @@ async def test_a_notebook_project_is_executed_top_to_bottom(
             text_turn("Fixed the assertion."),
         ]
     )
-    use("openai", server, monkeypatch)
+    use_loopback("openai", server, monkeypatch)
     run = await wait_final(ecode_api, (await start(ecode_api, "a notebook"))["id"])
     feed = await events(ecode_api, run["id"])
 
@@ -227,7 +219,7 @@ async def test_answers_that_are_not_finished_never_complete_a_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = loopback(provider, ecode_anthropic_loopback, ecode_openai_loopback)(turns)
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     # A template's passing tests: were the answer taken as finished, the run would complete.
     run = await wait_final(ecode_api, (await start(ecode_api, template="python-script"))["id"])
     feed = await events(ecode_api, run["id"])
@@ -253,7 +245,7 @@ async def test_a_tool_call_cut_by_the_output_limit_is_reported_as_cut(
             text_turn("I will stop here.", stop_reason="some_new_reason"),
         ]
     )
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, (await start(ecode_api))["id"])
     (result,) = server.requests[1].tool_results()
     assert result.is_error

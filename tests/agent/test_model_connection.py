@@ -13,6 +13,7 @@ from ecode_jupyter.billing.models import LedgerEntry
 from ecode_jupyter.testing import CutStream, HTTPFault, ScriptedTurn, text_turn, tool_turn
 
 from .feed import events, of_type, wait_final
+from .scripts import use_loopback
 
 PROVIDERS = ["anthropic", "openai"]
 
@@ -27,15 +28,6 @@ def agent_config() -> dict[str, Any]:
         "agent_read_timeout_s": 1.0,
         "agent_max_retry_after_s": 60.0,
     }
-
-
-def use(provider: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    if provider == "anthropic":
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-    else:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
 
 
 def make(provider: str, anthropic: Any, openai: Any, turns: list[ScriptedTurn], **kw: Any) -> Any:
@@ -66,7 +58,7 @@ async def test_a_burst_of_overloaded_answers_is_waited_out_in_the_feed(
     burst = [HTTPFault(529), HTTPFault(429), HTTPFault(529), HTTPFault(503)]
     turn = text_turn("Done.", faults=burst)
     server = make(provider, ecode_anthropic_loopback, ecode_openai_loopback, [turn])
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, await start(ecode_api))
     feed = await events(ecode_api, run["id"])
 
@@ -93,7 +85,7 @@ async def test_retries_are_bounded(
 ) -> None:
     turn = text_turn("never", faults=[HTTPFault(529)] * 10)
     server = make(provider, ecode_anthropic_loopback, ecode_openai_loopback, [turn])
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, await start(ecode_api))
     assert (run["status"], run["reason"]) == ("failed", "provider_error")
     # The first attempt and c.EcodeApp.agent_max_retries (4) more.
@@ -112,7 +104,7 @@ async def test_a_retry_after_longer_than_the_cap_ends_the_run_saying_so(
 ) -> None:
     turn = text_turn("never", faults=[HTTPFault(429, retry_after_ms=3_600_000)])
     server = make(provider, ecode_anthropic_loopback, ecode_openai_loopback, [turn])
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, await start(ecode_api))
     assert (run["status"], run["reason"]) == ("failed", "provider_error")
     assert len(server.requests) == 1  # not slept through, not retried
@@ -136,7 +128,7 @@ async def test_a_silent_connection_times_out_and_is_retried(
         ecode_openai_loopback,
         [silent, text_turn("Done after all.")],
     )
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run = await wait_final(ecode_api, await start(ecode_api))
     feed = await events(ecode_api, run["id"])
 
@@ -183,7 +175,7 @@ async def test_usage_a_stream_never_reported_is_estimated_not_free(
     # role, text and finish_reason chunks arrive; the usage chunk never does.
     turn = text_turn("Done.", faults=[fault] if fault else [])
     server = ecode_openai_loopback([turn], honour_include_usage=honour)
-    use("openai", server, monkeypatch)
+    use_loopback("openai", server, monkeypatch)
     run = await wait_final(ecode_api, await start(ecode_api))
     feed = await events(ecode_api, run["id"])
 
@@ -209,7 +201,7 @@ async def test_a_cancelled_runs_feed_ends_with_its_cost(
 ) -> None:
     turn = tool_turn("run_command", {"command": "touch started; sleep 60"})
     server = make(provider, ecode_anthropic_loopback, ecode_openai_loopback, [turn])
-    use(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     run_id = await start(ecode_api)
     run = (await ecode_api("GET", f"runs/{run_id}")).body
     while not (ecode_workspace_root / run["project_id"] / "started").exists():

@@ -12,16 +12,7 @@ import pytest
 from ecode_jupyter.testing import text_turn, tool_turn
 
 from .feed import events, of_type, wait_final
-from .scripts import TEST_COMMAND, flask_build_script
-
-
-def configure(provider: str, server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    if provider == "anthropic":
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.base_url)
-    else:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+from .scripts import TEST_COMMAND, flask_build_script, use_loopback
 
 
 @pytest.mark.parametrize("provider", ["anthropic", "openai"])
@@ -35,7 +26,7 @@ async def test_scripted_model_builds_a_flask_app_whose_tests_pass(
 ) -> None:
     loopback = ecode_anthropic_loopback if provider == "anthropic" else ecode_openai_loopback
     server = loopback(flask_build_script())
-    configure(provider, server, monkeypatch)
+    use_loopback(provider, server, monkeypatch)
     project = (await ecode_api("POST", "projects", body={"name": "todo"})).body
     resp = await ecode_api(
         "POST", f"projects/{project['id']}/runs", body={"prompt": "a Flask todo API with tests"}
@@ -87,7 +78,7 @@ async def test_a_run_whose_tests_still_fail_ends_failed_with_the_reason(
             text_turn("I cannot see what is wrong."),
         ]
     )
-    configure("anthropic", server, monkeypatch)
+    use_loopback("anthropic", server, monkeypatch)
     pid = (await ecode_api("POST", "projects", body={"name": "sums"})).body["id"]
     started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "sums"})
     run = await wait_final(ecode_api, started.body["id"])
