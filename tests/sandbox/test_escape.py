@@ -78,7 +78,8 @@ class Server:
     config_dir: Path
     config_file: Path
     data_dir: Path
-    database: Path
+    # The SQLite file; None when the suite runs on PostgreSQL, whose data is not a file here.
+    database: Path | None
     secrets_key: Path
     home: Path
     marker: str
@@ -127,7 +128,11 @@ def server(
     suid = workspace / "suid-id"
     shutil.copy("/usr/bin/id", suid)
     os.chmod(suid, 0o4755)
-    database = Path(ecode_database_url.removeprefix("sqlite:///"))
+    database = (
+        Path(ecode_database_url.removeprefix("sqlite:///"))
+        if ecode_database_url.startswith("sqlite:///")
+        else None
+    )
     return Server(
         workspace=workspace,
         other_workspace=other,
@@ -251,8 +256,10 @@ async def test_the_servers_config_folder_is_absent(probe: Probe, server: Server)
 
 
 async def test_the_ecode_database_and_data_folder_are_absent(probe: Probe, server: Server) -> None:
-    assert server.database.exists()
-    paths = [server.database, Path(f"{server.database}-wal"), server.data_dir]
+    paths = [server.data_dir]
+    if server.database is not None:
+        assert server.database.exists()
+        paths += [server.database, Path(f"{server.database}-wal")]
     out, _ = await probe("read_files", {"paths": [str(p) for p in paths]})
     blocked(out)
 
