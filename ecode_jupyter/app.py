@@ -42,9 +42,15 @@ from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .hub import SERVER as HUB_SERVER
 from .hub import SERVICE as HUB_SERVICE
+from .identity import EcodeUser, resolve_user
+from .kernels.host import KERNEL_NAME, KernelHost
+from .kernels.host import SETTINGS_KEY as KERNEL_HOST_KEY
+from .kernels.host import SPEC_DIR as KERNEL_SPEC_DIRS
+from .kernels.server import ServerKernels, without_nagle
 from .ratelimit import DEFAULT_RATE_LIMITS, make_rate_limiter, parse_limits
-from .sandbox import create_sandbox_launcher
+from .sandbox import SandboxLauncher, create_sandbox_launcher
 from .tools import http as tools_http
+from .tools.context import ManagerProjectAccess, ProjectAccess
 
 log = logging.getLogger(__name__)
 
@@ -555,10 +561,15 @@ class EcodeApp(ExtensionApp):
         else:
             # Every process a project runs starts in the sandbox (sandbox/).
             launcher = create_sandbox_launcher(self)
+            # Project kernels (kernels/): the server's own, in the sandbox, shared by the
+            # project's notebooks and the agent.
+            access = ManagerProjectAccess(context.projects, context.secrets)
+            kernels = self._setup_kernels(access, launcher, Path(self.workspace_root), context)
+            context.extras["kernels"] = kernels
             # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the
             # agent.
             context.extras["tools"] = tools_http.create_tool_layer(
-                self.serverapp, context, launcher=launcher
+                self.serverapp, context, launcher=launcher, kernels=kernels
             )
         # The agent (agent/): runs, their feeds on the server's event bus too.
         context.extras["agent"] = create_agent_manager(
@@ -615,11 +626,68 @@ class EcodeApp(ExtensionApp):
         )
         # Commands the service sends run in the same sandbox as on a server of its own: the
         # server's token, runtime files and the owner's other files stay out of their reach.
-        self._hub_tools = ToolLayer(access, live=live, launcher=create_sandbox_launcher(self))
+        launcher = create_sandbox_launcher(self)
+        kernels = self._setup_kernels(
+            access,
+            launcher,
+            access.workspace_root,
+            None,
+            project_id=self.hub_project_id or None,
+        )
+        self._hub_tools = ToolLayer(access, live=live, launcher=launcher, kernels=kernels)
         self.settings.update(
             {"ecode_link": link, "ecode_access": access, "ecode_tools": self._hub_tools}
         )
         self.log.info("ecode: the ecode API of this server is the hub service at %s", link.url)
+
+    def _setup_kernels(
+        self,
+        access: ProjectAccess,
+        launcher: SandboxLauncher,
+        workspace_root: Path,
+        context: EcodeContext | None,
+        *,
+        project_id: str | None = None,
+    ) -> ServerKernels:
+        """The kernel host (what the ecode provisioner asks) and the agent's kernels."""
+        serverapp = self.serverapp
+        assert serverapp is not None
+        host = KernelHost(access, launcher, workspace_root, project_id=project_id)
+
+        def to_user(handler: Any, user: Any) -> EcodeUser:
+            # Who a kernel or session request comes from, as the ecode API would see them.
+            if context is None:  # a hub user's server: the owner, or a project's member
+                name = str(getattr(user, "username", ""))
+                return resolve_user(
+                    user,
+                    handler.identity_provider,
+                    owner_name=name,
+                    admin_users=set(),
+                    owner_is_admin=False,
+                )
+            return resolve_user(
+                user,
+                handler.identity_provider,
+                owner_name=context.owner_name,
+                admin_users=context.admin_users,
+                owner_is_admin=context.owner_is_admin,
+            )
+
+        host.watch_requests(serverapp, to_user)
+        specs = serverapp.kernel_spec_manager
+        assert specs is not None
+        if KERNEL_NAME not in specs.find_kernel_specs():
+            # The package installs the spec into share/jupyter/kernels; where that prefix is
+            # not on Jupyter's path (some editable installs, a relocated venv) use its copy.
+            specs.kernel_dirs = [*specs.kernel_dirs, str(KERNEL_SPEC_DIRS)]
+        # Into the extension's settings: ExtensionApp copies them over the web app's after
+        # this method, so a change made to the web app's settings directly would be undone.
+        connection = self.settings.get("kernel_websocket_connection_class")
+        if connection is not None:
+            self.settings["kernel_websocket_connection_class"] = without_nagle(connection)
+        self.settings[KERNEL_HOST_KEY] = host
+        self._kernel_host = host
+        return ServerKernels(serverapp, host)
 
     def initialize_handlers(self) -> None:
         if self.hub_role == HUB_SERVER:

@@ -112,10 +112,14 @@ class ProjectHandler(ProjectJsonMixin):
                 if run["status"] in ("queued", "running"):
                     await agent.cancel_run(user, run["id"])
         project = await self.ecode.projects.delete_project(user, project_id)
-        # Its apps stop now, not at the deploy manager's next poll.
+        # Its apps stop now, not at the deploy manager's next poll, and its kernels with them
+        # (a deleted project's code must not go on running, nor its secrets stay loaded).
         deploy = self.ecode.extras.get("deploy")
         if deploy is not None:
             await deploy.stop_project(project["id"])
+        kernels = self.ecode.extras.get("kernels")
+        if kernels is not None:
+            await kernels.shutdown_project(project["id"])
         self.finish_json(project)
 
 

@@ -35,6 +35,7 @@ from ecode_jupyter.exceptions import RateLimited
 from ecode_jupyter.handlers.base import EcodeHandler
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.tools.context import ManagerProjectAccess
+from ecode_jupyter.tools.kernel import KernelProvider
 from ecode_jupyter.tools.server import SCOPE_COUNTED_KEY, SCOPE_USER_KEY, ToolLayer
 from ecode_jupyter.workspace.collab import JupyterLiveDocuments
 from ecode_jupyter.workspace.commands import Launcher
@@ -71,10 +72,14 @@ class DatabaseAudit:
 
 
 def create_tool_layer(
-    serverapp: Any, context: EcodeContext, *, launcher: Launcher | None = None
+    serverapp: Any,
+    context: EcodeContext,
+    *,
+    launcher: Launcher | None = None,
+    kernels: KernelProvider | None = None,
 ) -> ToolLayer:
     """The tool layer of a running server: the suite's managers, live Y documents, audit,
-    and the launcher its commands start through (the server's sandbox)."""
+    the launcher its commands start through (the server's sandbox) and its kernels."""
     live = JupyterLiveDocuments(
         lambda: serverapp.web_app.settings, Path(serverapp.root_dir).expanduser()
     )
@@ -85,6 +90,7 @@ def create_tool_layer(
         preview_backend=DeployPreviews(context),
         limiter=context.extras.get("limits"),
         launcher=launcher,
+        kernels=kernels,
     )
 
 

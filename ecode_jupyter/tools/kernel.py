@@ -6,8 +6,11 @@ Python when it has ipykernel, otherwise this server's Python with the venv's pac
 path. Outputs come back fit for a model: text capped with a note, images as embedded MCP
 resources (never base64 inside text), tracebacks without terminal colour codes.
 
-:class:`KernelProvider` is the seam for the kernels work (provisioner, namespaces, GPU lease,
-remote kernels): it replaces :class:`LocalKernels` without touching the tool.
+:class:`KernelProvider` is the seam. In a Jupyter server it is
+:class:`ecode_jupyter.kernels.ServerKernels`: the server's own kernels, started by the ecode
+provisioner in the project's sandbox, shared with the project's notebooks and listed in Lab.
+:class:`LocalKernels` (a private kernel manager, no sandbox) remains for a tool layer with no
+server around it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from mcp_types import (
 )
 from pydantic import Field
 
+from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.tools.context import ToolProject, project_environment
 from ecode_jupyter.tools.files import file_resource_uri
 from ecode_jupyter.workspace.commands import base_environment
@@ -69,7 +73,9 @@ class ExecutionResult:
 
 
 class KernelProvider(Protocol):
-    """Runs code in a project's kernel. Called by the execute_code tool only."""
+    """Runs code in a project's kernel. Called by the execute_code tool, and on a project's
+    deletion. ``user`` is the authorized caller (a kernel that starts for the call starts as
+    theirs)."""
 
     async def execute(
         self,
@@ -78,7 +84,10 @@ class KernelProvider(Protocol):
         *,
         timeout_s: float,
         on_output: OutputCallback | None = None,
+        user: EcodeUser | None = None,
     ) -> ExecutionResult: ...
+
+    async def shutdown_project(self, project_id: str) -> None: ...
 
     async def shutdown_all(self) -> None: ...
 
@@ -95,7 +104,7 @@ def _venv_site_packages(venv: Path) -> list[str]:
     return [str(p) for p in sorted((venv / "lib").glob("python3*/site-packages"))]
 
 
-def _kernel_python(project: ToolProject) -> tuple[str, dict[str, str]]:
+def kernel_python(project: ToolProject) -> tuple[str, dict[str, str]]:
     """The Python to run the kernel with, and extra environment for it."""
     venv_python = project.venv / "bin" / "python"
     site = _venv_site_packages(project.venv)
@@ -129,7 +138,7 @@ class LocalKernels:
             return kernel
 
     async def _start(self, project: ToolProject) -> _ProjectKernel:
-        python, extra = _kernel_python(project)
+        python, extra = kernel_python(project)
         spec_dir = tempfile.TemporaryDirectory(prefix="ecode-kernelspec-")
         spec_path = Path(spec_dir.name) / "ecode-project"
         spec_path.mkdir()
@@ -181,59 +190,75 @@ class LocalKernels:
         *,
         timeout_s: float,
         on_output: OutputCallback | None = None,
+        user: EcodeUser | None = None,
     ) -> ExecutionResult:
         kernel = await self._kernel(project)
         # One execution at a time per kernel: its iopub messages must not interleave.
         async with kernel.lock:
-            return await self._run(project.id, kernel, code, timeout_s, on_output)
+            result, broken = await run_code(
+                kernel.client,
+                code,
+                timeout_s=timeout_s,
+                on_output=on_output,
+                interrupt=kernel.manager.interrupt_kernel,
+                is_alive=kernel.manager.is_alive,
+            )
+        if broken:
+            await self._discard(project.id)
+        return result
 
-    async def _run(
-        self,
-        project_id: str,
-        kernel: _ProjectKernel,
-        code: str,
-        timeout_s: float,
-        on_output: OutputCallback | None,
-    ) -> ExecutionResult:
-        client = kernel.client
-        result = ExecutionResult()
-        msg_id = client.execute(code, store_history=True, allow_stdin=False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        interrupted = False
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                if interrupted:
-                    # The interrupt did not bring the kernel back: restart it.
-                    result.status = "timeout"
-                    result.notes.append("the kernel did not stop after an interrupt; restarted")
-                    await self._discard(project_id)
-                    return result
+    async def shutdown_project(self, project_id: str) -> None:
+        await self._discard(project_id)
+
+
+async def run_code(
+    client: Any,
+    code: str,
+    *,
+    timeout_s: float,
+    on_output: OutputCallback | None,
+    interrupt: Callable[[], Awaitable[None]],
+    is_alive: Callable[[], Awaitable[bool]],
+) -> tuple[ExecutionResult, bool]:
+    """Execute ``code`` with ``client`` and collect what it produced. The second value is
+    True when the kernel is unusable after it (died, or did not stop after an interrupt):
+    the caller restarts or drops it."""
+    result = ExecutionResult()
+    msg_id = client.execute(code, store_history=True, allow_stdin=False)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    interrupted = False
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            if interrupted:
+                # The interrupt did not bring the kernel back: restart it.
                 result.status = "timeout"
-                result.notes.append(f"timed out after {timeout_s:g}s; the kernel was interrupted")
-                await kernel.manager.interrupt_kernel()
-                interrupted = True
-                deadline = loop.time() + INTERRUPT_GRACE_S
-                continue
-            try:
-                msg = await client.get_iopub_msg(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                if not await kernel.manager.is_alive():
-                    result.status = "died"
-                    result.notes.append("the kernel died; it will be restarted on the next call")
-                    await self._discard(project_id)
-                    return result
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind = msg["msg_type"]
-            content = msg["content"]
-            if kind == "status" and content.get("execution_state") == "idle":
-                return result
-            piece = _apply_message(result, kind, content)
-            if piece and on_output is not None:
-                await on_output(piece)
+                result.notes.append("the kernel did not stop after an interrupt; restarted")
+                return result, True
+            result.status = "timeout"
+            result.notes.append(f"timed out after {timeout_s:g}s; the kernel was interrupted")
+            await interrupt()
+            interrupted = True
+            deadline = loop.time() + INTERRUPT_GRACE_S
+            continue
+        try:
+            msg = await client.get_iopub_msg(timeout=min(remaining, 1.0))
+        except queue.Empty:
+            if not await is_alive():
+                result.status = "died"
+                result.notes.append("the kernel died; it will be restarted on the next call")
+                return result, True
+            continue
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        kind = msg["msg_type"]
+        content = msg["content"]
+        if kind == "status" and content.get("execution_state") == "idle":
+            return result, False
+        piece = _apply_message(result, kind, content)
+        if piece and on_output is not None:
+            await on_output(piece)
 
 
 def _apply_message(result: ExecutionResult, kind: str, content: dict[str, Any]) -> str:
@@ -299,7 +324,7 @@ def register(layer: ToolLayer) -> None:
         await layer.audit(caller, proj, "execute_code", {"chars": len(code)})
         limit = min(timeout_s or settings.execute_timeout_s, settings.command_max_timeout_s)
         result = await layer.kernels.execute(
-            proj, code, timeout_s=limit, on_output=caller.reporter.output
+            proj, code, timeout_s=limit, on_output=caller.reporter.output, user=caller.user
         )
         text, capped = cap_text(result.text, settings.execute_output_cap_chars)
         header = f"[status: {result.status}"

@@ -1,7 +1,8 @@
 """The escape suite: project code trying to get out of its sandbox, and failing.
 
 Every scenario runs the same probe script (``probes.py``) from ``run_command`` (through the
-real tool layer over MCP) and from a running preview app that runs it at request time. The
+real tool layer over MCP), from a running preview app that runs it at request time, and
+inside the project's kernel (``execute_code``: the ecode provisioner's kernel). The
 server is set up the way a user's would be: the workspaces inside the server user's home, a
 token file in the runtime folder, a config file, a secrets key file, an SSH key and a shell
 history in the home, a secret in the server's own environment, another user's project next
@@ -156,7 +157,11 @@ def _project_of(workspace: Path) -> str:
     return workspace.name
 
 
-@pytest.fixture(params=["command", "preview"])
+# How a kernel's execution ends, as an exit code: a kernel killed by the memory limit "died".
+_KERNEL_EXIT = {"ok": 0, "error": 1, "died": -9, "timeout": -1}
+
+
+@pytest.fixture(params=["command", "preview", "kernel"])
 def probe(
     jp_asyncio_loop: asyncio.AbstractEventLoop,
     request: pytest.FixtureRequest,
@@ -181,6 +186,28 @@ def probe(
             return str(data["output"]), data["exit_code"]
 
         yield by_command
+        return
+    if request.param == "kernel":
+
+        async def by_kernel(name: str, args: dict[str, Any]) -> tuple[str, int | None]:
+            # The probe runs inside the project's kernel process itself (the ecode
+            # provisioner's sandbox), as a notebook cell would.
+            code = (
+                "import sys\n"
+                f"sys.argv = ['probe.py', {name!r}, {json.dumps(args)!r}]\n"
+                "exec(compile(open('probe.py').read(), 'probe.py', 'exec'), "
+                "{'__name__': '__main__'})\n"
+            )
+            async with mcp_connect("alice") as client:
+                result = await client.call_tool(
+                    "execute_code", {"project": project, "code": code, "timeout_s": 120}
+                )
+            assert not result.is_error, result
+            text = "".join(getattr(block, "text", "") for block in result.content)
+            status = text.removeprefix("[status: ").split("]", 1)[0].split(",", 1)[0]
+            return text, _KERNEL_EXIT.get(status)
+
+        yield by_kernel
         return
 
     async def start() -> str:

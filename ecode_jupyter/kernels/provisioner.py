@@ -1,0 +1,142 @@
+"""EcodeProvisioner: a project's kernel, started in the project's sandbox.
+
+jupyter_client's LocalProvisioner gives a kernel the server's whole environment (a copy of
+``os.environ``: tokens, keys, the database URL) and the server's rights. This one, named by
+the ``ecode-python`` kernelspec:
+
+- finds the project and authorizes the caller through the :class:`~.host.KernelHost`;
+- builds the environment from nothing: the clean base every project command gets, the
+  project's own variables (``DATABASE_URL``, its secrets, its venv on ``PATH``) and the
+  start's ``KERNEL_*`` variables, never the server's;
+- runs the project venv's Python when it has ipykernel, else the server's with the venv's
+  packages on the path (as ``run_command`` sees them);
+- starts the kernel through ``SandboxLauncher.prepare`` (the one launcher of project code):
+  only the workspace and the kernel's private folder writable, the server's files absent;
+- connects over IPC sockets in that private folder when the sandbox is on, so a kernel
+  works with the network off (a namespace of its own has no route to the host's loopback)
+  and its ports are not open to every local process;
+- interrupts by message (``interrupt_mode`` in the kernelspec): the kernel runs in a session
+  and PID namespace of its own, which a signal to bubblewrap's process group never reaches.
+  Killing that group does end it: bubblewrap dies, and ``--die-with-parent`` takes the
+  namespace with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from ..sandbox import PreparedLaunch
+from ..tools.kernel import kernel_python
+from ..workspace.commands import LaunchSpec, ResourceLimits, base_environment
+from .host import PROJECT_ENV, KernelHost, KernelRecord, current_host
+
+# Variables of a start's environment a kernel may keep: the Jupyter session name and the
+# KERNEL_* convention (Enterprise Gateway passes these on to remote kernels too).
+_KEPT = ("JPY_SESSION_NAME",)
+# A kernel lives for hours: no CPU-time rlimit (the cgroup's CPU share bounds it) and no
+# address-space cap (CUDA and JAX reserve far more virtual memory than they touch; the
+# cgroup's memory limit bounds what is used).
+KERNEL_LIMITS = ResourceLimits(address_space_bytes=None, cpu_seconds=None)
+_RELEASE_TRIES = 40
+_RELEASE_WAIT_S = 0.05
+
+
+class EcodeProvisioner(LocalProvisioner):
+    """See the module docstring."""
+
+    _host: KernelHost | None = None
+    _record: KernelRecord | None = None
+    _prepared: PreparedLaunch | None = None
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        host = current_host(self.parent)
+        kernel_id = str(self.kernel_id)
+        given = dict(kwargs.get("env") or {})
+        project, record = await host.open(kernel_id, given, kwargs.get("cwd"))
+        self._host, self._record = host, record
+        km = self.parent
+        assert km is not None  # a provisioner is always made by its kernel manager
+        if host.launcher is not None and host.launcher.usable:
+            # IPC sockets in the kernel's own folder (see the module docstring). Paths stay
+            # the same across restarts, so open clients reconnect to the same places.
+            km.transport = "ipc"
+            km.ip = str(record.folder / "k")
+            km.cache_ports = False
+            km.connection_file = str(record.folder / "connection.json")
+        python, extra = kernel_python(project)
+        env = {**project.env, **extra, PROJECT_ENV: project.id}
+        env.update({k: v for k, v in given.items() if k.startswith("KERNEL_") or k in _KEPT})
+        env.update(self.kernel_spec.env or {})
+        kwargs["cwd"] = str(project.workspace)
+        kwargs["env"] = env
+        launched = await super().pre_launch(**kwargs)
+        cmd = list(launched["cmd"])
+        if cmd and Path(cmd[0]).name.startswith("python"):
+            cmd[0] = python
+        launched["cmd"] = cmd
+        # KernelProvisionerBase starts from os.environ when it finalizes: start over from the
+        # clean base, keeping what was set above.
+        launched["env"] = base_environment(env)
+        return launched
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        host, record = self._host, self._record
+        assert host is not None and record is not None
+        cwd = Path(kwargs["cwd"])
+        env = dict(kwargs["env"])
+        if host.launcher is None:
+            # No launcher (a server built without one): the clean environment, no sandbox.
+            self.process = subprocess.Popen(  # noqa: S603 - argv from the kernelspec
+                cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        else:
+            spec = LaunchSpec(
+                argv=cmd, cwd=cwd, env=env, limits=KERNEL_LIMITS, writable=(cwd, record.folder)
+            )
+            prepared = host.launcher.prepare(spec)
+            try:
+                self.process = subprocess.Popen(  # noqa: S603 - bubblewrap's argv
+                    prepared.argv,
+                    cwd=prepared.cwd,
+                    env=prepared.env,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    preexec_fn=prepared.preexec,  # noqa: PLW1509 - rlimits and the cgroup
+                )
+            except BaseException:
+                prepared.release()
+                raise
+            self._prepared = prepared
+            if prepared.report.missing:
+                self.log.warning(
+                    "ecode kernel of project %s: %s", record.project_id, prepared.report.summary()
+                )
+        self.pid = self.process.pid
+        self.pgid = self.pid  # the leader of its own session
+        self.cwd = str(cwd)
+        return self.connection_info
+
+    async def cleanup(self, restart: bool = False) -> None:
+        await super().cleanup(restart=restart)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None:
+            # The cgroup can be removed once its last process has gone; that may lag the
+            # kernel's exit by a few milliseconds.
+            for _ in range(_RELEASE_TRIES):
+                if prepared.release():
+                    break
+                await asyncio.sleep(_RELEASE_WAIT_S)
+        if not restart and self._host is not None:
+            self._host.forget(str(self.kernel_id))
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = await super().get_provisioner_info()
+        if self._record is not None:
+            info["ecode_project"] = self._record.project_id
+        return info
