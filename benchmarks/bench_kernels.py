@@ -13,8 +13,11 @@ One real Jupyter server with the ecode extension (sandbox on), a project in it, 
   server's kernel WebSocket (what Lab does, with the server's ``TCP_NODELAY``) and with a
   direct ZMQ client on the same kernel (the floor). Goal: WebSocket p50 at most 5 ms.
 
-A warm pool (claim to first execute) is not built yet; ``run_command`` with and without the
-sandbox is ``bench_sandbox.py``.
+- **warm pool**: the project opened (``POST projects/{id}/kernels/warm``), then
+  ``POST /api/kernels`` for the project's folder claims the pooled kernel, until its first
+  ``execute_reply``. Goal: p50 at most 50 ms, 10x faster than cold.
+
+``run_command`` with and without the sandbox is ``bench_sandbox.py``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 START_GOAL_MS = 50.0
+CLAIM_GOAL_MS = 50.0
 ROUND_TRIP_GOAL_MS = 5.0
 HEADERS = {"Authorization": f"token {TOKEN}"}
 
@@ -101,6 +105,26 @@ class Channel:
 async def cold_start(base: str, spec: str, path: str) -> float:
     started = time.perf_counter()
     kernel = await _api(base, "POST", "api/kernels", {"name": spec, "path": path})
+    channel = await Channel.open(base, kernel["id"])
+    await channel.execute("pass")
+    elapsed = (time.perf_counter() - started) * 1000
+    channel.close()
+    await _api(base, "DELETE", f"api/kernels/{kernel['id']}")
+    return elapsed
+
+
+async def claim_from_pool(base: str, project_id: str, path: str) -> float:
+    await _api(base, "POST", f"api/ecode/projects/{project_id}/kernels/warm")
+    for _ in range(600):  # until the pooled kernel is up (not timed)
+        listed = await _api(base, "GET", f"api/ecode/projects/{project_id}/kernels")
+        if any(k["pooled"] for k in listed["kernels"]):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        msg = "the pool did not fill"
+        raise RuntimeError(msg)
+    started = time.perf_counter()
+    kernel = await _api(base, "POST", "api/kernels", {"name": "ecode-python", "path": path})
     channel = await Channel.open(base, kernel["id"])
     await channel.execute("pass")
     elapsed = (time.perf_counter() - started) * 1000
@@ -182,8 +206,17 @@ async def main(starts: int, calls: int) -> None:
                 f"ecode-python (sandboxed) p50 {s50:.0f} ms | adds {s50 - p50:+.0f} ms "
                 f"(goal <= +{START_GOAL_MS:g} ms: {verdict})"
             )
+            claims: list[float] = []
+            for _ in range(starts):
+                claims.append(await claim_from_pool(base, project["id"], path))
+            c50 = pct(claims, 0.5)
+            verdict = "ok" if c50 <= CLAIM_GOAL_MS and c50 * 10 <= s50 else "OVER GOAL"
+            print(
+                f"warm pool, claim to first execute ({starts}): p50 {c50:.1f} ms p90 "
+                f"{pct(claims, 0.9):.1f} | {s50 / c50:.0f}x faster than a sandboxed cold start "
+                f"(goal p50 <= {CLAIM_GOAL_MS:g} ms and >= 10x: {verdict})"
+            )
             await round_trips(base, tmp / "runtime", path, calls)
-            print("warm pool (claim to first execute): not built")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

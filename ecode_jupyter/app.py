@@ -38,6 +38,7 @@ from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, open_project, projects, runs, secrets
 from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
+from .handlers import kernels as kernel_handlers
 from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .hub import SERVER as HUB_SERVER
@@ -46,6 +47,7 @@ from .identity import EcodeUser, resolve_user
 from .kernels.host import KERNEL_NAME, KernelHost
 from .kernels.host import SETTINGS_KEY as KERNEL_HOST_KEY
 from .kernels.host import SPEC_DIR as KERNEL_SPEC_DIRS
+from .kernels.pool import KernelPool
 from .kernels.server import ServerKernels, without_nagle
 from .ratelimit import DEFAULT_RATE_LIMITS, make_rate_limiter, parse_limits
 from .sandbox import SandboxLauncher, create_sandbox_launcher
@@ -64,6 +66,7 @@ HANDLER_MODULES = [
     billing_handlers,
     runs,
     deploy_handlers,
+    kernel_handlers,
 ]
 
 
@@ -408,6 +411,18 @@ class EcodeApp(ExtensionApp):
         Default: 1024.""",
     ).tag(config=True)
 
+    kernel_pool_size = Int(
+        1,
+        help="""Project kernels started ahead for each project opened in Lab, so its next
+        notebook or execute_code starts at once (kernels/pool.py). 0: no warm pool.""",
+    ).tag(config=True)
+
+    kernel_pool_max = Int(
+        4,
+        help="""At most this many pooled (started, unclaimed) kernels on the server; warming
+        another project shuts down those of the project warmed longest ago.""",
+    ).tag(config=True)
+
     sandbox_cpu_limit = Float(
         0.0,
         help="""CPU cores one project process may use (cgroup CPU quota), e.g. 2.0 or 0.5.
@@ -687,7 +702,10 @@ class EcodeApp(ExtensionApp):
             self.settings["kernel_websocket_connection_class"] = without_nagle(connection)
         self.settings[KERNEL_HOST_KEY] = host
         self._kernel_host = host
-        return ServerKernels(serverapp, host)
+        pool = KernelPool(serverapp, host, size=self.kernel_pool_size, limit=self.kernel_pool_max)
+        kernels = ServerKernels(serverapp, host, pool=pool)
+        kernels.install()
+        return kernels
 
     def initialize_handlers(self) -> None:
         if self.hub_role == HUB_SERVER:
@@ -699,7 +717,7 @@ class EcodeApp(ExtensionApp):
             # The REST contract without what needs project code here: previews, releases and
             # app routes (deploy) and the MCP endpoint (tools run in owners' servers).
             for module in HANDLER_MODULES:
-                if module not in (deploy_handlers, tools_http):
+                if module not in (deploy_handlers, tools_http, kernel_handlers):
                     self.handlers.extend(module.default_handlers)
             if self.hub_project_servers:
                 from .hub import handlers as hub_handlers

@@ -23,12 +23,11 @@ import contextlib
 import logging
 from typing import Any
 
-from jupyter_client.asynchronous.client import AsyncKernelClient
-
 from ..identity import EcodeUser
 from ..tools.context import ToolProject
 from ..tools.kernel import ExecutionResult, OutputCallback, run_code
 from .host import KERNEL_NAME, PROJECT_ENV, REQUESTER, KernelHost
+from .pool import KernelPool, connect_client
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +35,18 @@ log = logging.getLogger(__name__)
 class ServerKernels:
     """:class:`~ecode_jupyter.tools.kernel.KernelProvider` on the server's kernel manager."""
 
-    def __init__(self, serverapp: Any, host: KernelHost, *, startup_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        serverapp: Any,
+        host: KernelHost,
+        *,
+        pool: KernelPool | None = None,
+        startup_timeout_s: float = 60.0,
+    ) -> None:
         self._serverapp = serverapp
         self._host = host
+        self.host = host
+        self.pool = pool or KernelPool(serverapp, host, size=0, limit=0)
         self._startup_timeout_s = startup_timeout_s
         # Kernels the agent started, by project: the host knows only local ecode kernels,
         # and a remote (Enterprise Gateway) kernel never passes through the provisioner here.
@@ -64,12 +72,19 @@ class ServerKernels:
             self._drop_client(gone)  # shut down from Lab or culled
         lock = self._start_locks.setdefault(project.id, asyncio.Lock())
         async with lock:
-            candidates = self._candidates(project.id)
+            pooled = set(self.pool.ready(project.id))
+            candidates = [kid for kid in self._candidates(project.id) if kid not in pooled]
             if candidates:
                 sessions = await self._serverapp.session_manager.list_sessions()
                 used = {(s.get("kernel") or {}).get("id") for s in sessions}
                 in_notebooks = [kid for kid in candidates if kid in used]
                 return (in_notebooks or candidates)[0]
+            claimed = self.pool.claim(project.id)
+            if claimed is not None:
+                self._started[project.id] = claimed
+                if user is not None:
+                    self.pool.refill_after_claim(project, user)
+                return claimed
             token = REQUESTER.set(user)
             try:
                 kernel_id = await self._manager.start_kernel(
@@ -87,15 +102,7 @@ class ServerKernels:
         client = self._clients.get(kernel_id)
         if client is not None:
             return client
-        manager = self._manager.get_kernel(kernel_id)
-        if hasattr(manager, "get_connection_info") and manager.transport in ("tcp", "ipc"):
-            # A second ZMQ client beside the notebook's WebSocket: same session key.
-            client = AsyncKernelClient()
-            client.load_connection_info(manager.get_connection_info())
-        else:
-            client = manager.client()  # a gateway kernel: its own client class
-        client.start_channels()
-        await client.wait_for_ready(timeout=self._startup_timeout_s)
+        client = await connect_client(self._manager.get_kernel(kernel_id), self._startup_timeout_s)
         self._clients[kernel_id] = client
         return client
 
@@ -138,6 +145,7 @@ class ServerKernels:
 
     async def shutdown_project(self, project_id: str) -> None:
         """Stop every kernel of the project (its notebooks' sessions go with them)."""
+        await self.pool.drop(project_id)
         kernels = set(self._candidates(project_id))
         self._started.pop(project_id, None)
         if not kernels:
@@ -160,8 +168,49 @@ class ServerKernels:
             with contextlib.suppress(Exception):
                 client.stop_channels()
 
+    def install(self) -> None:
+        """Wrap the server's ``start_kernel``: notebook sessions claim pooled kernels, and a
+        failed start leaves nothing behind.
+
+        jupyter_client keeps a failed start's id among its pending kernels for good, and the
+        server's ``shutdown_all`` at exit then fails on that id (404) before it has stopped
+        the kernels after it; refused ecode starts (a stranger's, no project) are expected,
+        so their ids are removed here.
+        """
+        manager = self._manager
+        start = manager.start_kernel
+        pool = self.pool
+
+        async def start_kernel(*args: Any, **kwargs: Any) -> Any:
+            claimed = await pool.claim_for_start(kwargs)
+            if claimed is not None:
+                return claimed
+            try:
+                return await start(*args, **kwargs)
+            except Exception:
+                pending = getattr(manager, "_pending_kernels", {})
+                for kernel_id, task in list(pending.items()):
+                    if task.done() and kernel_id not in manager:
+                        pending.pop(kernel_id, None)
+                raise
+
+        manager.start_kernel = start_kernel
+
+    def project_kernels(self, project_id: str) -> list[dict[str, Any]]:
+        """The project's kernels as ``/api/kernels`` models, with ``pooled`` for the ready
+        ones nobody has claimed yet."""
+        pooled = set(self.pool.ready(project_id))
+        models = []
+        for kernel_id in self._candidates(project_id):
+            model = dict(self._manager.kernel_model(kernel_id))
+            model["pooled"] = kernel_id in pooled
+            models.append(model)
+        return models
+
     async def shutdown_all(self) -> None:
-        # The server shuts its kernels down itself when it stops; only our clients go here.
+        # The server shuts its kernels down itself when it stops; only our clients and the
+        # pool's refills go here.
+        await self.pool.close()
         for kernel_id in list(self._clients):
             self._drop_client(kernel_id)
 
