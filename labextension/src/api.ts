@@ -243,6 +243,17 @@ export async function continueRun(runId: string): Promise<IRun> {
   });
 }
 
+/**
+ * Start the project's kernels ahead (the server's warm pool), so its next notebook or
+ * agent execution starts at once. Editors only; the server answers 202 at once.
+ */
+export async function warmKernels(projectId: string): Promise<void> {
+  await requestAPI<unknown>(
+    `projects/${encodeURIComponent(projectId)}/kernels/warm`,
+    { method: 'POST' }
+  );
+}
+
 export async function getPrices(): Promise<IPrices> {
   return requestAPI<IPrices>('billing/prices');
 }

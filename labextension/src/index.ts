@@ -21,7 +21,7 @@ import {
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
-import { IProject } from './api';
+import { IProject, warmKernels } from './api';
 import { isFinished } from './feedState';
 import { ChangedFileMarker } from './fileMarks';
 import { adviceFor, estimateRunMicros, formatCredits } from './format';
@@ -240,6 +240,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       try {
         const session = await model.open(project);
         showView(session, options);
+        // Kernels started ahead for the project: a viewer is refused and a server without
+        // project kernels (the hub service) has no such route; either way nothing to do.
+        void warmKernels(session.project.id).catch(() => undefined);
         return session;
       } catch (error) {
         const which = typeof project === 'string' ? project : project.name;
