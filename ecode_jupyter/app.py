@@ -24,6 +24,7 @@ from traitlets import (
     Set,
     TraitError,
     Unicode,
+    Union,
     default,
     validate,
 )
@@ -38,12 +39,16 @@ from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, open_project, projects, runs, secrets
 from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
+from .handlers import gpus as gpu_handlers
 from .handlers import kernels as kernel_handlers
 from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .hub import SERVER as HUB_SERVER
 from .hub import SERVICE as HUB_SERVICE
 from .identity import EcodeUser, resolve_user
+from .kernels.gpus import GpuLeases
+from .kernels.gpus import discover as gpu_discover
+from .kernels.gpus import from_config as gpu_from_config
 from .kernels.host import KERNEL_NAME, KernelHost
 from .kernels.host import SETTINGS_KEY as KERNEL_HOST_KEY
 from .kernels.host import SPEC_DIR as KERNEL_SPEC_DIRS
@@ -67,6 +72,7 @@ HANDLER_MODULES = [
     runs,
     deploy_handlers,
     kernel_handlers,
+    gpu_handlers,
 ]
 
 
@@ -442,6 +448,38 @@ class EcodeApp(ExtensionApp):
         node on its PATH are found by themselves. Default: [].""",
     ).tag(config=True)
 
+    # -- GPU leases of project kernels (kernels/gpus/) ------------------------------------
+    gpu_devices = List(
+        Union([Unicode(), Dict()]),
+        default_value=None,
+        allow_none=True,
+        help="""GPUs project kernels may lease: ids as CUDA_VISIBLE_DEVICES takes them (a
+        UUID or an index), or dicts `{"id": "GPU-…", "name": "NVIDIA H200", "nodes":
+        ["/dev/nvidia0"]}` (`nodes`: the device nodes bound into the kernel's sandbox; for an
+        index N it defaults to /dev/nvidiaN). None (default): found with `nvidia-smi -L` at
+        start-up, MIG instances included. []: no GPUs.""",
+    ).tag(config=True)
+
+    gpu_prices = Dict(
+        help="""Credits per GPU-hour by device model as `nvidia-smi -L` names it, e.g.
+        `{"NVIDIA H200": 4, "default": 2}`; a MIG instance is priced by its own name
+        ("NVIDIA A100-SXM4-40GB MIG 3g.20gb"), else its GPU's, else "default". Settled in the
+        credit ledger like model tokens. Default: {"default": 2} (2 credits per GPU-hour).""",
+    ).tag(config=True)
+
+    gpu_sharers = Int(
+        1,
+        help="""Kernels that may hold one GPU at once. 1 (default): leases are exclusive;
+        more lets kernels share a device (each billed in full).""",
+    ).tag(config=True)
+
+    gpu_billing_slice_s = Float(
+        60.0,
+        help="""Seconds of GPU time held ahead in credits and settled at a time: a lease holds
+        the next slice before it runs and is ended (its kernel shut down) when the hold is
+        refused. Default: 60 s.""",
+    ).tag(config=True)
+
     # -- JupyterHub (hub/) -----------------------------------------------------------
     hub_role = Unicode(
         "",
@@ -527,6 +565,7 @@ class EcodeApp(ExtensionApp):
             free_models=self.free_models,
             monthly_allowance=self.monthly_allowance,
             reservation_ttl_s=self.reservation_ttl_s,
+            gpu_prices=self.gpu_prices,
         )
         # Per-user rate limits (ratelimit.py): runs, model calls and tool calls check it.
         context.extras["limits"] = make_rate_limiter(
@@ -581,6 +620,8 @@ class EcodeApp(ExtensionApp):
             access = ManagerProjectAccess(context.projects, context.secrets)
             kernels = self._setup_kernels(access, launcher, Path(self.workspace_root), context)
             context.extras["kernels"] = kernels
+            # GPU leases of those kernels (kernels/gpus/): the provisioner asks the host.
+            context.extras["gpus"] = self._kernel_host.gpus = self._create_gpu_leases(context)
             # The MCP tool layer (tools/): served at /api/ecode/mcp, used in-process by the
             # agent.
             context.extras["tools"] = tools_http.create_tool_layer(
@@ -707,6 +748,19 @@ class EcodeApp(ExtensionApp):
         kernels.install()
         return kernels
 
+    def _create_gpu_leases(self, context: EcodeContext) -> GpuLeases:
+        devices = (
+            gpu_from_config(self.gpu_devices) if self.gpu_devices is not None else gpu_discover()
+        )
+        return GpuLeases(
+            context.db,
+            context.extras["billing"],
+            devices,
+            sharers=self.gpu_sharers,
+            slice_s=self.gpu_billing_slice_s,
+            event_logger=getattr(self.serverapp, "event_logger", None),
+        )
+
     def initialize_handlers(self) -> None:
         if self.hub_role == HUB_SERVER:
             from .hub.server import server_handlers
@@ -763,6 +817,12 @@ class EcodeApp(ExtensionApp):
                     self._gateway.port,
                 )
         self._tasks.append(asyncio.create_task(self._purge_loop()))
+        gpus = self.ecode.extras.get("gpus")
+        if gpus is not None:
+            # Leases a crashed or restarted server left end now; then metering and the
+            # crash watch of GPU kernels.
+            await gpus.start()
+            self._tasks.append(asyncio.create_task(gpus.run_forever()))
         # Releases reservations a crash left open (now, at start-up, then periodically).
         sweep = self.ecode.extras["billing"].sweep_forever(self.billing_sweep_interval_s)
         self._tasks.append(asyncio.create_task(sweep))
@@ -797,4 +857,9 @@ class EcodeApp(ExtensionApp):
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        gpus = self.ecode.extras.get("gpus")
+        if gpus is not None:
+            # GPU kernels stop and their leases are settled while the database is open (the
+            # server's own kernel shutdown comes after this).
+            await gpus.close()
         await asyncio.to_thread(self.ecode.db.dispose)

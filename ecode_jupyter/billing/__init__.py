@@ -5,6 +5,7 @@ from .manager import BillingManager, make_billing_manager
 from .prices import (
     DEFAULT_PRICES,
     MICROS_PER_CREDIT,
+    GpuPrices,
     ModelPrice,
     PriceTable,
     credits_to_micros,
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_PRICES",
     "MICROS_PER_CREDIT",
     "BillingManager",
+    "GpuPrices",
     "ModelPrice",
     "PriceTable",
     "Reservation",

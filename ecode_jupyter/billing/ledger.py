@@ -233,9 +233,11 @@ def settle(
     key: str,
     now: datetime,
     estimated: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> int:
     """Charge a call's real cost against its reservation and let the rest go; ``estimated``
-    marks an entry whose tokens were estimated because the provider never reported them."""
+    marks an entry whose tokens were estimated because the provider never reported them;
+    ``extra`` joins the entry's details (what a GPU slice measured)."""
     conn = session.connection()
     open_, settled = ReservationStatus.open.value, ReservationStatus.settled.value
     row = _claim(conn, reservation_id, open_, settled, "settled", now)
@@ -312,6 +314,8 @@ def settle(
         details["late"] = True
     if estimated:
         details["estimated"] = True
+    if extra:
+        details.update(extra)
     conn.execute(
         INSERT_ENTRY,
         {
@@ -389,5 +393,16 @@ def expired_reservation_ids(
             )
             .order_by(CreditReservation.expires_at)
             .limit(limit)
+        )
+    )
+
+
+def open_reservation_ids_of_run(session: Session, run_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(CreditReservation.id).where(
+                CreditReservation.run_id == run_id,
+                CreditReservation.status == ReservationStatus.open.value,
+            )
         )
     )

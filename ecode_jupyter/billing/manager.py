@@ -10,7 +10,10 @@ Who calls what:
 * the REST handlers (``handlers/billing.py``) and ``jupyter ecode credits``: ``account_summary``,
   ``usage``, ``prices``, ``grant``, ``refund``, ``set_budget``, ``set_allowance``, ``quote``;
 * the server at start-up and then periodically: ``reconcile_expired`` releases reservations
-  whose call never reported back (a crash), so held credits do not stay locked.
+  whose call never reported back (a crash), so held credits do not stay locked;
+* GPU leases of project kernels (``kernels/gpus``): ``reserve_micros`` holds the next slice of
+  GPU time ahead, ``settle_micros`` charges the seconds a slice used (same ledger, same
+  guarantees: no overspend, one charge per key), ``gpu_prices`` prices them.
 
 Amounts are integer micro-credits throughout; the JSON views add exact decimal strings.
 """
@@ -38,7 +41,15 @@ from . import accounts, budgets, ledger, reports
 from .accounts import next_month, period_of
 from .ledger import Reservation
 from .models import BudgetPeriod, BudgetScope, EntryKind
-from .prices import FREE, PriceTable, UsageLike, credits_to_micros, format_credits, money
+from .prices import (
+    FREE,
+    GpuPrices,
+    PriceTable,
+    UsageLike,
+    credits_to_micros,
+    format_credits,
+    money,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +116,14 @@ class BillingManager:
         monthly_allowance_micros: int = 0,
         reservation_ttl_s: float = 1800.0,
         clock: Callable[[], datetime] = utcnow,
+        gpu_prices: GpuPrices | None = None,
     ) -> None:
         if monthly_allowance_micros < 0:
             msg = "the monthly allowance cannot be negative"
             raise InvalidInput(msg)
         self.db = db
         self.prices = prices
+        self.gpu_prices = gpu_prices or GpuPrices()
         self.monthly_allowance_micros = monthly_allowance_micros
         self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
         # Tests move the clock to cross months and expire reservations.
@@ -143,9 +156,12 @@ class BillingManager:
 
         Raises InsufficientCredits (402) when the balance or a budget cannot cover it.
         """
-        username = _username(user)
-        key = _key(key)
         amount = self.estimate(model, input_tokens_estimate, max_output_tokens)
+        return await self._hold(_username(user), project_id, run_id, model, amount, _key(key))
+
+    async def _hold(
+        self, username: str, project_id: str, run_id: str, model: str, amount: int, key: str
+    ) -> Reservation:
         now = self.clock()
 
         def tx(session: Session) -> Reservation:
@@ -183,7 +199,6 @@ class BillingManager:
         billed tokens) and after the reservation expired. The charge never takes the balance
         below zero or a budget past its cap (see ``ledger``).
         """
-        key = _key(key)
         tokens = _Tokens.of(usage)
         try:
             cost = self.prices.price(reservation.model).cost(tokens)
@@ -192,6 +207,20 @@ class BillingManager:
             # charge what was held rather than nothing.
             log.warning("model %s has no price any more; charging its hold", reservation.model)
             cost = reservation.amount_micros
+        # The provider never reported this call's tokens when they were estimated.
+        estimated = bool(getattr(usage, "estimated", False))
+        return await self._charge(reservation, cost, tokens, _key(key), estimated=estimated)
+
+    async def _charge(
+        self,
+        reservation: Reservation,
+        cost: int,
+        tokens: _Tokens,
+        key: str,
+        *,
+        estimated: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
         now = self.clock()
 
         def tx(session: Session) -> int:
@@ -202,8 +231,8 @@ class BillingManager:
                 usage=tokens,
                 key=key,
                 now=now,
-                # The provider never reported this call's tokens; they were estimated.
-                estimated=bool(getattr(usage, "estimated", False)),
+                estimated=estimated,
+                extra=extra,
             )
 
         try:
@@ -223,6 +252,38 @@ class BillingManager:
         )
         if released:
             log.debug("released reservation %s: %s", reservation.id, reason)
+
+    # -- metered resources (GPU time) -------------------------------------------------
+    async def reserve_micros(
+        self,
+        *,
+        user: EcodeUser | str,
+        project_id: str,
+        what: str,
+        amount_micros: int,
+        key: str,
+    ) -> Reservation:
+        """Hold ``amount_micros`` for a metered resource (``what``, e.g. "gpu:NVIDIA H200",
+        is the ledger's model column). Idempotent by ``key``; raises InsufficientCredits."""
+        if amount_micros < 0:
+            msg = "a hold cannot be negative"
+            raise InvalidInput(msg)
+        return await self._hold(_username(user), project_id, "", what, amount_micros, _key(key))
+
+    async def settle_micros(
+        self,
+        reservation: Reservation,
+        cost_micros: int,
+        *,
+        key: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Charge what a metered resource used against its hold (never more than the hold
+        and the free balance: see ``ledger.settle``); returns the charge. Idempotent."""
+        no_tokens = _Tokens(0, 0, 0, 0)
+        return await self._charge(
+            reservation, max(0, cost_micros), no_tokens, _key(key), extra=details
+        )
 
     async def run_cost(self, run_id: str) -> int:
         """What a run has been charged so far, net of refunds, in micro-credits."""
@@ -245,6 +306,23 @@ class BillingManager:
                 break
         if released:
             log.info("released %d expired credit reservations", released)
+        return released
+
+    async def release_run_holds(self, run_id: str, *, reason: str) -> int:
+        """Release every open reservation of a run that no process runs any more (it was
+        interrupted by a crash): its call will never report, and waiting for the expiry
+        would lock the credits for ``reservation_ttl_s``. A report that arrives after all
+        still charges once (``ledger.settle``)."""
+        now = self.clock()
+        ids = await self.db.run(partial(ledger.open_reservation_ids_of_run, run_id=run_id))
+        released = 0
+        for rid in ids:
+            if await self.db.run(
+                partial(ledger.release, reservation_id=rid, reason=reason, now=now)
+            ):
+                released += 1
+        if released:
+            log.info("released %d credit reservations of interrupted run %s", released, run_id)
         return released
 
     async def sweep_forever(self, interval_s: float) -> None:
@@ -438,7 +516,7 @@ class BillingManager:
 
     # -- reading ------------------------------------------------------------------------
     def prices_json(self) -> dict[str, Any]:
-        return self.prices.to_json()
+        return {**self.prices.to_json(), "gpu_prices": self.gpu_prices.to_json()}
 
     async def account_summary(self, user: EcodeUser | str) -> dict[str, Any]:
         """Balance, holds, allowance, budgets and this month's spend of one user.
@@ -526,6 +604,7 @@ def make_billing_manager(
     free_models: list[str],
     monthly_allowance: float,
     reservation_ttl_s: float,
+    gpu_prices: dict[str, Any] | None = None,
 ) -> BillingManager:
     """The manager for ``c.EcodeApp``'s billing traits (server and CLI alike)."""
     return BillingManager(
@@ -533,4 +612,5 @@ def make_billing_manager(
         PriceTable(model_prices, free_models),
         monthly_allowance_micros=credits_to_micros(monthly_allowance, field="monthly_allowance"),
         reservation_ttl_s=reservation_ttl_s,
+        gpu_prices=GpuPrices(gpu_prices),
     )

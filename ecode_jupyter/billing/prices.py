@@ -254,3 +254,50 @@ class PriceTable:
             "models": sorted(models, key=lambda row: str(row["model"])),
             "free_models": sorted(self.free_models),
         }
+
+
+SECONDS_PER_HOUR = 3600
+# What a GPU-hour costs when c.EcodeApp.gpu_prices names neither the device nor "default".
+DEFAULT_GPU_CREDITS_PER_HOUR = 2
+
+
+class GpuPrices:
+    """Micro-credits per GPU-hour, by device model (``c.EcodeApp.gpu_prices``).
+
+    Keys are model names as ``nvidia-smi -L`` prints them ("NVIDIA H200", a MIG instance as
+    "NVIDIA A100-SXM4-40GB MIG 3g.20gb") or ``"default"``; values are credits per hour. A
+    device is priced by its own name, else its GPU's model, else the default.
+    """
+
+    def __init__(self, credits_per_hour: Mapping[str, Any] | None = None) -> None:
+        per_hour = {"default": credits_to_micros(DEFAULT_GPU_CREDITS_PER_HOUR)}
+        for name, value in (credits_per_hour or {}).items():
+            micros = credits_to_micros(value, field=f"gpu_prices[{name!r}]")
+            if micros < 0:
+                msg = f"gpu_prices[{name!r}] cannot be negative"
+                raise InvalidInput(msg)
+            per_hour[str(name)] = micros
+        self.per_hour = per_hour
+
+    def per_hour_micros(self, keys: Iterable[str]) -> int:
+        """The price of the first of ``keys`` that has one (the last is "default")."""
+        for key in keys:
+            if key in self.per_hour:
+                return self.per_hour[key]
+        return self.per_hour["default"]
+
+    @staticmethod
+    def cost(per_hour_micros: int, milliseconds: int) -> int:
+        """What ``milliseconds`` of a device cost, rounded up to a whole micro-credit (integer
+        arithmetic: many short slices are never rounded down to nothing)."""
+        total = max(0, milliseconds) * per_hour_micros
+        return -(-total // (SECONDS_PER_HOUR * 1000))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unit": "micro-credits per GPU-hour",
+            "gpus": [
+                {"model": name, **money(per_hour=micros)}
+                for name, micros in sorted(self.per_hour.items())
+            ],
+        }

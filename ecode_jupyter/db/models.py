@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Index,
@@ -222,3 +223,52 @@ class RateLimitCounter(Base):
     window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
     count: Mapped[int] = mapped_column(default=0)
+
+
+class GpuSlot(Base):
+    """A GPU (or MIG instance) of one host that kernels may lease (``kernels/gpus``).
+
+    ``holders`` counts the open leases on it; a lease is taken with one conditional UPDATE
+    (``holders < :most``), so two servers sharing the database cannot both take the last
+    place. The CHECK is the backstop against a bug that would release twice.
+    """
+
+    __tablename__ = "gpu_slots"
+    __table_args__ = (CheckConstraint("holders >= 0", name="holders_not_negative"),)
+
+    # The machine whose devices these are: several servers may share one database.
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    holders: Mapped[int] = mapped_column(default=0)
+    # False once the device is no longer configured or discovered: not leased any more.
+    present: Mapped[bool] = mapped_column(default=True)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GpuLease(Base):
+    """One device held by one kernel, from its start until it is released. Rows stay as
+    history (``ended_at``, ``end_reason``, what was billed)."""
+
+    __tablename__ = "gpu_leases"
+    __table_args__ = (Index("ix_gpu_leases_host_ended_at", "host", "ended_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # The leases of one kernel start share a group id (one credit hold covers them all).
+    group_id: Mapped[str] = mapped_column(String(32), index=True)
+    host: Mapped[str] = mapped_column(String(255))
+    device_id: Mapped[str] = mapped_column(String(128))
+    device_name: Mapped[str] = mapped_column(String(255))
+    kernel_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(32), index=True)
+    username: Mapped[str] = mapped_column(String(255))
+    # The Jupyter server process holding it ("host:pid:start"), so a restarted server can
+    # tell its predecessor's leases from a live neighbour's on the same host.
+    holder: Mapped[str] = mapped_column(String(300))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+    # The open credit hold of the current slice, released by a sweep if the server died.
+    reservation_id: Mapped[str | None] = mapped_column(String(32))
+    billed_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -90,6 +90,10 @@ class ProjectHandler(ProjectJsonMixin):
     @authorized
     async def get(self, project_id: str) -> None:
         project = await self.ecode.projects.get_project(self.ecode_user, project_id)
+        gpus = self.ecode.extras.get("gpus")
+        if gpus is not None:
+            # The GPUs its kernels hold now, for whoever may see the project.
+            project["gpu_leases"] = await gpus.project_leases(project["id"])
         self.finish_json(self.with_workspace(project))
 
     @web.authenticated

@@ -16,6 +16,8 @@ the rest, through ``serverapp.web_app.settings["ecode_kernel_host"]``:
 - **which kernel is whose**, so that deleting a project stops its kernels, the agent finds
   the kernel a notebook already uses, and a restart (no request, no caller) keeps the
   project and user of the first start.
+- **GPU leases** (``gpus``, :class:`~.gpus.GpuLeases`): set by the server when it has the
+  ecode database; None on a hub user's server, whose GPUs come from the hub's spawner.
 """
 
 from __future__ import annotations
@@ -28,12 +30,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..exceptions import NotFound
 from ..identity import EcodeUser
 from ..sandbox import SandboxLauncher
 from ..tools.context import ProjectAccess, ToolProject
+
+if TYPE_CHECKING:
+    from .gpus import GpuLeases
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,8 @@ class KernelHost:
         # A hub project's own server serves one project whose workspace is its root.
         self.project_id = project_id
         self.kernels: dict[str, KernelRecord] = {}
+        # GPU leases of kernels that ask for GPUs (see the module docstring).
+        self.gpus: GpuLeases | None = None
         self._folders = Path(tempfile.mkdtemp(prefix="ecode-kernels-"))
 
     # -- who and which project ---------------------------------------------------------------

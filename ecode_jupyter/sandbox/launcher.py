@@ -193,6 +193,8 @@ class SandboxLauncher:
         writable = spec.writable or (spec.cwd,)
         argv = self._bwrap_argv(spec, writable, env) if self.usable else list(spec.argv)
         report = self._report(writable[0], host_network=spec.host_network, cgroup=cgroup)
+        if spec.devices:
+            report = report.with_devices(spec.devices, isolated=self.usable)
         log.debug("launch %s: %s", spec.argv[0], report.summary())
         return PreparedLaunch(argv, env, str(spec.cwd), report, limits, cgroup)
 
@@ -228,6 +230,10 @@ class SandboxLauncher:
             "/var/tmp",
         ]
         args += ["--dev", "/dev", "--proc", "/proc"]
+        # A minimal /dev has no GPU: only the devices this launch leased are bound into it
+        # (device access is by node, so an unbound GPU cannot be opened at all).
+        for node in spec.devices:
+            args += ["--dev-bind", str(node), str(node)]
         # After /tmp's tmpfs, so runtimes and workspaces that live under /tmp show through.
         read_only = (*self.runtimes, *env_paths(env))
         for path in read_only:

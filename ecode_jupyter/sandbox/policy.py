@@ -8,7 +8,7 @@ why, so it can be shown with the command's output, in an app's log and in the se
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -68,3 +68,12 @@ class SandboxReport:
         if not self.missing:
             return ()
         return (f"sandbox: not applied on this host: {'; '.join(self.missing)}",)
+
+    def with_devices(self, devices: tuple[Path, ...], *, isolated: bool) -> SandboxReport:
+        """This report with the launch's device nodes (a kernel's leased GPUs) named."""
+        names = ", ".join(str(node) for node in devices)
+        if isolated:
+            return replace(self, applied=(*self.applied, f"devices: only {names}"))
+        # Without a mount namespace the process sees the host's whole /dev.
+        missing = f"device isolation (every GPU of the host is visible, not only {names})"
+        return replace(self, missing=(*self.missing, missing))

@@ -132,6 +132,9 @@ class LaunchSpec:
     # The process serves HTTP that the server's proxy reaches on the host's loopback (a
     # preview or release), so it cannot get a network namespace of its own.
     host_network: bool = False
+    # Device nodes the process may open besides the sandbox's minimal /dev (a kernel's
+    # leased GPUs: /dev/nvidia0, /dev/nvidiactl…). Empty for every other launch.
+    devices: tuple[Path, ...] = ()
 
 
 class Launcher(Protocol):
