@@ -15,7 +15,9 @@ class GpusHandler(EcodeHandler):
         leases = self.ecode.extras.get("gpus")
         if leases is None:
             # The hub service runs no kernels: its users' servers get GPUs from the spawner.
-            self.finish_json({"host": None, "exclusive": True, "devices": [], "leases": []})
+            self.finish_json(
+                {"host": None, "exclusive": True, "devices": [], "leases": [], "ended": []}
+            )
             return
         self.finish_json(await leases.snapshot(self.ecode_user))
 

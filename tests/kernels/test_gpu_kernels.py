@@ -273,8 +273,9 @@ async def test_running_out_of_credits_stops_the_gpu_kernel(
     # be held ahead.
     await _drain(billing, "carol")
     await _until(lambda: kernel_id not in jp_serverapp.kernel_manager, "the kernel to stop")
-    history = await _leases(ecode_app).kernel_history(kernel_id)
-    assert [h["end_reason"] for h in history] == ["out_of_credits"]
+    # Carol finds out why her kernel went away.
+    ended = (await ecode_api("GET", "gpus", user="carol")).body["ended"]
+    assert [(e["kernel_id"], e["end_reason"]) for e in ended] == [(kernel_id, "out_of_credits")]
     await _until(lambda: any(e["action"] == "released" for e in events), "the released event")
     assert [(e["action"], e["reason"]) for e in events] == [
         ("acquired", ""),

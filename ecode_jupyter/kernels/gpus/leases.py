@@ -429,10 +429,17 @@ class GpuLeases:
     # -- reading ----------------------------------------------------------------------------
     async def snapshot(self, user: EcodeUser) -> dict[str, Any]:
         """This host's devices and who holds them: an admin sees every lease, a user their
-        own (a device another user holds shows only as taken)."""
+        own (a device another user holds shows only as taken); and the latest ended ones,
+        with why they ended."""
         await self.start()
         now = utcnow()
-        slots, leases = await self.db.run(lambda s: store.host_view(s, self.host))
+        only = None if user.is_admin else user.username
+
+        def read(session: Any) -> tuple[list[Any], list[Any], list[Any]]:
+            slots, leases = store.host_view(session, self.host)
+            return slots, leases, store.recent_ended(session, self.host, only)
+
+        slots, leases, ended = await self.db.run(read)
         visible = [lease for lease in leases if user.is_admin or lease.username == user.username]
         by_device: dict[str, list[dict[str, Any]]] = {}
         for lease in visible:
@@ -458,6 +465,7 @@ class GpuLeases:
             "billing_slice_s": self.slice_s,
             "devices": devices,
             "leases": [store.lease_json(lease, now) for lease in visible],
+            "ended": [store.lease_json(lease, now) for lease in ended],
         }
 
     async def project_leases(self, project_id: str) -> list[dict[str, Any]]:

@@ -24,6 +24,9 @@ from ...db.models import GpuLease, GpuSlot, new_id
 from ...exceptions import Conflict
 from .devices import GpuDevice
 
+# How many ended leases GET /api/ecode/gpus shows.
+RECENT_ENDED = 10
+
 
 class GpuUnavailable(Conflict):
     """No device is free for a kernel that asked for one (409)."""
@@ -248,6 +251,17 @@ def host_view(session: Session, host: str) -> tuple[list[GpuSlot], list[GpuLease
         .order_by(GpuLease.started_at, GpuLease.device_id)
     ).all()
     return list(slots), list(leases)
+
+
+def recent_ended(
+    session: Session, host: str, username: str | None, limit: int = RECENT_ENDED
+) -> list[GpuLease]:
+    """The host's latest ended leases (``username``'s, or everybody's for None), newest
+    first: how a user finds out why their GPU kernel went away (``out_of_credits``)."""
+    query = select(GpuLease).where(GpuLease.host == host, GpuLease.ended_at.is_not(None))
+    if username is not None:
+        query = query.where(GpuLease.username == username)
+    return list(session.scalars(query.order_by(GpuLease.ended_at.desc()).limit(limit)))
 
 
 def project_leases(session: Session, project_id: str) -> list[GpuLease]:
