@@ -315,3 +315,32 @@ async def test_a_dead_kernel_loses_its_lease_but_a_restart_does_not(ecode_db: Da
     assert "k1" not in leases.active
     history = await leases.kernel_history("k1")
     assert [h["end_reason"] for h in history] == ["kernel died"]
+
+
+async def test_a_failed_settlement_is_retried_not_lost(ecode_db: Database) -> None:
+    clock = Clock()
+    leases = _leases(ecode_db, TWO[:1], slice_s=10, clock=clock)
+    await leases.acquire("k1", "p1", "alice", 1)
+    billing = leases.billing
+    assert billing is not None
+    settle = billing.settle_micros
+    calls: list[int] = []
+
+    async def flaky(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            msg = "the database went away"
+            raise OSError(msg)
+        return await settle(*args, **kwargs)
+
+    billing.settle_micros = flaky  # type: ignore[method-assign]
+    clock.now += 10
+    with pytest.raises(OSError):
+        await leases.check()
+    clock.now += 2
+    await leases.check()
+    entries = await ecode_db.run(
+        lambda s: s.scalars(select(LedgerEntry).where(LedgerEntry.kind == "settlement")).all()
+    )
+    # One charge for all 12 s (within the 15 s hold), under the slice's one key.
+    assert [-e.amount_micros for e in entries] == [12_000]

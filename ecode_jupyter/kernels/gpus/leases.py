@@ -360,9 +360,10 @@ class GpuLeases:
         """Charge the slice so far (capped at its hold) and record it on the lease rows."""
         now = self.clock()
         ms = max(0, int((now - lease.slice_started) * 1000))
-        lease.slice_started = now
-        reservation, lease.reservation = lease.reservation, None
+        reservation = lease.reservation
         if reservation is None:
+            # Nothing held (billing off, or a hold that failed): nothing to charge.
+            lease.slice_started = now
             return
         assert self.billing is not None
         cost = GpuPrices.cost(lease.per_hour_micros, ms)
@@ -386,6 +387,9 @@ class GpuLeases:
                 "gpu_seconds": ms * len(lease.devices) / 1000,
             },
         )
+        # Only now: a settlement that failed is retried at the next check with the same key
+        # (idempotent), over the longer time, still within the hold.
+        lease.reservation, lease.slice_started = None, now
         lease.slice_no += 1
         lease.billed_ms += ms
         lease.cost_micros += charged
