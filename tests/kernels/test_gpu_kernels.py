@@ -193,6 +193,31 @@ async def test_only_a_gpu_kernel_sees_the_device_node(
     assert seen == {"cuda": "", "node": False}
 
 
+async def test_a_restart_keeps_the_gpu(
+    jupyter_api: JupyterCall,
+    ws_execute: WsExecute,
+    make_project: Any,
+    ecode_app: Any,
+    jp_root_dir: Path,
+    jp_serverapp: Any,
+) -> None:
+    await _serve(ecode_app, jp_serverapp)
+    _, workspace = await make_project("restarts")
+    status, session = await _gpu_session(jupyter_api, workspace, jp_root_dir, "r")
+    assert status == 201, session
+    kernel_id = session["kernel"]["id"]
+    leases = _leases(ecode_app)
+    before = leases.active[kernel_id]
+    status, _ = await jupyter_api("POST", f"kernels/{kernel_id}/restart")
+    assert status == 200
+    # Same lease (no gap another kernel could take the GPU in), and the new process has it.
+    assert leases.active[kernel_id] is before
+    out = await ws_execute(kernel_id, "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])")
+    assert out["stdout"].strip() == H200, out
+    await leases.check()  # the restarted process is alive: nothing ends
+    assert [h["end_reason"] for h in await leases.kernel_history(kernel_id)] == [None]
+
+
 async def test_a_kernel_that_dies_releases_its_gpu(
     jupyter_api: JupyterCall,
     make_project: Any,
