@@ -30,6 +30,26 @@ export interface IProject {
   workspace_path?: string | null;
   /** Present on a create reply when the prompt started an agent run. */
   run?: IRun;
+  /** GPUs the project's kernels hold now (`GET projects/{id}`, where the server has GPUs). */
+  gpu_leases?: IGpuLease[];
+}
+
+/** One GPU (or MIG instance) a project kernel holds, as `GET api/ecode/gpus` lists it. */
+export interface IGpuLease {
+  id: string;
+  /** The device id CUDA sees (`GPU-…`/`MIG-…` UUID or an index). */
+  device: string;
+  /** Its model, e.g. "NVIDIA H200". */
+  name: string;
+  kernel_id: string;
+  project_id: string;
+  user: string;
+  started_at: string;
+  ended_at: string | null;
+  end_reason: string | null;
+  seconds: number;
+  billed_seconds: number;
+  cost_micros: number;
 }
 
 /** A project template the server can scaffold. */

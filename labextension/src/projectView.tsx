@@ -6,6 +6,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
+import { GpuBadge } from './components/GpuBadge';
 import { useSignalTick, useSignalValue } from './components/hooks';
 import { ITab, TabList, TabPanel } from './components/Tabs';
 import { DeployTab } from './components/tabs/DeployTab';
@@ -76,6 +77,7 @@ function ProjectViewBody(props: {
             {formatCredits(state.costMicros)}
           </span>
         )}
+        <GpuBadge leases={project.gpu_leases} />
       </header>
       {session.errors.project && (
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
