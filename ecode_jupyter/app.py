@@ -58,6 +58,7 @@ from .ratelimit import DEFAULT_RATE_LIMITS, make_rate_limiter, parse_limits
 from .sandbox import SandboxLauncher, create_sandbox_launcher
 from .tools import http as tools_http
 from .tools.context import ManagerProjectAccess, ProjectAccess
+from .workspace.writer import remove_interrupted_writes
 
 log = logging.getLogger(__name__)
 
@@ -800,8 +801,20 @@ class EcodeApp(ExtensionApp):
         # SIGINT as KeyboardInterrupt and stop_extension never runs (runs, previews orphaned).
         if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             signal.signal(signal.SIGINT, serverapp._signal_stop)
+        if self.hub_role != HUB_SERVICE:
+            # Temporary files of writes a crash cut short (workspace/writer.py), in the
+            # background: a large workspace takes a while to walk.
+            if self.hub_role != HUB_SERVER:
+                root = self.ecode.projects.workspace_root
+            elif self.hub_project_id:  # a project's own server: its root is the workspace
+                root = self.settings["ecode_access"].workspace(self.hub_project_id)
+            else:
+                root = self.settings["ecode_access"].workspace_root
+            self._tasks.append(
+                asyncio.create_task(asyncio.to_thread(remove_interrupted_writes, Path(root)))
+            )
         if self.hub_role == HUB_SERVER:
-            return  # nothing of its own to start or tidy: the service holds the state
+            return  # nothing else of its own to start or tidy: the service holds the state
         # Runs this server left running when it last stopped are marked interrupted.
         await self.ecode.extras["agent"].start()
         deploy = self.ecode.extras.get("deploy")

@@ -20,6 +20,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import stat
 import tempfile
 import uuid
@@ -96,6 +97,18 @@ def _lock_for(path: Path) -> asyncio.Lock:
     return lock
 
 
+# Temporary files of atomic writes: ".{name}.{pid}.{8 random}.ecode.tmp" next to the target.
+TEMP_SUFFIX = ".ecode.tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.ecode\.tmp$")
+# Before the pid was in the name: ".{name}.{8 random}.tmp", removed only beside its target.
+_LEGACY_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+# Folders the sweep does not enter: the writer never writes there (.git is refused), and
+# they can hold many thousands of files.
+_SWEEP_SKIPS = frozenset({".git", "node_modules", "__pycache__"})
+# Temporary files this process is writing right now (the sweep leaves them alone).
+_in_flight: set[str] = set()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> bool:
     """Write ``data`` to ``path`` atomically; return whether the file was created.
 
@@ -114,7 +127,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> bool:
             msg = f"{path.name} is a directory"
             raise InvalidInput(msg)
         mode, created = stat.S_IMODE(st.st_mode), False
-    fd, tmp_name = tempfile.mkstemp(dir=parent, prefix=f".{path.name[:40]}.", suffix=".tmp")
+    # The writer's pid in the name: a start-up sweep (remove_interrupted_writes) can tell a
+    # temporary file whose writer was killed from one a live server is writing now.
+    fd, tmp_name = tempfile.mkstemp(
+        dir=parent, prefix=f".{path.name[:40]}.{os.getpid()}.", suffix=TEMP_SUFFIX
+    )
+    _in_flight.add(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -126,12 +144,65 @@ def atomic_write_bytes(path: Path, data: bytes) -> bool:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+    finally:
+        _in_flight.discard(tmp_name)
     dir_fd = os.open(parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
     return created
+
+
+def _writer_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # ours, and not in flight (checked by the caller): a previous life's
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a live process of another user
+    return False
+
+
+def _interrupted_write(folder: str, name: str) -> bool:
+    """Whether ``name`` in ``folder`` is the temporary file of a write whose writer died."""
+    found = _TEMP_NAME.match(name)
+    if found is not None:
+        path = os.path.join(folder, name)
+        return path not in _in_flight and _writer_gone(int(found["pid"]))
+    legacy = _LEGACY_TEMP_NAME.match(name)
+    # An older writer's name says nothing of its writer; only beside its target file is it
+    # surely one (a user's own ".notes.abcdefgh.tmp" alone is left alone).
+    return legacy is not None and os.path.isfile(os.path.join(folder, legacy["name"]))
+
+
+def remove_interrupted_writes(root: Path) -> list[Path]:
+    """Delete the temporary files that writes killed mid-way (a crash, ``kill -9``) left
+    under ``root``; returns what was removed. Blocking: run it in a thread at start-up.
+
+    A write's temporary file is renamed over its target or unlinked by the writer itself,
+    so one that stays has lost its writer: the sweep removes those whose writer process is
+    gone, never a file another live server is writing. Symlinks are not followed.
+    """
+    removed: list[Path] = []
+    for folder, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in _SWEEP_SKIPS]
+        for name in filenames:
+            if not name.endswith(".tmp") or not _interrupted_write(folder, name):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                os.unlink(path)
+            except OSError:
+                continue
+            removed.append(Path(path))
+    if removed:
+        log.info("removed %d temporary files of interrupted writes under %s", len(removed), root)
+    return removed
 
 
 def _read_bytes(path: Path, max_bytes: int = DEFAULT_MAX_TEXT_BYTES) -> bytes | None:

@@ -188,3 +188,50 @@ async def test_notebook_cells_on_disk(writer: WorkspaceWriter) -> None:
     (writer.root / "bad.ipynb").write_text("{not json")
     with pytest.raises(InvalidInput, match="not a valid notebook"):
         await writer.read_notebook("bad.ipynb")
+
+
+# A writer process that stops inside its write, after the data is in the temporary file
+# and before the rename (os.fsync never returns), and says where it is.
+_STUCK_WRITER = """
+import os, sys, threading
+from pathlib import Path
+from ecode_jupyter.workspace import writer
+
+def stuck(fd):
+    print("writing", flush=True)
+    threading.Event().wait()
+
+writer.os.fsync = stuck
+writer.atomic_write_bytes(Path(sys.argv[1]), b"new" * 100_000)
+"""
+
+
+def test_a_write_killed_mid_way_leaves_no_temporary_file(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "big.txt"
+    target.write_text("old\n")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _STUCK_WRITER, str(target)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "writing\n"
+        temps = [p for p in tmp_path.iterdir() if p.name.startswith(".big.txt.")]
+        assert len(temps) == 1
+        # The writer is alive: its file is a write in progress, not litter.
+        assert writer_module.remove_interrupted_writes(tmp_path) == []
+        assert temps[0].exists()
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    # An older writer's leftover beside its target goes too; a look-alike alone stays.
+    legacy = tmp_path / ".big.txt.k2j4h6g8.tmp"
+    legacy.write_text("half")
+    lookalike = tmp_path / ".notes.abcdefgh.tmp"
+    lookalike.write_text("mine")
+    removed = writer_module.remove_interrupted_writes(tmp_path)
+    assert sorted(removed) == sorted([temps[0], legacy])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.abcdefgh.tmp", "big.txt"]
+    assert target.read_text() == "old\n"
