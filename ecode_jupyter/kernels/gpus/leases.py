@@ -58,6 +58,8 @@ MAX_GPUS_PER_KERNEL = 64
 STOP_GRACE_S = 30.0
 
 Stopper = Callable[[], Awaitable[Any] | Any]
+# A settled slice: its milliseconds and its charge by device.
+Billed = tuple[int, dict[str, int]]
 
 
 @dataclass
@@ -298,14 +300,22 @@ class GpuLeases:
             lease.ended = True
             reason = lease.end_reason or reason
             lease.end_reason = reason
+            billed: Billed | None = None
             try:
-                await self._settle(lease)
+                billed = await self._settle(lease)
             except Exception:
                 # The hold expires and is swept (billing's reservation_ttl_s).
                 log.exception("settling the GPU time of kernel %s failed", kernel_id)
             now = utcnow()
+
+            def end(session: Any) -> None:
+                # The last slice's record and the end in one transaction.
+                if billed is not None:
+                    store.add_billed(session, lease.group_id, *billed)
+                store.end_group(session, lease.group_id, reason, now)
+
             try:
-                await self.db.run(lambda s: store.end_group(s, lease.group_id, reason, now))
+                await self.db.run(end)
             except Exception:
                 log.exception(
                     "ending the GPU lease of kernel %s failed; the next start-up ends it",
@@ -356,15 +366,16 @@ class GpuLeases:
         await self.db.run(lambda s: store.set_reservation(s, lease.group_id, reservation.id))
         return reservation
 
-    async def _settle(self, lease: KernelLease) -> None:
-        """Charge the slice so far (capped at its hold) and record it on the lease rows."""
+    async def _settle(self, lease: KernelLease) -> Billed | None:
+        """Charge the slice so far (capped at its hold); returns what to record on the lease
+        rows (None when nothing was held)."""
         now = self.clock()
         ms = max(0, int((now - lease.slice_started) * 1000))
         reservation = lease.reservation
         if reservation is None:
             # Nothing held (billing off, or a hold that failed): nothing to charge.
             lease.slice_started = now
-            return
+            return None
         assert self.billing is not None
         cost = GpuPrices.cost(lease.per_hour_micros, ms)
         if cost > reservation.amount_micros:
@@ -393,12 +404,13 @@ class GpuLeases:
         lease.slice_no += 1
         lease.billed_ms += ms
         lease.cost_micros += charged
-        costs = _split(charged, lease)
-        await self.db.run(lambda s: store.add_billed(s, lease.group_id, ms, costs))
+        return ms, _split(charged, lease)
 
     async def _next_slice(self, lease: KernelLease) -> bool:
         """Settle the slice that ended and hold the next; False when credits ran out."""
-        await self._settle(lease)
+        billed = await self._settle(lease)
+        if billed is not None:
+            await self.db.run(lambda s: store.add_billed(s, lease.group_id, *billed))
         try:
             lease.reservation = await self._hold(lease)
         except InsufficientCredits as exc:
