@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -44,82 +42,23 @@ from urllib.parse import urlsplit
 
 from _common import free_port, pct
 
+from ecode_jupyter.testing.server_process import EcodeServerProcess
+
 GOAL_P50_RATIO = 1.2
 
 
-class Server:
+class Server(EcodeServerProcess):
     """A jupyter server subprocess with the ecode extension on a throwaway database."""
 
     def __init__(self, root: Path) -> None:
-        self.port = free_port()
         self.gateway_port = free_port()
-        self.token = secrets.token_hex(16)
-        env = {
-            **os.environ,
-            "JUPYTER_CONFIG_DIR": str(root / "config"),
-            "JUPYTER_DATA_DIR": str(root / "data"),
-            "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
-            "JUPYTER_PLATFORM_DIRS": "1",
-        }
-        (root / "work").mkdir()
-        argv = [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            f"--port={self.port}",
-            "--ip=127.0.0.1",
-            "--no-browser",
-            f"--IdentityProvider.token={self.token}",
-            f"--ServerApp.root_dir={root / 'work'}",
-            "--ServerApp.jpserver_extensions={'ecode_jupyter': True}",
-            f"--EcodeApp.database_url=sqlite:///{root / 'ecode.sqlite'}",
-            f"--EcodeApp.workspace_root={root / 'work' / 'ecode-projects'}",
-            "--EcodeApp.owner_name=bench",
-            f"--EcodeApp.preview_port={self.gateway_port}",
-            "--ServerApp.log_level=WARN",
-            "--allow-root",
-        ]
-        self.log = (root / "server.log").open("wb")
-        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.api("GET", "projects")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None:
-                self.log.close()
-                tail = (root / "server.log").read_text(errors="replace")[-3000:]
-                msg = f"the server exited:\n{tail}"
-                raise RuntimeError(msg)
-            time.sleep(0.2)
-        msg = "the server did not start in 60 s"
-        raise RuntimeError(msg)
-
-    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        try:
-            data = json.dumps(body).encode() if body is not None else None
-            conn.request(
-                method,
-                f"/api/ecode/{path}",
-                body=data,
-                headers={"Authorization": f"token {self.token}"},
-            )
-            response = conn.getresponse()
-            raw = response.read()
-            return response.status, json.loads(raw) if raw else None
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+        super().__init__(
+            root,
+            database_url=f"sqlite:///{root / 'ecode.sqlite'}",
+            owner="bench",
+            args=[f"--EcodeApp.preview_port={self.gateway_port}"],
+            start_timeout_s=60.0,
+        )
 
 
 Pair = tuple[list[float], list[float]]

@@ -613,6 +613,9 @@ class EcodeApp(ExtensionApp):
             context.extras["tools"] = RemoteToolLayer(context, placement)
             self.settings["ecode_hub_directory"] = directory
             self.settings["ecode_placement"] = placement
+            # Live releases run here, so they outlive users' servers (hub/releases.py), in
+            # the sandbox: the service's database, keys and folders are absent inside.
+            launcher = create_sandbox_launcher(self)
         else:
             # Every process a project runs starts in the sandbox (sandbox/).
             launcher = create_sandbox_launcher(self)
@@ -632,10 +635,19 @@ class EcodeApp(ExtensionApp):
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)
         )
-        if self.hub_role != HUB_SERVICE:
-            # Previews, releases and the app proxy (deploy/). Not in the hub service: an app
-            # is project code, and project code never runs in the service.
-            context.extras["deploy"] = create_deploy_manager(self, context, launcher=launcher)
+        # Previews, releases and the app proxy (deploy/).
+        deploy = create_deploy_manager(self, context, launcher=launcher)
+        if self.hub_role == HUB_SERVICE:
+            # The hub service runs releases only, from a staging copy of the project's files
+            # fetched from the server they live in (hub/releases.py); previews belong to the
+            # project's server.
+            from .hub.releases import HubReleaseSource
+
+            deploy.before_snapshot = HubReleaseSource(
+                self.settings["ecode_placement"], Path(self.workspace_root).expanduser()
+            )
+            deploy.previews_here = False
+        context.extras["deploy"] = deploy
         self.ecode = context
         self.settings.update({"ecode": context})
 
@@ -769,10 +781,11 @@ class EcodeApp(ExtensionApp):
             self.handlers.extend(server_handlers())
             return
         if self.hub_role == HUB_SERVICE:
-            # The REST contract without what needs project code here: previews, releases and
-            # app routes (deploy) and the MCP endpoint (tools run in owners' servers).
+            # The REST contract without what needs a project's files here: the MCP endpoint
+            # (tools run in owners' servers) and project kernels. Deploy is served: releases
+            # run here (previews answer 501 not_built).
             for module in HANDLER_MODULES:
-                if module not in (deploy_handlers, tools_http, kernel_handlers):
+                if module not in (tools_http, kernel_handlers):
                     self.handlers.extend(module.default_handlers)
             if self.hub_project_servers:
                 from .hub import handlers as hub_handlers

@@ -24,6 +24,19 @@ class EcodeContext:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def server_identity(owner_name: str, workspace_root: str) -> str:
+    """Who this server is, the same across its restarts: host, owner and workspace root.
+
+    Not its port: hub spawners pick a new port at every start, and a restarted server must
+    find the runs, apps and holds of its previous life (a server on another workspace root
+    of the same host is another server). Two servers on one workspace root are one server
+    to this identity: they would share projects anyway.
+    """
+    import socket
+
+    return f"{socket.gethostname()}:{owner_name}:{workspace_root}"
+
+
 def build_context(
     *,
     database_url: str,

@@ -108,5 +108,12 @@ class SandboxUnavailable(EcodeError):
     code = "sandbox_unavailable"
 
 
+class NotBuilt(EcodeError):
+    """What was asked is not built for this kind of server yet (said plainly, not faked)."""
+
+    status = 501
+    code = "not_built"
+
+
 class SchemaOutOfDate(EcodeError):
     code = "schema_out_of_date"

@@ -16,14 +16,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..context import EcodeContext
+from ..context import EcodeContext, server_identity
 from ..db.models import Role, Run, utcnow
 from ..exceptions import Conflict, EcodeError, NotFound
 from ..identity import EcodeUser
@@ -74,7 +73,7 @@ class AgentSettings:
 
 def default_runner_id(owner: str, workspace_root: str) -> str:
     """Stable across restarts of the same server, different between users' servers."""
-    return f"{socket.gethostname()}:{owner}:{workspace_root}"
+    return server_identity(owner, workspace_root)
 
 
 class AgentManager:
@@ -167,6 +166,15 @@ class AgentManager:
                 marked.append(ref.id)
         if marked:
             log.info("marked %d orphaned agent runs interrupted", len(marked))
+        billing = self.ctx.extras.get("billing")
+        for run_id in marked:
+            if billing is None:
+                break
+            # The call in flight when its server died will never settle: free its hold now.
+            try:
+                await billing.release_run_holds(run_id, reason="run interrupted")
+            except Exception:
+                log.exception("releasing the credit holds of run %s failed", run_id)
         return marked
 
     async def _finish_orphan(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets as pysecrets
 import shutil
 import socket
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,9 +41,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..audit.log import record_audit
+from ..context import server_identity
 from ..db import Database
 from ..db.models import Project, ProjectMember, Role, utcnow
-from ..exceptions import Conflict, EcodeError, InvalidInput, NotFound
+from ..exceptions import Conflict, EcodeError, InvalidInput, NotBuilt, NotFound
 from ..identity import EcodeUser
 from ..projects.manager import ProjectContext, ProjectManager
 from ..secrets.manager import SecretsManager
@@ -53,6 +55,7 @@ from .detection import RunSpec, detect_run, spec_from_json
 from .export import ExportBundle, build_export, write_archive
 from .logs import LogBuffer
 from .models import Deployment, Release
+from .orphans import APP_MARKER, app_marker, identity_tag, kill_orphan_apps
 from .proxy import URL_SEGMENT
 from .releases import BlobStore, SnapshotLimits, walk_files
 from .supervisor import AppLaunch, Supervisor, SupervisorOptions
@@ -87,10 +90,17 @@ class DeployOptions:
     log_lines: int = 2000
     sweep_interval_s: float = 5.0
     access_cache_s: float = 5.0
-    server_id: str = "local"
+    # The server's stable identity (context.server_identity): its rows are ``host`` = this.
+    # Without one, an identity of its own: no other manager's apps or rows are ever its.
+    server_id: str = field(default_factory=lambda: f"unnamed:{pysecrets.token_hex(8)}")
     supervisor: SupervisorOptions = field(default_factory=SupervisorOptions)
     snapshot_limits: SnapshotLimits = field(default_factory=SnapshotLimits)
     launcher: Launcher | None = None
+
+    @property
+    def server_tag(self) -> str:
+        """The mark of this server's app processes (``deploy/orphans.py``)."""
+        return identity_tag(self.server_id)
 
 
 @dataclass(eq=False)
@@ -155,21 +165,39 @@ class DeployManager:
         self._roles: dict[tuple[str, str], tuple[float, Role | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        # On a hub's ecode service (hub/releases.py): brings the project's files into
+        # ``project.workspace`` before a release snapshots them, since they live in another
+        # server; and previews are not run here (they belong to the project's server).
+        self.before_snapshot: Callable[[ProjectContext], Awaitable[None]] | None = None
+        self.previews_here = True
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        """Tidy rows a previous run of this server left, resume its live releases, sweep."""
+        """Reconcile what a previous life of this server left: kill its apps that outlived
+        it, mark their rows stopped, resume its live releases; then sweep periodically.
+
+        A crashed server's apps cannot be adopted: their output pipe, keys and supervision
+        died with it. Rows are this server's by its stable identity (``server_id``), and
+        rows of the identity that earlier versions used (``host:port{base_url}``, a new
+        port at every start under a hub spawner) on this host are taken over too."""
         server = self.options.server_id
+        await asyncio.to_thread(kill_orphan_apps, self.options.server_tag)
+        legacy = re.compile(
+            rf"{re.escape(socket.gethostname())}:\d+{re.escape(self.options.base_url)}"
+        )
 
         def tidy(session: Session) -> list[tuple[str, str]]:
             rows = session.scalars(
                 select(Deployment).where(
-                    Deployment.host == server,
+                    (Deployment.host == server)
+                    | Deployment.host.startswith(f"{socket.gethostname()}:", autoescape=True),
                     (Deployment.status.in_(ACTIVE)) | (Deployment.resume.is_(True)),
                 )
             )
             resume = []
             for row in rows:
+                if row.host != server and not legacy.fullmatch(row.host):
+                    continue  # another server of this host
                 if (
                     row.kind == "release"
                     and row.release_id
@@ -177,8 +205,9 @@ class DeployManager:
                 ):
                     resume.append((row.project_id, row.release_id))
                 if row.status in ACTIVE:
+                    # Still "running": the server died without stopping it (a crash).
                     row.status = "stopped"
-                    row.reason = "the server stopped"
+                    row.reason = "the server stopped unexpectedly"
                     row.stopped_at = utcnow()
                 row.resume = False
             return resume
@@ -269,6 +298,8 @@ class DeployManager:
                 self._persist(holder[0])
                 self._routes_changed()  # its port may have changed (or gone)
 
+        # The mark by which a restarted server finds this app if it outlives a crash.
+        env = {**env, APP_MARKER: app_marker(self.options.server_tag, deployment_id)}
         supervisor = Supervisor(
             AppLaunch(
                 spec=spec,
@@ -392,6 +423,12 @@ class DeployManager:
         itself) unless ``restart`` is asked.
         """
         project = await self.projects.project_context(user, project_id, Role.editor)
+        if not self.previews_here:
+            msg = (
+                "previews run in the project's own server, which on this hub is not built yet; "
+                "make a release instead (it runs on the ecode service)"
+            )
+            raise NotBuilt(msg)
         spec = await asyncio.to_thread(
             detect_run, project.workspace, template_id=project.template, command=command
         )
@@ -460,6 +497,8 @@ class DeployManager:
     ) -> dict[str, Any]:
         """Snapshot the workspace into a new release and make it live if it is healthy."""
         project = await self.projects.project_context(user, project_id, Role.editor)
+        if self.before_snapshot is not None:
+            await self.before_snapshot(project)
         spec = await asyncio.to_thread(
             detect_run, project.workspace, template_id=project.template, command=command
         )
@@ -1070,6 +1109,13 @@ def preview_isolation(origin: str, *, jupyter_ip: str) -> bool:
     return host not in jupyter_names
 
 
+def _host_id(identity: str) -> str:
+    """``identity`` as a deployment's ``host`` (255 characters at most)."""
+    if len(identity) <= 255:
+        return identity
+    return f"{socket.gethostname()[:200]}:{identity_tag(identity)}"
+
+
 def create_deploy_manager(
     app: Any, context: Any, *, launcher: Launcher | None = None
 ) -> DeployManager:
@@ -1089,7 +1135,6 @@ def create_deploy_manager(
     ):
         msg = f"preview_origin must look like https://apps.example.com, not {origin!r}"
         raise EcodeError(msg)
-    port = getattr(serverapp, "port", 0)
     own_origin = bool(origin) and preview_isolation(
         origin, jupyter_ip=str(getattr(serverapp, "ip", "") or "")
     )
@@ -1100,7 +1145,9 @@ def create_deploy_manager(
         preview_own_origin=own_origin,
         idle_timeout_s=float(app.app_idle_timeout_s),
         log_lines=int(app.app_log_lines),
-        server_id=f"{socket.gethostname()}:{port}{base_url}",
+        server_id=_host_id(
+            server_identity(context.owner_name, str(context.projects.workspace_root))
+        ),
         supervisor=SupervisorOptions(start_timeout_s=float(app.app_start_timeout_s)),
         launcher=launcher,
     )

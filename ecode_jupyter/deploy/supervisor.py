@@ -36,8 +36,9 @@ from .logs import LogBuffer
 
 log = logging.getLogger(__name__)
 
-# Servers run for hours: no CPU-time cap (the other rlimits still apply).
-APP_LIMITS = ResourceLimits(cpu_seconds=None)
+# Servers run for hours: no CPU-time cap (the other rlimits still apply). An app dies with
+# the server: it holds the project's secrets, and only this server can stop it.
+APP_LIMITS = ResourceLimits(cpu_seconds=None, die_with_parent=True)
 # Source files whose change restarts a watched app; data files an app writes do not.
 WATCHED_SUFFIXES = frozenset(
     {

@@ -27,6 +27,8 @@ import logging
 import os
 import re
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,7 @@ from tornado import httpclient, web, websocket
 from tornado.httputil import HTTPHeaders
 
 from ..db.models import Role
+from ..deploy.releases import SnapshotLimits, walk_files
 from ..exceptions import Forbidden, InvalidInput, NotFound
 from ..handlers.base import EcodeHandler
 from ..identity import EcodeUser
@@ -282,6 +285,65 @@ class WorkspaceHandler(EcodeHandler):
         self.finish_json({"id": project_id, "created": True}, status=201)
 
 
+class WorkspaceArchiveHandler(EcodeHandler):
+    """``GET /api/ecode/hub/workspaces/{id}/archive``: the project's files as a tar stream,
+    for the service to make a release of (hub/releases.py).
+
+    Exactly the files a release snapshot takes (``deploy.releases.walk_files``: no links, no
+    ``.venv``, ``node_modules`` or caches), within the snapshot's limits, so the service gets
+    what it would have read itself. The service treats the stream as hostile all the same:
+    this server is its owner's to change.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self, project_id: str) -> None:
+        _caller_for(self, self.settings["ecode_link"])
+        access: HubServerAccess = self.settings["ecode_access"]
+        workspace = access.workspace(project_id)
+        if not workspace.is_dir():
+            msg = "no such project in this server (its workspace folder is missing)"
+            raise NotFound(msg)
+        spool = await asyncio.to_thread(_workspace_tar, workspace)
+        try:
+            self.set_header("Content-Type", "application/x-tar")
+            while chunk := await asyncio.to_thread(spool.read, ARCHIVE_CHUNK):
+                self.write(chunk)
+                await self.flush()
+            self.finish()
+        finally:
+            spool.close()
+
+
+# Streamed to the service in pieces of this size (a workspace may hold hundreds of MB).
+ARCHIVE_CHUNK = 256 * 1024
+
+
+def _workspace_tar(workspace: Path) -> Any:
+    """The workspace's release files as an uncompressed tar in a spooled temporary file."""
+    limits = SnapshotLimits()
+    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
+    total = 0
+    with tarfile.open(fileobj=spool, mode="w") as tar:
+        for count, (rel, path) in enumerate(walk_files(workspace), start=1):
+            size = path.stat().st_size
+            total += size
+            if count > limits.max_files or size > limits.max_file_bytes:
+                msg = f"the workspace is too large to release ({rel})"
+                raise InvalidInput(msg)
+            if total > limits.max_total_bytes:
+                msg = "the workspace is too large to release"
+                raise InvalidInput(msg)
+            info = tar.gettarinfo(str(path), arcname=rel)
+            # Ownership and modes of the owner's account mean nothing to the service.
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as data:
+                tar.addfile(info, data)
+    spool.seek(0)
+    return spool
+
+
 class ServiceProxyHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
     """Everything else under ``/api/ecode/``: forwarded to the ecode service as the owner.
 
@@ -496,6 +558,7 @@ def server_handlers() -> list[tuple[str, Any]]:
     """The handlers of a user's server on a hub with the service, most specific first."""
     return [
         (r"/api/ecode/mcp/?", HubServerMcpHandler),
+        (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)/archive", WorkspaceArchiveHandler),
         (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)", WorkspaceHandler),
         (r"/api/ecode/(?P<path>.*)", ServiceProxyHandler),
     ]

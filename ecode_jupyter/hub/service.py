@@ -11,7 +11,8 @@ extension in ``hub_role="service"``, and nothing else:
   off, and :class:`~ecode_jupyter.hub.auth.ServiceAuthorizer` refuses every Jupyter API but
   ecode's (contents, kernels, sessions ...), so no user can reach this process's files or
   start code in it;
-- tool calls go to the project owner's server (``hub/remote.py``).
+- tool calls go to the project owner's server (``hub/remote.py``);
+- live releases run here, sandboxed, so they outlive users' servers (``hub/releases.py``).
 
 Run by the hub as a managed service (``c.JupyterHub.services = [{"name": "ecode", "url": ...,
 "command": ["python", "-m", "ecode_jupyter.hub.service"], ...}]``; see
@@ -28,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from jupyter_core.paths import jupyter_config_path
+from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
 from jupyter_server.extension.config import ExtensionConfigManager
 
 from . import SERVICE
@@ -64,10 +65,16 @@ def service_config(private_dir: Path) -> str:
         f"c.ServerApp.root_dir = {str(root)!r}",
         "c.ServerApp.open_browser = False",
         f"c.EcodeApp.hub_role = {SERVICE!r}",
+        # Where a release's files are brought before their snapshot (hub/releases.py): in
+        # the service's own data folder, and the same path at every start (it is part of
+        # the identity under which the service finds its live releases again).
+        f"c.EcodeApp.workspace_root = {str(Path(jupyter_data_dir()) / 'ecode-staging')!r}",
     ]
     if os.geteuid() == 0:
         # A hub whose spawner switches users runs as root, and its services with it. Root is
-        # safe here only because this process runs no kernel, terminal or project code.
+        # safe here only because this process runs no kernel or terminal, and project code
+        # only as live releases inside the sandbox (a user namespace without capabilities,
+        # uid 1000 inside, the service's files absent).
         lines.append("c.ServerApp.allow_root = True")
     return "\n".join(lines) + "\n"
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import inspect
 import logging
 import os
 import resource
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +90,18 @@ def base_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+_PR_SET_PDEATHSIG = 1
+# Loaded before any fork: a child between fork and exec should not load libraries.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    # A server killed between fork and this call leaves the process running: the start-up
+    # sweep of apps (deploy/orphans.py) ends those.
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 @dataclass(frozen=True)
 class ResourceLimits:
     """rlimits for a command and everything it starts; ``None`` leaves a limit as inherited.
@@ -102,9 +116,16 @@ class ResourceLimits:
     # RLIMIT_NPROC counts all processes of the user (and root is exempt): a fork-bomb brake.
     processes: int | None = 4096
     open_files: int | None = 4096
+    # Not an rlimit, but set in the same place: the process gets SIGKILL when the server
+    # dies (PR_SET_PDEATHSIG), even by kill -9, instead of living on with its secrets.
+    # Only for processes started from the event loop's thread: the signal follows the
+    # thread that forked, not the process.
+    die_with_parent: bool = False
 
     def apply(self) -> None:
         """Set the limits in the current process. Runs in the child between fork and exec."""
+        if self.die_with_parent:
+            _die_with_parent()
         for kind, value in (
             (resource.RLIMIT_AS, self.address_space_bytes),
             (resource.RLIMIT_CPU, self.cpu_seconds),

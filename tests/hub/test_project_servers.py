@@ -7,6 +7,8 @@ with ecode's roles; inside, ``ProjectAuthorizer`` keeps viewers to reading.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Hub
+from .conftest import MODEL_KEY, Hub
 
 pytestmark = pytest.mark.hub
 
@@ -181,3 +183,150 @@ def feed_of_service(hub: Hub, run_id: str) -> list[dict[str, Any]]:
     resp = hub.ecode("GET", f"runs/{run_id}/events", user="alice", via="service")
     assert resp.status_code == 200, resp.text
     return list(resp.json()["events"])
+
+
+# A live app that says what it can see: the ecode service's secrets and data must be out of
+# its reach, though it runs on the service's machine (in the sandbox).
+LIVE_APP = """
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def listing(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return None
+
+
+class Live(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen = {
+            "version": open("version.txt").read().strip(),
+            "env": dict(os.environ),
+            "service_db": os.path.exists(
+                os.path.join(os.environ["PROBE_SERVICE_DIR"], "ecode.sqlite")
+            ),
+            "service_dir": listing(os.environ["PROBE_SERVICE_DIR"]),
+            "uid": os.getuid(),
+        }
+        body = json.dumps(seen).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Live).serve_forever()
+"""
+
+
+def _stop_every_server(hub: Hub, user: str) -> None:
+    servers = hub.hub_api("GET", f"users/{user}").json()["servers"]
+    for name in servers:
+        path = f"users/{user}/server" if name == "" else f"users/{user}/servers/{name}"
+        stopped = hub.hub_api("DELETE", path)
+        assert stopped.status_code in (202, 204), stopped.text
+    eventually(
+        lambda: not hub.hub_api("GET", f"users/{user}").json()["servers"],
+        f"every server of {user} stopping",
+        timeout=120,
+    )
+
+
+def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub: Hub) -> None:
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Live On Hub"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    workspace = hub.workspace("alice", pid)
+    owner = workspace.stat()
+    for name, text in {
+        "app.py": LIVE_APP,
+        "Procfile": "web: python app.py\n",
+        "version.txt": "v1\n",
+    }.items():
+        (workspace / name).write_text(text)
+        os.chown(workspace / name, owner.st_uid, owner.st_gid)
+    # The probe's one secret: where the service keeps its data (it must not be visible).
+    secret = hub.ecode(
+        "PUT",
+        f"projects/{pid}/secrets/PROBE_SERVICE_DIR",
+        user="alice",
+        body={"value": str(hub.service_dir)},
+    )
+    assert secret.status_code == 200, secret.text
+    public = hub.ecode("PATCH", f"projects/{pid}", user="alice", body={"visibility": "public"})
+    assert public.status_code == 200, public.text
+
+    release = hub.ecode("POST", f"projects/{pid}/releases", user="alice", body={})
+    assert release.status_code == 201, release.text
+    assert release.json()["status"] == "running", release.json()
+    entry = release.json()["entry_url"]
+    assert entry == f"/services/ecode/ecode/live/@alice/{slug}/"
+    live_url = f"{hub.url}{entry.lstrip('/')}"
+
+    def fetch() -> httpx.Response:
+        # Anonymous: a public release needs no hub login.
+        return httpx.get(live_url, follow_redirects=True, timeout=30)
+
+    answer = fetch()
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["version"] == "v1"
+    # The app's own variables only: none of the service's, no key of any kind.
+    env = seen["env"]
+    assert not {"ECODE_SECRETS_KEY", "ECODE_DATABASE_URL", "JUPYTERHUB_API_TOKEN"} & set(env)
+    assert not [k for k in env if k.startswith(("ANTHROPIC", "OPENAI", "JUPYTERHUB"))]
+    assert hub.secrets_key not in json.dumps(env) and MODEL_KEY not in json.dumps(env)
+    # The service's database is absent; of its folder only the way to the release's own
+    # folder exists inside (bubblewrap makes the mount point's parents).
+    assert seen["service_db"] is False
+    assert seen["service_dir"] in (None, [], ["data"]), seen["service_dir"]
+    assert seen["uid"] != 0
+
+    # alice logs off: every server of hers stops. The release answers on.
+    _stop_every_server(hub, "alice")
+    answer = fetch()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == "v1"
+
+    # Private again: an anonymous visitor is sent to the hub's login, not to the app.
+    private = hub.ecode(
+        "PATCH", f"projects/{pid}", user="alice", via="service", body={"visibility": "private"}
+    )
+    assert private.status_code == 200, private.text
+    # (The service trusts a project's visibility for a few seconds: access_cache_s.)
+    eventually(
+        lambda: httpx.get(live_url, follow_redirects=False, timeout=30).status_code != 200,
+        "the release turning private",
+        timeout=30,
+    )
+    refused = httpx.get(live_url, follow_redirects=False, timeout=30)
+    assert refused.status_code in (302, 303, 401, 403, 404), refused.text
+    assert "v1" not in refused.text
+    # alice, with her hub token, still opens it.
+    mine = httpx.get(
+        live_url,
+        headers={"Authorization": f"token {hub.tokens['alice']}"},
+        follow_redirects=True,
+        timeout=30,
+    )
+    assert mine.status_code == 200 and mine.json()["version"] == "v1", mine.text
+
+    # Previews belong to the project's server: the service says plainly it does not run them.
+    preview = hub.ecode("POST", f"projects/{pid}/deployments", user="alice", via="service", body={})
+    assert preview.status_code == 501, preview.text
+    assert preview.json()["error"]["code"] == "not_built"
+
+    hub.hub_api("POST", "users/alice/server")
+    eventually(
+        lambda: bool(
+            (hub.hub_api("GET", "users/alice").json()["servers"].get("") or {}).get("ready")
+        ),
+        "alice's own server starting",
+        timeout=120,
+    )
