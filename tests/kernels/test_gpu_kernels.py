@@ -54,9 +54,18 @@ def fake_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def ecode_extra_config(fake_gpus: None, gpu_node: Path) -> dict[str, Any]:
+def ecode_extra_config(
+    fake_gpus: None, gpu_node: Path, request: pytest.FixtureRequest
+) -> dict[str, Any]:
     # The devices come from the fake nvidia-smi (gpu_devices unset).
+    culling = (
+        # jupyter_server's culler at its quickest: an idle kernel with no client goes.
+        {"MappingKernelManager": {"cull_idle_timeout": 1, "cull_interval": 1}}
+        if request.node.get_closest_marker("culled")
+        else {}
+    )
     return {
+        **culling,
         "EcodeApp": {
             "sandbox": "required",
             "gpu_prices": PRICE,
@@ -216,6 +225,28 @@ async def test_a_restart_keeps_the_gpu(
     assert out["stdout"].strip() == H200, out
     await leases.check()  # the restarted process is alive: nothing ends
     assert [h["end_reason"] for h in await leases.kernel_history(kernel_id)] == [None]
+
+
+@pytest.mark.culled
+async def test_a_culled_kernel_releases_its_gpu(
+    jupyter_api: JupyterCall,
+    make_project: Any,
+    ecode_app: Any,
+    jp_serverapp: Any,
+    jp_root_dir: Path,
+) -> None:
+    await _serve(ecode_app, jp_serverapp)
+    _, workspace = await make_project("idle")
+    status, session = await _gpu_session(jupyter_api, workspace, jp_root_dir, "idle")
+    assert status == 201, session
+    kernel_id = session["kernel"]["id"]
+    leases = _leases(ecode_app)
+    assert kernel_id in leases.active
+    # Nobody uses it: the server's culler shuts it down, and the GPU goes with it.
+    await _until(lambda: kernel_id not in jp_serverapp.kernel_manager, "the culler")
+    await _until(lambda: kernel_id not in leases.active, "the culled kernel's lease to end")
+    history = await leases.kernel_history(kernel_id)
+    assert [h["end_reason"] for h in history] == ["kernel shut down"]
 
 
 async def test_a_kernel_that_dies_releases_its_gpu(
