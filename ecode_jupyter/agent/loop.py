@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import re
@@ -153,15 +152,6 @@ class LoopResult:
 def plan_steps(text: str) -> list[str]:
     """The numbered or bulleted lines of a plan, as steps."""
     return [m.group(1).strip() for line in text.splitlines() if (m := _PLAN_LINE.match(line))]
-
-
-def estimate_tokens(system: str, messages: list[Message], tools: list[ToolSpec]) -> int:
-    """A rough input size for a reservation: about four characters per token."""
-    chars = len(system) + sum(
-        len(m.text) + sum(len(json.dumps(c.arguments)) for c in m.tool_calls) for m in messages
-    )
-    chars += sum(len(t.description) + len(json.dumps(t.input_schema)) for t in tools)
-    return chars // 4 + 16 * len(messages)
 
 
 class _DeltaStream:
@@ -434,10 +424,20 @@ class AgentLoop:
         attempt = 0
         while True:
             key = f"{self.run_id}:{self.step}:{attempt}"
-            estimate = estimate_tokens(self.system, self.messages, tools)
+            # The hold covers the worst the call can cost: every input token the provider
+            # may bill, and max_tokens of output. Settling then never has to cap the charge.
+            bound = self.provider.input_token_bound(
+                system=self.system, messages=self.messages, tools=tools
+            )
+
+            async def count(tools: list[ToolSpec] = tools) -> int | None:
+                return await self.provider.count_input_tokens(
+                    system=self.system, messages=self.messages, tools=tools
+                )
+
             try:
                 reservation = await self.metering.reserve(
-                    key, estimate, self.limits.max_output_tokens
+                    key, bound, self.limits.max_output_tokens, recount=count
                 )
             except (InsufficientCredits, RateLimited) as exc:
                 # reason: "insufficient_credits", or "rate_limited" (the user's model_calls)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..db import Database
-from ..exceptions import RateLimited
+from ..exceptions import InsufficientCredits, RateLimited
 from .providers.base import Usage
 from .store import add_usage
 
@@ -87,19 +87,47 @@ class Metering:
                 await asyncio.sleep(wait)
         await self.rate_limit()
 
-    async def reserve(self, key: str, input_tokens_estimate: int, max_output_tokens: int) -> Any:
+    async def reserve(
+        self,
+        key: str,
+        input_tokens: int,
+        max_output_tokens: int,
+        *,
+        recount: Callable[[], Awaitable[int | None]] | None = None,
+    ) -> Any:
         """A reservation for one model call (None without billing), after counting the call
-        against the rate limit; raises InsufficientCredits or RateLimited."""
+        against the rate limit; raises InsufficientCredits or RateLimited.
+
+        ``input_tokens`` is an upper bound of the call's input; when a hold of that much is
+        refused, ``recount`` (the provider's own count, which costs a round trip) may give a
+        smaller exact figure, and the hold is tried once more with it.
+        """
         await self.admit_call()
         if self.billing is None:
             return None
+        try:
+            return await self._hold(key, input_tokens, max_output_tokens)
+        except InsufficientCredits:
+            counted = await recount() if recount is not None else None
+            if counted is None or counted >= input_tokens:
+                raise
+            log.info(
+                "run %s: holding for %d input tokens as counted (bound %d)",
+                self.run_id,
+                counted,
+                input_tokens,
+            )
+            return await self._hold(key, counted, max_output_tokens)
+
+    async def _hold(self, key: str, input_tokens: int, max_output_tokens: int) -> Any:
+        assert self.billing is not None
         return await _maybe_await(
             self.billing.reserve(
                 user=self.username,
                 project_id=self.project_id,
                 run_id=self.run_id,
                 model=self.model,
-                input_tokens_estimate=input_tokens_estimate,
+                input_tokens_estimate=input_tokens,
                 max_output_tokens=max_output_tokens,
                 key=key,
             )

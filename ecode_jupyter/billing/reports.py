@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "cache_write_tokens",
     "cost_micros",
     "cost",
+    "uncharged_micros",
 )
 
 
@@ -150,6 +151,9 @@ def usage_rows(
             func.sum(LedgerEntry.cache_read_tokens).label("cache_read_tokens"),
             func.sum(LedgerEntry.cache_write_tokens).label("cache_write_tokens"),
             (-func.sum(LedgerEntry.amount_micros)).label("cost_micros"),
+            # What calls cost beyond what could be charged (a hold too short for the call,
+            # before holds covered the worst case): given away, and shown as such.
+            func.sum(LedgerEntry.details["uncharged_micros"].as_integer()).label("uncharged"),
         )
         .where(LedgerEntry.kind.in_([EntryKind.settlement.value, EntryKind.refund.value]))
         .group_by(key)
@@ -171,6 +175,7 @@ def usage_rows(
             "cache_read_tokens": int(r.cache_read_tokens or 0),
             "cache_write_tokens": int(r.cache_write_tokens or 0),
             "cost_micros": int(r.cost_micros or 0),
+            "uncharged_micros": int(r.uncharged or 0),
         }
         for r in session.execute(stmt)
     ]
@@ -186,6 +191,7 @@ def usage_rows(
             row["label"] = names.get(row["group"], row["group"])
     for row in rows:
         row["cost"] = format_credits(row["cost_micros"])
+        row["uncharged"] = format_credits(row["uncharged_micros"])
     return rows
 
 
@@ -199,9 +205,11 @@ def usage_total(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "cache_read_tokens",
             "cache_write_tokens",
             "cost_micros",
+            "uncharged_micros",
         )
     }
     total["cost"] = format_credits(total["cost_micros"])
+    total["uncharged"] = format_credits(total["uncharged_micros"])
     return total
 
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from ..billing import BillingManager, credits_to_micros
 from ..billing.reports import GROUPS, usage_total
+from . import remote
 from .config import cli_user, open_context
 
 
@@ -53,17 +54,13 @@ def _account_table(account: dict[str, Any]) -> Table:
 
 
 def _usage_table(group: str, rows: list[dict[str, Any]], total: dict[str, Any]) -> Table:
+    # Calls that cost more than could be charged (holds were once too short) get a column.
+    uncharged = total["uncharged_micros"] > 0
+    columns = ["calls", "input", "output", "cache read", "cache write", "credits"]
     table = Table(
-        group,
-        "calls",
-        "input",
-        "output",
-        "cache read",
-        "cache write",
-        "credits",
-        title=f"usage by {group}",
+        group, *columns, *(["not charged"] if uncharged else []), title=f"usage by {group}"
     )
-    for row in rows:
+    for row in [*rows, {**total, "label": "total"}]:
         table.add_row(
             row["label"] or "-",
             str(row["calls"]),
@@ -72,20 +69,31 @@ def _usage_table(group: str, rows: list[dict[str, Any]], total: dict[str, Any]) 
             str(row["cache_read_tokens"]),
             str(row["cache_write_tokens"]),
             row["cost"],
+            *([row["uncharged"]] if uncharged else []),
         )
-    table.add_row(
-        "total",
-        str(total["calls"]),
-        str(total["input_tokens"]),
-        str(total["output_tokens"]),
-        str(total["cache_read_tokens"]),
-        str(total["cache_write_tokens"]),
-        total["cost"],
-    )
     return table
 
 
+def _show_remote(client: Any, args: argparse.Namespace, console: Console) -> int:
+    data = remote.credits_data(client, args)
+    if args.json:
+        console.print_json(json.dumps(data))
+        return 0
+    if "grant" in data:
+        granted = data["grant"]
+        console.print(f"granted {granted['entry']['amount']} credits to {args.grant[0]}")
+        console.print(_account_table(granted["account"]))
+        return 0
+    usage = data["usage"]
+    console.print(_account_table(data["account"]))
+    console.print(_usage_table(args.group, usage["rows"], usage["total"]))
+    return 0
+
+
 async def _credits(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        return remote.run_remote(server, console, lambda c: _show_remote(c, args, console))
     ctx = open_context(args)
     try:
         billing = cast(BillingManager, ctx.extras["billing"])

@@ -48,6 +48,12 @@ class AnthropicLoopback(LoopbackServer):
 
     api = "anthropic"
     paths: ClassVar[tuple[str, ...]] = ("/v1/messages",)
+    input_keys: ClassVar[tuple[str, ...]] = ("system", "messages", "tools")
+    side_paths: ClassVar[tuple[str, ...]] = ("/v1/messages/count_tokens",)
+
+    def side_post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        # POST /v1/messages/count_tokens: the count a call with this input reports.
+        return {"input_tokens": self.count_input(body)}
 
     def presented_key(self, headers: dict[str, str]) -> str | None:
         if "x-api-key" in headers:

@@ -94,8 +94,9 @@ Fault = HTTPFault | CutStream | StreamError | MalformedEvent
 class ScriptedTurn:
     """One model answer: text, then tool calls, with usage and a stop reason.
 
-    ``usage`` of ``None`` is estimated from the request and answer sizes (about 4 bytes per
-    token). ``stop_reason`` uses the neutral names (``end_turn``, ``tool_use``,
+    ``usage`` of ``None`` is counted from the request (the server's ``bytes_per_token``
+    over the input's JSON, as its token-count endpoint says) and the answer (4 characters
+    per token). ``stop_reason`` uses the neutral names (``end_turn``, ``tool_use``,
     ``max_tokens``, ``refusal``; each server maps them to its own) and defaults to
     ``tool_use`` when there are tool calls. ``text_chunk`` / ``args_chunk`` set how many
     characters each streamed delta carries; ``event_delay`` sleeps between SSE events.
@@ -119,7 +120,8 @@ class ScriptedTurn:
         if self.usage is not None:
             return self.usage
         answer = len(self.text) + sum(len(c.arguments_json()) for c in self.tool_calls)
-        return Usage(input_tokens=max(1, request.body_size // 4), output_tokens=max(1, answer // 4))
+        read = request.input_tokens if request.input_tokens is not None else request.body_size // 4
+        return Usage(input_tokens=max(1, read), output_tokens=max(1, answer // 4))
 
 
 def text_turn(text: str, **kwargs: Any) -> ScriptedTurn:
@@ -162,6 +164,8 @@ class LoopbackRequest:
     body_size: int
     turn: int = -1
     attempt: int = 0
+    #: the input (system, messages, tools) in tokens, as the server's tokenizer counts it
+    input_tokens: int | None = None
 
     @classmethod
     def redact(cls, headers: list[tuple[str, str]]) -> dict[str, str]:

@@ -68,9 +68,23 @@ class LoopbackServer(ABC):
     #: what the SDK's base URL needs after host:port
     base_path: ClassVar[str] = ""
 
+    #: the request keys that are the model's input (what its tokenizer counts)
+    input_keys: ClassVar[tuple[str, ...]] = ("messages", "tools")
+    #: paths of side endpoints answered by :meth:`side_post` (e.g. token counting)
+    side_paths: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
-        self, script: Sequence[ScriptedTurn] | Responder = (), *, api_key: str | None = None
+        self,
+        script: Sequence[ScriptedTurn] | Responder = (),
+        *,
+        api_key: str | None = None,
+        bytes_per_token: int = 4,
     ) -> None:
+        # The "tokenizer": this many bytes of the input's JSON per token (2 is as dense as
+        # code or CJK text gets with real tokenizers; characters / 4 underestimates it).
+        self.bytes_per_token = bytes_per_token
+        #: requests answered by a side endpoint, by path
+        self.side_requests: dict[str, int] = {}
         self._turns: list[ScriptedTurn] | None = None if callable(script) else list(script)
         self._responder: Responder | None = script if callable(script) else None
         self.api_key = api_key
@@ -217,6 +231,7 @@ class LoopbackServer(ABC):
                 body_size=request.body_size,
                 turn=state.position,
                 attempt=state.attempts,
+                input_tokens=self.count_input(request.json),
             )
             self._requests.append(recorded)
             state.attempts += 1
@@ -224,6 +239,16 @@ class LoopbackServer(ABC):
             if fault is None:
                 self._served += 1
             return recorded, state.turn, fault
+
+    def count_input(self, body: dict[str, Any]) -> int:
+        """The input tokens of a request body, as this server's tokenizer counts them."""
+        part = {key: body[key] for key in self.input_keys if key in body}
+        raw = json.dumps(part, ensure_ascii=False, separators=(",", ":")).encode()
+        return max(1, len(raw) // self.bytes_per_token)
+
+    def side_post(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """JSON for a POST to a side endpoint in :attr:`side_paths`."""
+        return None
 
     def _new_index(self) -> int:
         with self._lock:
@@ -313,7 +338,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 body=body,
                 body_size=len(raw),
             )
-            if path not in server.paths:
+            if path not in server.paths and path not in server.side_paths:
                 self._send_json(404, server.error_body(404, None, f"no route {path}"))
                 return
             if (
@@ -329,6 +354,11 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
                 with server._lock:
                     server._requests.append(request)
                 self._send_json(400, server.error_body(400, None, "body is not a JSON object"))
+                return
+            if path in server.side_paths:
+                with server._lock:
+                    server.side_requests[path] = server.side_requests.get(path, 0) + 1
+                self._send_json(200, server.side_post(path, body) or {})
                 return
             try:
                 recorded, turn, fault = server._next(request)

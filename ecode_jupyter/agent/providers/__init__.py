@@ -30,6 +30,7 @@ from .base import (
     UsageReport,
     collect_turn,
     estimate_input_tokens,
+    input_token_bound,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ __all__ = [
     "collect_turn",
     "configured_provider_names",
     "estimate_input_tokens",
+    "input_token_bound",
     "make_provider",
 ]
 

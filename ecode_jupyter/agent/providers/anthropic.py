@@ -47,6 +47,8 @@ from .errors import bad_response, client_timeout, error_from_sdk, stream_incompl
 log = logging.getLogger(__name__)
 
 _EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
+# The count's headroom: 1/50 (2 %) of it, plus 16 tokens.
+_COUNT_HEADROOM = 50
 
 
 @dataclass(slots=True)
@@ -146,6 +148,22 @@ class AnthropicProvider(Provider):
             else:
                 result.append({"role": "user", "content": blocks})
         return result
+
+    async def count_input_tokens(
+        self, *, system: str, messages: list[Message], tools: list[ToolSpec]
+    ) -> int | None:
+        """The API's own count (``POST /v1/messages/count_tokens``) of the turn as it would be
+        sent, with a little headroom: the API calls its count an estimate that the call
+        itself may differ from by a small amount. None when the endpoint fails (a proxy or
+        compatible server without it)."""
+        params = self.build_request(system=system, messages=messages, tools=tools, max_tokens=1)
+        del params["max_tokens"]
+        try:
+            counted = await self._client.messages.count_tokens(**params)
+        except (anthropic.APIError, httpx2.TransportError, ValueError) as exc:
+            log.info("%s could not count the tokens of a turn: %s", self.name, exc)
+            return None
+        return counted.input_tokens + counted.input_tokens // _COUNT_HEADROOM + 16
 
     # -- response ------------------------------------------------------------------------
 

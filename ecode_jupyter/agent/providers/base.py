@@ -262,6 +262,22 @@ class Provider(ABC):
     async def aclose(self) -> None:
         """Release the HTTP client; called by the agent loop when the run ends."""
 
+    def input_token_bound(
+        self, *, system: str, messages: list[Message], tools: list[ToolSpec]
+    ) -> int:
+        """The most input tokens a turn can be billed for, without asking anyone (see
+        :func:`input_token_bound`). The agent holds credits for this before each call."""
+        return input_token_bound(system=system, messages=messages, tools=tools)
+
+    async def count_input_tokens(
+        self, *, system: str, messages: list[Message], tools: list[ToolSpec]
+    ) -> int | None:
+        """The turn's input tokens as the provider counts them, or None when it cannot say.
+
+        Asked only when the bound's hold does not fit the user's credits (it costs a
+        round trip): a count the provider stands by lets a tight budget hold less."""
+        return None
+
     async def __aenter__(self) -> Provider:
         return self
 
@@ -313,6 +329,39 @@ def estimate_input_tokens(*, system: str, messages: list[Message], tools: list[T
     for tool in tools:
         chars += len(tool.name) + len(tool.description) + len(json.dumps(tool.input_schema))
     return chars // _CHARS_PER_TOKEN + 1
+
+
+# What a provider may add around the text it is sent (its own prompt for tool use, role
+# markers, the turn's framing), in tokens: Anthropic documents a few hundred for tools.
+_FRAMING_TOKENS = 2048
+_FRAMING_PER_MESSAGE = 64
+_FRAMING_PER_TOOL = 64
+
+
+def _utf8(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def input_token_bound(*, system: str, messages: list[Message], tools: list[ToolSpec]) -> int:
+    """An upper bound of a turn's input tokens under any tokenizer: the UTF-8 bytes of what
+    is sent (a token stands for at least one byte; byte-level BPE and SentencePiece with byte
+    fallback alike), plus room for what the provider frames it with. Tool definitions count
+    twice, as providers render schemas into their own, wordier form.
+
+    Characters / 4 is a fair average for English and code but not a bound (CJK text, base64,
+    minified code run near one token per character), and a hold that is short lets a call
+    cost more than the credits left (issue 17)."""
+    total = _utf8(system) + _FRAMING_TOKENS
+    for message in messages:
+        total += _utf8(message.text) + _utf8(message.tool_call_id or "") + _FRAMING_PER_MESSAGE
+        for call in message.tool_calls:
+            args = json.dumps(call.arguments, ensure_ascii=False)
+            total += _utf8(call.id) + _utf8(call.name) + _utf8(args) + _FRAMING_PER_MESSAGE
+    for tool in tools:
+        schema = json.dumps(tool.input_schema, ensure_ascii=False)
+        total += 2 * (_utf8(tool.name) + _utf8(tool.description) + _utf8(schema))
+        total += _FRAMING_PER_TOOL
+    return total
 
 
 def estimate_usage(*, input_tokens: int, output_chars: int) -> Usage:

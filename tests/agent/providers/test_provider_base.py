@@ -10,6 +10,7 @@ from ecode_jupyter.agent.providers import (
     UsageReport,
     collect_turn,
     estimate_input_tokens,
+    input_token_bound,
 )
 from ecode_jupyter.agent.providers.base import parse_tool_arguments
 
@@ -93,3 +94,11 @@ def test_input_estimate_grows_with_prompt_history_and_tools():
     )
     assert 0 < small < 20
     assert big > 3 * 1000 // 4
+
+
+def test_input_bound_holds_for_dense_text_where_characters_over_four_does_not():
+    # 3,000 CJK characters are about 3,000 tokens for real tokenizers (9,000 UTF-8 bytes).
+    text = "".join(chr(0x4E00 + i) for i in range(3000))
+    messages = [Message.user(text)]
+    assert estimate_input_tokens(system="", messages=messages, tools=[]) < 3000
+    assert input_token_bound(system="", messages=messages, tools=[]) >= 9000
