@@ -51,8 +51,11 @@ GPU_ENV = "KERNEL_ECODE_GPUS"
 _KEPT = ("JPY_SESSION_NAME",)
 # A kernel lives for hours: no CPU-time rlimit (the cgroup's CPU share bounds it) and no
 # address-space cap (CUDA and JAX reserve far more virtual memory than they touch; the
-# cgroup's memory limit bounds what is used).
-KERNEL_LIMITS = ResourceLimits(address_space_bytes=None, cpu_seconds=None)
+# cgroup's memory limit bounds what is used). It dies with the server, even one killed with
+# SIGKILL, where no bubblewrap does it (the sandbox off): the next start frees the GPUs of
+# the dead server's kernels, which must then be gone. (Popen runs on the loop's thread, the
+# thread the parent-death signal follows.)
+KERNEL_LIMITS = ResourceLimits(address_space_bytes=None, cpu_seconds=None, die_with_parent=True)
 _RELEASE_TRIES = 40
 _RELEASE_WAIT_S = 0.05
 
