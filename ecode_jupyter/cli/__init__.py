@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--database-url", help="override c.EcodeApp.database_url / ECODE_DATABASE_URL"
     )
+    parser.add_argument(
+        "--server",
+        help="use this Jupyter server's ecode API instead of the database (on a hub user's "
+        "server this is the default: the API goes to the ecode service)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--debug", action="store_true", help="log at debug level")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -58,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    console = Console()
+    # --json output is for programs: no colour (a kernel's environment forces it on) and no
+    # wrapping at the terminal's width, either of which would break the JSON.
+    console = Console(color_system=None, soft_wrap=True) if args.json else Console()
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()

@@ -22,6 +22,7 @@ from ..agent.events import FeedEvent
 from ..agent.manager import AgentManager
 from ..context import EcodeContext
 from ..identity import EcodeUser
+from . import remote
 from .config import cli_user, load_app
 from .progress import FeedPrinter, summary_table
 
@@ -95,6 +96,13 @@ async def follow(agent: AgentManager, run_id: str, printer: FeedPrinter, console
 
 
 async def _new(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        # The agent runs where the API is (the hub's ecode service), not in this process.
+        name = args.name or name_from_prompt(args.prompt)
+        return remote.run_remote(
+            server, console, lambda c: remote.new_project(c, args, console, name)
+        )
     app = load_app(args)
     ctx = app.build_context()
     user: EcodeUser = cli_user(args, ctx)

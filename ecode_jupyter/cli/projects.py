@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from . import remote
 from .config import cli_user, open_context
 
 
@@ -59,6 +60,13 @@ async def _find(ctx: Any, user: Any, ref: str) -> str:
 
 
 async def _list(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        return remote.run_remote(
+            server,
+            console,
+            lambda c: remote.projects_list(c, args, lambda ps: _table(console, ps, args.json)),
+        )
     ctx = open_context(args)
     try:
         projects = await ctx.projects.list_projects(cli_user(args, ctx), deleted=args.deleted)
@@ -69,6 +77,13 @@ async def _list(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _create(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        return remote.run_remote(
+            server,
+            console,
+            lambda c: remote.projects_create(c, args, lambda ps: _table(console, ps, args.json)),
+        )
     ctx = open_context(args)
     try:
         project = await ctx.projects.create_project(
@@ -86,6 +101,11 @@ async def _create(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _delete(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        return remote.run_remote(
+            server, console, lambda c: remote.projects_delete(c, args, console)
+        )
     ctx = open_context(args)
     try:
         user = cli_user(args, ctx)
@@ -100,6 +120,11 @@ async def _delete(args: argparse.Namespace, console: Console) -> int:
 
 
 async def _restore(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+        return remote.run_remote(
+            server, console, lambda c: remote.projects_restore(c, args, console)
+        )
     ctx = open_context(args)
     try:
         project = await ctx.projects.restore_project(cli_user(args, ctx), args.project)

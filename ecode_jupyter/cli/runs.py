@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..agent.config import create_agent_manager
+from . import remote
 from .config import cli_user, load_app
 from .progress import credits
 
@@ -39,7 +40,25 @@ def _table(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> Table:
     return table
 
 
+def _print(
+    console: Console, rows: list[tuple[dict[str, Any], dict[str, Any]]], as_json: bool
+) -> None:
+    if as_json:
+        console.print_json(json.dumps([run for _, run in rows]))
+    else:
+        console.print(_table(rows))
+
+
 async def _runs(args: argparse.Namespace, console: Console) -> int:
+    server = remote.remote_server(args)
+    if server is not None:
+
+        def show(client: Any) -> int:
+            rows = remote.runs(client, args)
+            _print(console, rows, args.json)
+            return 0
+
+        return remote.run_remote(server, console, show)
     app = load_app(args)
     ctx = app.build_context()
     try:
@@ -56,10 +75,7 @@ async def _runs(args: argparse.Namespace, console: Console) -> int:
             for run in await agent.list_runs(user, project["id"], limit=args.limit):
                 rows.append((project, run))
         rows.sort(key=lambda pr: pr[1]["created_at"], reverse=True)
-        if args.json:
-            console.print_json(json.dumps([run for _, run in rows]))
-        else:
-            console.print(_table(rows))
+        _print(console, rows, args.json)
         return 0
     finally:
         ctx.db.dispose()

@@ -330,3 +330,30 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
         "alice's own server starting",
         timeout=120,
     )
+
+
+def test_jupyter_ecode_in_a_users_kernel_talks_to_the_service(hub: Hub) -> None:
+    # Alice's kernel has no database and no key: the command finds her server (the kernel's
+    # parent) and its token in the environment, and her server forwards to the service.
+    cli = "[sys.executable, '-m', 'ecode_jupyter.cli', "
+    code = (
+        "import json, subprocess, sys\n"
+        "def ecode(*args):\n"
+        f"    return subprocess.run({cli}*args], capture_output=True, text=True,"
+        " timeout=240)\n"
+        "built = ecode('new', 'a small module with a test', '--name', 'From The CLI')\n"
+        "print('NEW', built.returncode, built.stdout[-4000:], built.stderr[-2000:])\n"
+        "listed = ecode('--json', 'projects', 'list')\n"
+        "print('LIST', listed.returncode, json.dumps([p['name'] for p in json.loads(listed.stdout)]"
+        " if listed.returncode == 0 else listed.stderr))\n"
+    )
+    out = hub.run_in_kernel("alice", code, timeout=300)
+    built = out.split("NEW ", 1)[1].split("LIST ", 1)[0]
+    assert built.startswith("0 "), out
+    assert "completed" in built and "@alice/from-the-cli" in built, out
+    listed = out.split("LIST ", 1)[1]
+    assert listed.startswith("0 "), out
+    assert "From The CLI" in json.loads(listed[2:].strip()), out
+    # The project is the service's, as the API says.
+    projects = hub.ecode("GET", "projects", user="alice", via="service").json()["projects"]
+    assert "From The CLI" in [p["name"] for p in projects]
