@@ -263,6 +263,34 @@ export async function continueRun(runId: string): Promise<IRun> {
   });
 }
 
+/** A project's own server on a hub (`projects/{id}/server` of the ecode service). */
+export interface IProjectServer {
+  name: string;
+  owner: string;
+  /** The path of its Lab on the hub. */
+  url: string;
+  ready: boolean;
+  pending: string | null;
+}
+
+export async function getProjectServer(
+  projectId: string
+): Promise<IProjectServer> {
+  return requestAPI<IProjectServer>(
+    `projects/${encodeURIComponent(projectId)}/server`
+  );
+}
+
+/** Start the project's server when it is stopped (any member may); its state after. */
+export async function openProjectServer(
+  projectId: string
+): Promise<IProjectServer> {
+  return requestAPI<IProjectServer>(
+    `projects/${encodeURIComponent(projectId)}/server`,
+    { method: 'POST' }
+  );
+}
+
 /**
  * Start the project's kernels ahead (the server's warm pool), so its next notebook or
  * agent execution starts at once. Editors only; the server answers 202 at once.

@@ -6,7 +6,12 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
+import { getProjectServer, openProjectServer } from './api';
 import { GpuBadge } from './components/GpuBadge';
+import {
+  IProjectServerApi,
+  ProjectServerButton
+} from './components/ProjectServerButton';
 import { useSignalTick, useSignalValue } from './components/hooks';
 import { ITab, TabList, TabPanel } from './components/Tabs';
 import { DeployTab } from './components/tabs/DeployTab';
@@ -36,6 +41,12 @@ export interface IProjectViewActions {
   /** The folder under the server root holding workspaces (a setting). */
   workspaceFolder: () => string;
 }
+
+const PROJECT_SERVER_API: IProjectServerApi = {
+  get: getProjectServer,
+  open: openProjectServer,
+  visit: url => window.open(url, '_blank', 'noopener')
+};
 
 let viewCount = 0;
 
@@ -78,6 +89,7 @@ function ProjectViewBody(props: {
           </span>
         )}
         <GpuBadge leases={project.gpu_leases} />
+        <ProjectServerButton projectId={project.id} api={PROJECT_SERVER_API} />
       </header>
       {session.errors.project && (
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
