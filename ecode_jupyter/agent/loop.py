@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import re
@@ -68,6 +69,8 @@ __all__ = ["AgentLoop", "LoopResult", "RunLimits", "RunStopped", "VerifyResult",
 VERIFY_OUTPUT_CHARS = 6000
 # The deploy tools' error when the app itself did not start (see deploy/tools.py).
 PREVIEW_FAILED = "preview_failed"
+# check_app saw the started app's first page throw or answer 5xx
+APP_CHECK_FAILED = "app_check_failed"
 COMPACT_RESULT_CHARS = 800
 _PLAN_LINE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+(.+)$")
 # Tools that only look: calling them changes nothing a failed check would see differently.
@@ -604,8 +607,12 @@ class AgentLoop:
             problem = await self._check_preview()
             if problem is None:
                 return self._completed(result)
-            reason, what, detail = PREVIEW_FAILED, "the app did not start", problem
-            request = "Fix the project so that the app starts, then stop."
+            reason, what, detail = problem
+            request = (
+                "Fix the project so that the app starts, then stop."
+                if reason == PREVIEW_FAILED
+                else "Fix the page so that it loads without errors, then stop."
+            )
         else:
             code = f"exited with {result.exit_code}" if result.exit_code is not None else "failed"
             note = f": {result.note}" if result.note else ""
@@ -692,7 +699,7 @@ class AgentLoop:
             result.note = f"timed out after {self.limits.test_timeout_s:g} s"
         return result
 
-    async def _check_preview(self) -> str | None:
+    async def _check_preview(self) -> tuple[str, str, str] | None:
         """Start a served project's preview when the deploy tools exist; a problem, or None.
 
         Only an app that did not start (``preview_failed``) is the project's problem; a
@@ -703,12 +710,31 @@ class AgentLoop:
         call = ToolCall(f"preview_{self.step}", "start_preview", {"command": self.serve_command})
         outcome = await self.toolbox.call(call, step=self.step)
         if outcome.is_error and outcome.error_code == PREVIEW_FAILED:
-            return outcome.text
+            return PREVIEW_FAILED, "the app did not start", outcome.text
         if outcome.is_error:
             log.info("run %s: preview not checked: %s", self.run_id, outcome.error_code)
-        else:
-            self._preview = outcome.structured
-        return None
+            return None
+        self._preview = outcome.structured
+        return await self._check_in_browser()
+
+    async def _check_in_browser(self) -> tuple[str, str, str] | None:
+        """Open the started app's first page in a browser (``check_app``): a page that throws
+        or answers 5xx is the project's problem. No browser on this server skips the check."""
+        if not await self.toolbox.has("check_app"):
+            return None
+        call = ToolCall(f"browser_{self.step}", "check_app", {})
+        outcome = await self.toolbox.call(call, step=self.step)
+        if outcome.is_error:
+            log.info("run %s: app not checked in a browser: %s", self.run_id, outcome.error_code)
+            return None
+        try:
+            report, _ = json.JSONDecoder().raw_decode(outcome.text)
+        except ValueError:
+            return None
+        if not isinstance(report, dict) or report.get("passed") is not False:
+            return None
+        detail = json.dumps(report, indent=1)[:4000]
+        return APP_CHECK_FAILED, "the app's first page fails in a browser", detail
 
     # -- endings -------------------------------------------------------------------------
 

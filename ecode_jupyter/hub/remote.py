@@ -48,7 +48,7 @@ READ_ONLY_TOOLS = frozenset({"list_files", "read_file", "search_files", "read_no
 #: tools that need the preview machinery of a server that owns the project's apps; a user's
 #: server on the hub has none yet (projects as servers of their own bring it), so the model
 #: is not offered them
-UNAVAILABLE_TOOLS = frozenset({"start_preview", "preview_status"})
+UNAVAILABLE_TOOLS = frozenset({"start_preview", "preview_status", "check_app"})
 # How long a hub user's model (admin flag, groups) and a server's state are trusted.
 HUB_CACHE_S = 10.0
 HTTP_TIMEOUT_S = 600.0

@@ -30,6 +30,11 @@ class PreviewBackend(Protocol):
 
 
 def register(layer: ToolLayer) -> None:
+    from ecode_jupyter.tools import browser
+
+    # check_app opens the preview in a browser: a preview tool, with its own module.
+    browser.register(layer)
+
     def backend() -> PreviewBackend:
         if layer.preview is None:
             msg = "previews are not available in this server (start JupyterLab with E-Code)"

@@ -26,6 +26,7 @@ EXPECTED_TOOLS = {
     "query_database",
     "start_preview",
     "preview_status",
+    "check_app",
 }
 
 
