@@ -260,6 +260,22 @@ class EcodeApp(ExtensionApp):
         Default "": the provider's default model.""",
     ).tag(config=True)
 
+    allowed_models = List(
+        Unicode(),
+        help="""Models users may run the agent with, as model ids ("claude-sonnet-4-5") or
+        provider:model ("openai:gpt-5"); enforced on the server for every way in (REST, Lab's
+        picker, %ecode, jupyter ecode, continue). The offline provider is always allowed.
+        Default []: every priced model.""",
+    ).tag(config=True)
+
+    allowed_models_by_group = Dict(
+        key_trait=Unicode(),
+        value_trait=List(Unicode()),
+        help="""More models for members of a hub group, e.g. {"gpu-course": ["claude-opus-4-1"]},
+        on top of `allowed_models` (which must then be set: with it empty every model is
+        allowed anyway). Default {}.""",
+    ).tag(config=True)
+
     agent_max_steps = Int(40, help="Most model turns in one run. Default: 40.").tag(config=True)
 
     agent_max_tokens = Int(
@@ -332,6 +348,14 @@ class EcodeApp(ExtensionApp):
         True,
         help="""Let the offline provider install a template's missing requirements into the
         project's .venv (needs a package index). Default: True.""",
+    ).tag(config=True)
+
+    agent_listen_for_events = Bool(
+        True,
+        help="""On PostgreSQL, hear run events that other server processes record through
+        LISTEN/NOTIFY (one connection per process), so a feed of a run another process runs
+        is live. Off, or while the connection is down, such feeds poll every second; turn it
+        off behind a pooler in transaction mode, which cannot LISTEN. Default: True.""",
     ).tag(config=True)
 
     # -- previews and releases (deploy/) --------------------------------------------------
@@ -610,7 +634,12 @@ class EcodeApp(ExtensionApp):
             if servers is not None:
                 context.projects.member_listeners.append(placement.sync_members)
             context.projects.remote_workspaces = RemoteWorkspaces(placement)
-            context.extras["tools"] = RemoteToolLayer(context, placement)
+            context.extras["tools"] = remote_tools = RemoteToolLayer(context, placement)
+            # The same tools for agents outside Jupyter, forwarded the same way (hub/mcp.py).
+            from .hub.mcp import SETTINGS_KEY as SERVICE_MCP_KEY
+            from .hub.mcp import service_tool_layer
+
+            self.settings[SERVICE_MCP_KEY] = service_tool_layer(remote_tools)
             self.settings["ecode_hub_directory"] = directory
             self.settings["ecode_placement"] = placement
             # Live releases run here, so they outlive users' servers (hub/releases.py), in
@@ -787,6 +816,9 @@ class EcodeApp(ExtensionApp):
             for module in HANDLER_MODULES:
                 if module not in (tools_http, kernel_handlers):
                     self.handlers.extend(module.default_handlers)
+            from .hub import mcp as service_mcp
+
+            self.handlers.extend(service_mcp.default_handlers)
             if self.hub_project_servers:
                 from .hub import handlers as hub_handlers
 
@@ -874,6 +906,9 @@ class EcodeApp(ExtensionApp):
             await gateway.stop()
         await self.ecode.extras["agent"].stop()
         await self.ecode.extras["tools"].stop()
+        service_mcp = self.settings.get("ecode_service_mcp")
+        if service_mcp is not None:
+            await service_mcp.stop()  # its MCP sessions with outside clients
         await self.ecode.extras["limits"].aclose()
         deploy = self.ecode.extras.get("deploy")
         if deploy is not None:

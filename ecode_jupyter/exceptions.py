@@ -108,6 +108,13 @@ class SandboxUnavailable(EcodeError):
     code = "sandbox_unavailable"
 
 
+class ModelNotAllowed(EcodeError):
+    """The admin has not allowed this model for this user (``c.EcodeApp.allowed_models``)."""
+
+    status = 403
+    code = "model_not_allowed"
+
+
 class NotBuilt(EcodeError):
     """What was asked is not built for this kind of server yet (said plainly, not faked)."""
 

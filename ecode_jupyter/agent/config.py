@@ -30,9 +30,14 @@ def settings_from_app(app: Any) -> AgentSettings:
             max_retry_after_s=app.agent_max_retry_after_s,
         ),
         max_concurrent_runs=app.agent_max_concurrent_runs,
+        allowed_models=tuple(app.allowed_models),
+        allowed_models_by_group={
+            group: tuple(models) for group, models in app.allowed_models_by_group.items()
+        },
         offline_installs=app.agent_offline_installs,
         provider_read_timeout_s=app.agent_read_timeout_s,
         provider_connect_timeout_s=app.agent_connect_timeout_s,
+        listen_for_events=app.agent_listen_for_events,
     )
 
 

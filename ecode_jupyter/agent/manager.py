@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..context import EcodeContext, server_identity
 from ..db.models import Role, Run, utcnow
-from ..exceptions import Conflict, EcodeError, NotFound
+from ..exceptions import Conflict, EcodeError, ModelNotAllowed, NotFound
 from ..identity import EcodeUser
 from ..projects import validation as v
 from ..projects.manager import ProjectContext
@@ -44,6 +44,7 @@ from .events import (
     append_event,
     load_events,
 )
+from .listener import RunEventListener
 from .loop import AgentLoop, LoopResult, RunLimits
 from .metering import Metering
 from .prompt import ProjectFacts, build_system_prompt, verify_command
@@ -63,12 +64,18 @@ class AgentSettings:
     model: str = ""
     limits: RunLimits = field(default_factory=RunLimits)
     max_concurrent_runs: int = 4
+    #: models users may pick (model or provider:model); empty: all (the offline provider is
+    #: always allowed); and more per hub group
+    allowed_models: tuple[str, ...] = ()
+    allowed_models_by_group: dict[str, tuple[str, ...]] = field(default_factory=dict)
     offline_installs: bool = True
     heartbeat_s: float = 15.0
     #: seconds to wait for bytes from the model (a silent stream fails after this), and to
     #: connect; retries are the loop's (``limits.max_turn_retries``), not the SDK's
     provider_read_timeout_s: float = 120.0
     provider_connect_timeout_s: float = 10.0
+    #: on PostgreSQL, hear other processes' run events by LISTEN/NOTIFY instead of polling
+    listen_for_events: bool = True
 
 
 def default_runner_id(owner: str, workspace_root: str) -> str:
@@ -102,6 +109,8 @@ class AgentManager:
         self._stopping = False
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._preload: asyncio.Future[None] | None = None
+        #: events of runs in other processes (PostgreSQL); None: feeds poll for them
+        self.listener: RunEventListener | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,6 +130,11 @@ class AgentManager:
             )
         if self._heartbeat_task is None:
             self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
+        if self.listener is None and self.settings.listen_for_events and not self.db.is_sqlite:
+            self.listener = RunEventListener(
+                self.db.url, self.hub, self.events_after, self.is_local
+            )
+            self.listener.start()
 
     async def stop(self) -> None:
         """Interrupt the runs in flight (they can be continued) and stop the heartbeat."""
@@ -137,6 +151,9 @@ class AgentManager:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=15)
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
 
     @property
     def stale_after(self) -> timedelta:
@@ -292,8 +309,10 @@ class AgentManager:
     async def choose(
         self, user: EcodeUser, model: str | None, *, project_model: str | None = None
     ) -> ModelChoice:
-        """The provider and model a run would use; an unpriced model is refused (400) now,
-        not after the run started."""
+        """The provider and model a run would use; an unpriced model is refused (400) and a
+        model the admin did not allow this user (403 ``model_not_allowed``) now, not after
+        the run started. With no model asked for and a default the user may not use, the
+        first allowed model is the default."""
         choice = choose_model(
             model,
             project_model=project_model,
@@ -301,6 +320,19 @@ class AgentManager:
             configured_model=self.settings.model,
             env=self.env,
         )
+        allowed = self.allowed_models(user)
+        if allowed is not None and not _is_allowed(choice, allowed):
+            if model is None and project_model is None and allowed:
+                choice = choose_model(
+                    allowed[0], configured_provider=self.settings.provider, env=self.env
+                )
+            if not _is_allowed(choice, allowed):
+                names = ", ".join(allowed) or "none (only offline)"
+                msg = (
+                    f"the model {choice.model} is not allowed for you here "
+                    f"(c.EcodeApp.allowed_models); allowed: {names}"
+                )
+                raise ModelNotAllowed(msg)
         billing = self.ctx.extras.get("billing")
         if billing is not None:
             metering = Metering(
@@ -313,6 +345,18 @@ class AgentManager:
             )
             await metering.check_model()
         return choice
+
+    def allowed_models(self, user: EcodeUser) -> list[str] | None:
+        """The models ``user`` may pick (in the admin's order), or None for every model."""
+        settings = self.settings
+        if not settings.allowed_models and not settings.allowed_models_by_group:
+            return None
+        allowed = list(settings.allowed_models)
+        for group in user.groups:
+            for model in settings.allowed_models_by_group.get(group, ()):
+                if model not in allowed:
+                    allowed.append(model)
+        return allowed
 
     async def continue_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
         """A new run that picks up an interrupted, failed or cancelled one."""
@@ -398,6 +442,11 @@ class AgentManager:
 
     def is_local(self, run_id: str) -> bool:
         return run_id in self._tasks
+
+    @property
+    def hears_other_processes(self) -> bool:
+        """Whether events other processes record reach this process's hub unasked (LISTEN)."""
+        return self.listener is not None and self.listener.connected
 
     async def wait(self, run_id: str) -> None:
         """Wait until this process's task for the run has ended (no-op when there is none)."""
@@ -626,3 +675,10 @@ class AgentManager:
             await task
             raise
         log.info("run %s %s%s", feed.run_id, status, f" ({reason})" if reason else "")
+
+
+def _is_allowed(choice: ModelChoice, allowed: list[str]) -> bool:
+    """Offline always; else the model by its id or as provider:model."""
+    if choice.provider == "offline":
+        return True
+    return choice.model in allowed or f"{choice.provider}:{choice.model}" in allowed

@@ -33,7 +33,8 @@ PROJECT = r"(?P<project_id>[^/]+)"
 RUN = r"(?P<run_id>[^/]+)"
 REPLAY_BATCH = 500
 # How often a feed re-reads the database while no event arrives in-process: a run of this
-# server publishes here at once; one run by another server of the deployment only shows there.
+# server publishes here at once, and so does one of another server while this one listens for
+# them (PostgreSQL LISTEN, agent/listener.py); otherwise it only shows in the database.
 LOCAL_POLL_S = 10.0
 REMOTE_POLL_S = 1.0
 
@@ -218,7 +219,8 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             if not await self._send_recorded():
                 return
             while True:
-                poll = LOCAL_POLL_S if agent.is_local(self.run_id) else REMOTE_POLL_S
+                heard = agent.is_local(self.run_id) or agent.hears_other_processes
+                poll = LOCAL_POLL_S if heard else REMOTE_POLL_S
                 event = await sub.get(timeout=poll)
                 if event is None:
                     if not await self._send_recorded():
@@ -251,9 +253,12 @@ class AgentModelsHandler(EcodeHandler):
         if agent is None:
             msg = "the agent is not installed in this server"
             raise NotFound(msg)
-        choice = await agent.choose(self.ecode_user, None)
+        user = self.ecode_user
+        choice = await agent.choose(user, None)
         providers = [*configured_provider_names(agent.env), "offline"]
-        self.finish_json({"default": choice.to_json(), "providers": providers})
+        # null: every priced model; else only these (and offline) may be picked.
+        allowed = agent.allowed_models(user)
+        self.finish_json({"default": choice.to_json(), "providers": providers, "allowed": allowed})
 
 
 default_handlers = [

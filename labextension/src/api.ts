@@ -185,6 +185,25 @@ export interface ILogLine {
 export interface IAgentModels {
   default: { provider: string; model: string };
   providers: string[];
+  /** The models this user may pick (`c.EcodeApp.allowed_models`); null: every priced one. */
+  allowed?: string[] | null;
+}
+
+/**
+ * The priced models the picker offers: all of them, or only those the admin allowed (by
+ * model id or as `provider:model`). The server refuses the others anyway; the picker does
+ * not offer what would be refused.
+ */
+export function pickableModels(
+  prices: readonly IModelPrice[],
+  agent: IAgentModels | null | undefined
+): IModelPrice[] {
+  const allowed = agent?.allowed;
+  if (!allowed) {
+    return [...prices];
+  }
+  const ids = new Set(allowed.map(entry => entry.split(':').pop() ?? entry));
+  return prices.filter(p => ids.has(p.model));
 }
 
 const json = (body: unknown): RequestInit => ({

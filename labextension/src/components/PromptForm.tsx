@@ -9,7 +9,8 @@ import {
   IAgentModels,
   IModelPrice,
   IProject,
-  ITemplate
+  ITemplate,
+  pickableModels
 } from '../api';
 import { adviceFor, estimateRunMicros, formatCredits } from '../format';
 import { EcodeApiError } from '../handler';
@@ -81,7 +82,9 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
   // The picker follows the setting until the user picks something themselves.
   const chosen = modelName ?? settings.defaultModel;
   const selected = templates.find(t => t.id === template);
-  const known = new Set(prices.map(p => p.model));
+  // Only what this user may pick (the admin's allow-list); the server enforces it too.
+  const pickable = pickableModels(prices, props.agent);
+  const known = new Set(pickable.map(p => p.model));
   const defaultLabel = props.agent
     ? `Server default (${props.agent.default.model})`
     : 'Server default';
@@ -195,7 +198,7 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
           {chosen && !known.has(chosen) && (
             <option value={chosen}>{chosen}</option>
           )}
-          {prices.map(p => (
+          {pickable.map(p => (
             <option key={p.model} value={p.model}>
               {p.model}
               {p.free ? ' (free)' : ''}
