@@ -9,6 +9,11 @@ WebSockets and the CLI listen there) and to jupyter_server's event bus.
 Publishing after the commit is what makes replay-then-live exact: a listener subscribes first
 and then reads the database, so every event is in the rows it read, in its queue, or both —
 and duplicates are told apart by ``seq``.
+
+Other processes sharing a PostgreSQL database hear of an event by ``NOTIFY`` (channel
+:data:`NOTIFY_CHANNEL`, payload ``"{run_id}:{seq}"``, never the content), sent by the same
+statement that takes the seq, so it is delivered when, and only if, the event commits;
+``listener.py`` turns it back into a publication on that process's hub.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from ..db import Database
@@ -72,6 +77,9 @@ EVENT_TYPES = frozenset(
 #: the last event of a run's feed; nothing follows one of these
 TERMINAL_TYPES = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_INTERRUPTED})
 
+#: PostgreSQL channel on which every recorded event is announced as ``"{run_id}:{seq}"``
+NOTIFY_CHANNEL = "ecode_run_events"
+
 SCHEMA_ID = "https://events.jupyter.org/ecode_jupyter/run_event/v1"
 SCHEMA_PATH = Path(__file__).parent / "event_schemas" / "run_event" / "v1.yaml"
 
@@ -110,10 +118,12 @@ class Subscription:
     def __init__(self, hub: EventHub, run_id: str | None) -> None:
         self._hub = hub
         self.run_id = run_id
-        self.queue: asyncio.Queue[FeedEvent] = asyncio.Queue()
+        # None is a wake-up: something may have been recorded that was not published here.
+        self.queue: asyncio.Queue[FeedEvent | None] = asyncio.Queue()
 
     async def get(self, timeout: float | None = None) -> FeedEvent | None:
-        """The next event, or None after ``timeout`` seconds without one."""
+        """The next event, or None after ``timeout`` seconds without one or when woken
+        (:meth:`EventHub.wake`): either way the caller should re-read the database."""
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:
@@ -134,6 +144,9 @@ class EventHub:
 
     def __init__(self) -> None:
         self._subs: dict[str | None, set[Subscription]] = defaultdict(set)
+        # The highest seq published per run that has subscribers (listener.py skips what
+        # this process already published).
+        self._published: dict[str, int] = {}
 
     def subscribe(self, run_id: str | None) -> Subscription:
         """Subscribe to one run's events, or to every run's with ``run_id=None``."""
@@ -147,11 +160,30 @@ class EventHub:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.run_id]
+                if sub.run_id is not None:
+                    self._published.pop(sub.run_id, None)
+
+    def has_subscribers(self, run_id: str) -> bool:
+        return bool(self._subs.get(run_id) or self._subs.get(None))
+
+    def published_seq(self, run_id: str) -> int | None:
+        """The highest seq of ``run_id`` published while it had subscribers, if any."""
+        return self._published.get(run_id)
 
     def publish(self, event: FeedEvent) -> None:
+        if event.run_id in self._subs:
+            known = self._published.get(event.run_id, 0)
+            self._published[event.run_id] = max(known, event.seq)
         for key in (event.run_id, None):
             for sub in tuple(self._subs.get(key, ())):
                 sub.queue.put_nowait(event)
+
+    def wake(self, run_id: str | None = None) -> None:
+        """Make subscribers of ``run_id`` (None: all) re-read the database now."""
+        for key, subs in tuple(self._subs.items()):
+            if run_id is None or key in (run_id, None):
+                for sub in tuple(subs):
+                    sub.queue.put_nowait(None)
 
 
 class JupyterEventBus:
@@ -196,9 +228,13 @@ def append_event(
     values: dict[str, Any] = {"last_seq": Run.last_seq + 1}
     if changes:
         values.update(changes)
-    seq = session.execute(
-        update(Run).where(Run.id == run_id).values(**values).returning(Run.last_seq)
-    ).scalar_one_or_none()
+    stmt = update(Run).where(Run.id == run_id).values(**values).returning(Run.last_seq)
+    if session.get_bind().dialect.name == "postgresql":
+        # Announce the event to other processes in the statement that numbers it: no extra
+        # round trip, and PostgreSQL delivers a NOTIFY only when its transaction commits.
+        payload = Run.id + ":" + cast(Run.last_seq, String)
+        stmt = stmt.returning(func.pg_notify(NOTIFY_CHANNEL, payload))
+    seq = session.execute(stmt).scalar_one_or_none()
     if seq is None:
         msg = "no such run"
         raise NotFound(msg)
