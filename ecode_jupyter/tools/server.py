@@ -131,6 +131,10 @@ class McpReporter:
         await self._send(f"{change.action} {change.path} (+{change.added} -{change.removed})")
 
 
+#: runs a tool call somewhere else (name, arguments, the call's context) -> its result
+ForwardCall = Callable[[str, dict[str, Any], Context[Any, Any] | None], Awaitable[CallToolResult]]
+
+
 class _EcodeMCPServer(MCPServer[Any]):
     """Lets an ``EcodeError``'s code and message reach the client.
 
@@ -140,6 +144,13 @@ class _EcodeMCPServer(MCPServer[Any]):
 
     #: set by the ToolLayer: counts the call against its caller's rate limit before it runs
     before_call: Callable[[Context[Any, Any] | None], Awaitable[None]] | None = None
+    #: the hub service (hub/mcp.py): every call goes to the project's server instead of
+    #: running here, and these tools are not offered
+    forward: ForwardCall | None = None
+    hidden: frozenset[str] = frozenset()
+
+    async def list_tools(self) -> list[MCPTool]:
+        return [t for t in await super().list_tools() if t.name not in self.hidden]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -147,8 +158,13 @@ class _EcodeMCPServer(MCPServer[Any]):
         try:
             if self.before_call is not None:
                 await self.before_call(context)
+            if self.forward is not None:
+                if name in self.hidden:
+                    msg = f"{name} is not available here"
+                    raise InvalidInput(msg)
+                return await self.forward(name, arguments, context)
             return await super().call_tool(name, arguments, context)
-        except EcodeError as exc:  # from before_call: a refusal (rate_limited)
+        except EcodeError as exc:  # from before_call (rate_limited) or a forwarded call
             msg = f"{exc.code}: {exc.message}"
             raise ToolError(msg) from exc
         except ToolError as exc:

@@ -357,3 +357,61 @@ def test_jupyter_ecode_in_a_users_kernel_talks_to_the_service(hub: Hub) -> None:
     # The project is the service's, as the API says.
     projects = hub.ecode("GET", "projects", user="alice", via="service").json()["projects"]
     assert "From The CLI" in [p["name"] for p in projects]
+
+
+def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
+    # An agent outside Jupyter (an IDE, Claude Code) with the user's hub token: the service's
+    # MCP endpoint, ecode's roles, and the call executed in the project's server.
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Outside Agent"})
+    assert created.status_code == 201, created.text
+    pid = created.json()["id"]
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "viewer"})
+    assert added.status_code == 200, added.text
+    url = f"{hub.url}services/ecode/api/ecode/mcp"
+
+    async def session(user: str) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        headers = {"Authorization": f"token {hub.tokens[user]}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=120) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            seen["tools"] = {t.name for t in (await client.list_tools()).tools}
+            wrote = await client.call_tool(
+                "write_file",
+                {"project": pid, "path": "notes.md", "content": f"written by {user}\n"},
+            )
+            seen["write"] = (wrote.is_error, _text_of(wrote))
+            read = await client.call_tool("read_file", {"project": pid, "path": "notes.md"})
+            seen["read"] = (read.is_error, _text_of(read))
+        return seen
+
+    alice = asyncio.run(session("alice"))
+    assert {"read_file", "write_file", "run_command"} <= alice["tools"]
+    assert "start_preview" not in alice["tools"]
+    assert alice["write"][0] is False, alice
+    assert alice["read"][0] is False and "written by alice" in alice["read"][1], alice
+    # The file is in alice's workspace, written by the project's server (her account).
+    notes = hub.workspace("alice", pid) / "notes.md"
+    assert notes.read_text() == "written by alice\n"
+    assert notes.stat().st_uid == hub.homes["alice"].stat().st_uid
+
+    # bob, a viewer: reads, cannot write.
+    bob = asyncio.run(session("bob"))
+    assert bob["write"][0] is True and "forbidden" in bob["write"][1], bob
+    assert bob["read"][0] is False and "written by alice" in bob["read"][1], bob
+    assert notes.read_text() == "written by alice\n"
+
+    # The write is in the audit trail, as alice's.
+    audit = hub.ecode("GET", f"audit?project={pid}", user="admin").json()["events"]
+    assert ("alice", "tool.write_file") in {(e["actor"], e["action"]) for e in audit}
+
+
+def _text_of(result: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
