@@ -108,6 +108,13 @@ class SandboxUnavailable(EcodeError):
     code = "sandbox_unavailable"
 
 
+class CostCapReached(EcodeError):
+    """A run's next model call could take it past its own cost cap (``max_credits``)."""
+
+    status = 402
+    code = "max_credits"
+
+
 class ModelNotAllowed(EcodeError):
     """The admin has not allowed this model for this user (``c.EcodeApp.allowed_models``)."""
 

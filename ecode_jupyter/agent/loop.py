@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..exceptions import InsufficientCredits, RateLimited
+from ..exceptions import CostCapReached, InsufficientCredits, RateLimited
 from ..projects.templating import ProjectTemplate
 from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, VERIFY_RESULT, RunFeed
 from .metering import Metering
@@ -442,9 +442,10 @@ class AgentLoop:
                 reservation = await self.metering.reserve(
                     key, bound, self.limits.max_output_tokens, recount=count
                 )
-            except (InsufficientCredits, RateLimited) as exc:
-                # reason: "insufficient_credits", or "rate_limited" (the user's model_calls)
-                raise RunStopped(exc.message, reason=exc.code) from exc
+            except (InsufficientCredits, RateLimited, CostCapReached) as exc:
+                # reason: "insufficient_credits", "rate_limited" (the user's model_calls) or
+                # "max_credits" (the run's own cap; continue with a higher one)
+                raise RunStopped(exc.message, reason=exc.code, **exc.details) from exc
             self._seen_usage = Usage()
             deltas = _DeltaStream(self.feed, self.step, attempt=attempt)
             try:

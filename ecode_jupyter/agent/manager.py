@@ -16,15 +16,16 @@ import asyncio
 import contextlib
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..billing.prices import credits_to_micros
 from ..context import EcodeContext, server_identity
 from ..db.models import Role, Run, utcnow
-from ..exceptions import Conflict, EcodeError, ModelNotAllowed, NotFound
+from ..exceptions import Conflict, EcodeError, InvalidInput, ModelNotAllowed, NotFound
 from ..identity import EcodeUser
 from ..projects import validation as v
 from ..projects.manager import ProjectContext
@@ -251,11 +252,17 @@ class AgentManager:
         model: Any = None,
         *,
         continued_from: str | None = None,
+        max_credits: Any = None,
+        max_cost_micros: int | None = None,
     ) -> dict[str, Any]:
         """Create a run of ``prompt`` on the project and start it; returns the run as JSON.
 
+        ``max_credits`` (a decimal string, like every credit amount of the API) caps what the
+        run may cost: no model call starts whose hold would take it past the cap.
         Needs the editor role. Raises Conflict when the project already has an active run.
         """
+        if max_credits is not None:
+            max_cost_micros = max_credits_micros(max_credits)
         clean_prompt = v.validate_prompt(prompt)
         clean_model = v.validate_model(model) if model is not None else None
         project = await self.ctx.projects.project_context(user, project_id, Role.editor)
@@ -279,6 +286,7 @@ class AgentManager:
                 model=choice.model,
                 runner=self.runner_id,
                 continued_from=continued_from,
+                max_cost_micros=max_cost_micros,
             )
             return store.run_to_json(run)
 
@@ -358,8 +366,11 @@ class AgentManager:
                     allowed.append(model)
         return allowed
 
-    async def continue_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
-        """A new run that picks up an interrupted, failed or cancelled one."""
+    async def continue_run(
+        self, user: EcodeUser, run_id: str, *, max_credits: Any = None
+    ) -> dict[str, Any]:
+        """A new run that picks up an interrupted, failed or cancelled one, with the run's own
+        cost cap or a new one (``max_credits``)."""
         ref = await self._authorized_ref(user, run_id, Role.editor)
         if ref.status not in store.CONTINUABLE_STATUSES:
             msg = (
@@ -368,7 +379,15 @@ class AgentManager:
             )
             raise Conflict(msg)
         model = ref.model if ref.provider != "offline" else "offline"
-        return await self.start_run(user, ref.project_id, ref.prompt, model, continued_from=ref.id)
+        return await self.start_run(
+            user,
+            ref.project_id,
+            ref.prompt,
+            model,
+            continued_from=ref.id,
+            max_credits=max_credits,
+            max_cost_micros=ref.max_cost_micros,
+        )
 
     async def cancel_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
         """Cancel a run; its running command is killed. A finished run is returned as is."""
@@ -544,10 +563,11 @@ class AgentManager:
                     project_id=project.id,
                     model=choice.model,
                     rate_limit=limits.bind(user, MODEL_CALLS) if limits is not None else None,
+                    cap_micros=ref.max_cost_micros,
                 ),
                 system=build_system_prompt(facts),
                 messages=await self._first_messages(ref),
-                limits=self.settings.limits,
+                limits=_capped(self.settings.limits, ref.max_cost_micros),
                 test_command=verify_command(template),
                 serve_command=template.run if template is not None else None,
                 template=template,
@@ -682,3 +702,22 @@ def _is_allowed(choice: ModelChoice, allowed: list[str]) -> bool:
     if choice.provider == "offline":
         return True
     return choice.model in allowed or f"{choice.provider}:{choice.model}" in allowed
+
+
+def max_credits_micros(value: Any) -> int | None:
+    """A run's cap from the API's ``max_credits`` (a positive decimal string), or None."""
+    if value is None:
+        return None
+    micros = credits_to_micros(value, field="max_credits")
+    if micros <= 0:
+        msg = "max_credits must be more than 0"
+        raise InvalidInput(msg, field="max_credits")
+    return micros
+
+
+def _capped(limits: RunLimits, cap: int | None) -> RunLimits:
+    """The server's limits with the run's own cost cap, the smaller of the two."""
+    if cap is None:
+        return limits
+    server = limits.max_cost_micros
+    return replace(limits, max_cost_micros=min(server, cap) if server else cap)

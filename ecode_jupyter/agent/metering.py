@@ -18,8 +18,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..billing.prices import format_credits
 from ..db import Database
-from ..exceptions import InsufficientCredits, RateLimited
+from ..exceptions import CostCapReached, InsufficientCredits, RateLimited
 from .providers.base import Usage
 from .store import add_usage
 
@@ -48,8 +49,11 @@ class Metering:
         project_id: str,
         model: str,
         rate_limit: Callable[[], Awaitable[None]] | None = None,
+        cap_micros: int | None = None,
     ) -> None:
         self.billing = billing
+        # The run's own cost cap: a call whose hold would take the run past it never starts.
+        self.cap_micros = cap_micros
         # Counts one model call against the user's rate limit (RateLimiter.bind), or None.
         self.rate_limit = rate_limit
         self.db = db
@@ -106,18 +110,46 @@ class Metering:
         if self.billing is None:
             return None
         try:
-            return await self._hold(key, input_tokens, max_output_tokens)
-        except InsufficientCredits:
-            counted = await recount() if recount is not None else None
-            if counted is None or counted >= input_tokens:
-                raise
-            log.info(
-                "run %s: holding for %d input tokens as counted (bound %d)",
-                self.run_id,
-                counted,
-                input_tokens,
-            )
-            return await self._hold(key, counted, max_output_tokens)
+            held = await self._hold(key, input_tokens, max_output_tokens)
+            if not self._over_cap(held):
+                return held
+            # Over the run's cap by the bound: the provider's exact count may fit.
+            await self.release(held, "over the run's cost cap")
+            error: Exception = self._cap_error(held)
+        except InsufficientCredits as exc:
+            error = exc
+        counted = await recount() if recount is not None else None
+        if counted is None or counted >= input_tokens:
+            raise error
+        log.info(
+            "run %s: holding for %d input tokens as counted (bound %d)",
+            self.run_id,
+            counted,
+            input_tokens,
+        )
+        held = await self._hold(key, counted, max_output_tokens)
+        if self._over_cap(held):
+            await self.release(held, "over the run's cost cap")
+            raise self._cap_error(held)
+        return held
+
+    def _over_cap(self, held: Any) -> bool:
+        amount = int(getattr(held, "amount_micros", 0) or 0)
+        return bool(self.cap_micros) and self.cost_micros + amount > int(self.cap_micros or 0)
+
+    def _cap_error(self, held: Any) -> CostCapReached:
+        amount = int(getattr(held, "amount_micros", 0) or 0)
+        msg = (
+            f"stopped before the next model call: it could cost up to {format_credits(amount)} "
+            f"credits, and the run has spent {format_credits(self.cost_micros)} of its cap of "
+            f"{format_credits(int(self.cap_micros or 0))}; continue it with a higher max_credits"
+        )
+        return CostCapReached(
+            msg,
+            spent=format_credits(self.cost_micros),
+            cap=format_credits(int(self.cap_micros or 0)),
+            next_call_up_to=format_credits(amount),
+        )
 
     async def _hold(self, key: str, input_tokens: int, max_output_tokens: int) -> Any:
         assert self.billing is not None

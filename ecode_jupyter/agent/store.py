@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..agent.providers.base import Usage
+from ..billing.prices import format_credits
 from ..db.models import Project, Run, utcnow
 from ..exceptions import NotFound
 
@@ -56,6 +57,11 @@ def run_to_json(run: Run) -> dict[str, Any]:
             "cache_write_tokens": run.cache_write_tokens,
         },
         "cost_micros": run.cost_micros,
+        # The run's own cap, a decimal string like every credit amount (None: no cap of its
+        # own, only the server's).
+        "max_credits": format_credits(run.max_cost_micros)
+        if run.max_cost_micros is not None
+        else None,
         "last_seq": run.last_seq,
         "summary": summary,
         "events_url": f"api/ecode/runs/{run.id}/events",
@@ -75,6 +81,7 @@ class RunRef:
     status: str
     reason: str | None
     continued_from: str | None
+    max_cost_micros: int | None = None
 
 
 def _ref(run: Run) -> RunRef:
@@ -88,6 +95,7 @@ def _ref(run: Run) -> RunRef:
         run.status,
         run.reason,
         run.continued_from,
+        run.max_cost_micros,
     )
 
 
@@ -109,6 +117,7 @@ def create_run(
     model: str,
     runner: str,
     continued_from: str | None = None,
+    max_cost_micros: int | None = None,
 ) -> Run:
     run = Run(
         project_id=project_id,
@@ -118,6 +127,7 @@ def create_run(
         model=model,
         status=QUEUED,
         continued_from=continued_from,
+        max_cost_micros=max_cost_micros,
         summary={"runner": {"id": runner, "heartbeat": utcnow().isoformat()}},
     )
     session.add(run)

@@ -190,6 +190,9 @@ class Run(Base):
     cache_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The run's own cap (max_credits when it was started or continued); None: only the
+    # server's (c.EcodeApp.agent_max_cost_micros).
+    max_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(default=0)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
 

@@ -9,6 +9,7 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
+from ..agent.manager import max_credits_micros
 from ..db.models import Role
 from ..exceptions import InvalidInput
 from ..projects.validation import validate_model
@@ -51,7 +52,15 @@ class ProjectsHandler(ProjectJsonMixin):
     @authorized
     async def post(self) -> None:
         body = self.json_body()
-        unknown = set(body) - {"name", "template", "prompt", "model", "slug", "description"}
+        unknown = set(body) - {
+            "name",
+            "template",
+            "prompt",
+            "model",
+            "slug",
+            "description",
+            "max_credits",
+        }
         if unknown:
             msg = f"unknown fields: {', '.join(sorted(unknown))}"
             raise InvalidInput(msg)
@@ -64,6 +73,7 @@ class ProjectsHandler(ProjectJsonMixin):
             # An unusable model is refused before anything is created.
             model = body.get("model")
             await agent.choose(user, validate_model(model) if model is not None else None)
+            max_credits_micros(body.get("max_credits"))  # a bad cap is refused before too
             limits = self.ecode.extras.get("limits")
             if limits is not None:
                 # Nor is a project created whose run the rate limit would refuse (429).
@@ -79,7 +89,13 @@ class ProjectsHandler(ProjectJsonMixin):
         )
         # A prompt starts the agent at once, when the agent is installed in this server.
         if project["prompt"] and agent is not None:
-            run = await agent.start_run(user, project["id"], project["prompt"], project["model"])
+            run = await agent.start_run(
+                user,
+                project["id"],
+                project["prompt"],
+                project["model"],
+                max_credits=body.get("max_credits"),
+            )
             project["run"] = run
         self.set_header("Location", self.base_url + f"api/ecode/projects/{project['id']}")
         self.finish_json(self.with_workspace(project), status=201)

@@ -55,7 +55,7 @@ class ProjectRunsHandler(EcodeHandler):
     @authorized
     async def post(self, project_id: str) -> None:
         body = self.json_body()
-        unknown = set(body) - {"prompt", "model"}
+        unknown = set(body) - {"prompt", "model", "max_credits"}
         if unknown:
             msg = f"unknown fields: {', '.join(sorted(unknown))}"
             raise InvalidInput(msg)
@@ -63,7 +63,11 @@ class ProjectRunsHandler(EcodeHandler):
             msg = "prompt is required"
             raise InvalidInput(msg, field="prompt")
         run = await _agent(self.ecode).start_run(
-            self.ecode_user, project_id, body["prompt"], body.get("model")
+            self.ecode_user,
+            project_id,
+            body["prompt"],
+            body.get("model"),
+            max_credits=body.get("max_credits"),
         )
         self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
         self.finish_json(run, status=201)
@@ -87,7 +91,16 @@ class RunContinueHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def post(self, run_id: str) -> None:
-        run = await _agent(self.ecode).continue_run(self.ecode_user, run_id)
+        # An empty body continues with the run's own cap; {"max_credits": "1.00"} sets a new one
+        # (a run stopped at its cap goes on only with a higher one).
+        body = self.json_body() if self.request.body else {}
+        unknown = set(body) - {"max_credits"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        run = await _agent(self.ecode).continue_run(
+            self.ecode_user, run_id, max_credits=body.get("max_credits")
+        )
         self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
         self.finish_json(run, status=201)
 
