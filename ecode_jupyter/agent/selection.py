@@ -88,9 +88,9 @@ def offline_template(
 ) -> tuple[ProjectTemplate | None, str]:
     """The template the offline provider builds and why, or None and why none fits.
 
-    A prompt that names a stack no template is built on ("a React todo app", "train a
+    A prompt that names a stack no template is built on ("a Vue todo app", "train a
     PyTorch model on the GPU") gets none, unless it also names a template outright ("a Flask
-    API with a React frontend" still gets the Flask API, saying React is not part of it):
+    API with a Vue frontend" still gets the Flask API, saying Vue is not part of it):
     building an unrelated project would only look like success.
     """
     if project_template:

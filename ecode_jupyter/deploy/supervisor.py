@@ -77,6 +77,13 @@ SKIPPED_DIRS = frozenset(
         ".mypy_cache",
         ".ecode",
         ".jupyter",
+        # Build output: an app whose command builds before serving (vite build && vite
+        # preview) would otherwise restart itself for ever on its own files.
+        "dist",
+        "build",
+        ".next",
+        ".vite",
+        "coverage",
     }
 )
 MAX_WATCHED_FILES = 5000

@@ -5,10 +5,11 @@ describes it and ``files/`` holds the project exactly as it is copied, except th
 may contain the placeholders ``{{project_name}}`` and ``{{slug}}``.
 
 Placeholders are replaced in one pass (a name that itself contains ``{{slug}}`` stays literal).
-In ``.py``, ``.json``, ``.ipynb`` and ``.toml`` files the value is escaped as the inside of a
-double-quoted JSON string, which is also valid inside a double-quoted Python or TOML string; so in
-those files a placeholder may only appear inside double quotes (in a notebook: in a markdown
-cell), and a project called ``Tom's "best" app`` still gives files that parse.
+In ``.py``, ``.json``, ``.ipynb``, ``.toml`` and JavaScript/TypeScript files the value is escaped
+as the inside of a double-quoted JSON string, which is also valid inside a double-quoted Python,
+TOML or JavaScript string; so in those files a placeholder may only appear inside double quotes
+(in a notebook: in a markdown cell), and a project called ``Tom's "best" app`` still gives
+files that parse.
 
 ``template.json`` fields::
 
@@ -17,7 +18,8 @@ cell), and a project called ``Tom's "best" app`` still gives files that parse.
     description   one or two sentences for the template picker
     names         words that name this kind of project outright ("flask"); see match_template
     keywords      words that hint at it ("todo", "api")
-    requirements  pip requirement strings the project needs, tests included
+    requirements  pip requirement strings the project needs, tests included (a Node template
+                  has none: its package.json lists them, and ``npm install`` installs them)
     run           command that starts the app with a {port} placeholder, or null when the
                   project is not a server
     test          command that runs the project's own tests, from the project folder
@@ -63,12 +65,18 @@ _TIE_ORDER = (
     "streamlit-dashboard",
     "data-notebook",
     "python-script",
+    # Node templates win only when the prompt names their stack ("express", "react").
+    "express-api",
+    "react-dashboard",
 )
 
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _WORD = re.compile(r"^[a-z0-9]+$")
 _PLACEHOLDER = re.compile(r"\{\{(project_name|slug)\}\}")
-_ESCAPED_SUFFIXES = frozenset({".py", ".json", ".ipynb", ".toml"})
+# JavaScript and TypeScript strings take JSON escapes too.
+_ESCAPED_SUFFIXES = frozenset(
+    {".py", ".json", ".ipynb", ".toml", ".js", ".cjs", ".mjs", ".ts", ".tsx", ".jsx"}
+)
 # Left behind when someone runs a template's tests in place; never part of a new project.
 _SKIPPED_DIRS = frozenset({"__pycache__", ".pytest_cache", ".ipynb_checkpoints", ".ruff_cache"})
 _SKIPPED_SUFFIXES = frozenset({".pyc", ".pyo"})

@@ -244,9 +244,11 @@ def register(layer: ToolLayer) -> None:
             msg = "previews are not available in this server, so there is no app to check"
             raise InvalidInput(msg)
         status = await layer.preview.status(caller.user, proj.id)
-        if status.get("status") != "running" or not status.get("local_url"):
-            status = await layer.preview.start(caller.user, proj.id, None, False)
-        base_url = str(status.get("local_url") or "")
+        running = status.get("preview") if status.get("status") == "running" else None
+        if not isinstance(running, dict) or not running.get("local_url"):
+            # Not running: start it as start_preview would (a running one is never replaced).
+            running = await layer.preview.start(caller.user, proj.id, None, False)
+        base_url = str(running.get("local_url") or "")
         if not base_url:
             msg = "the preview has no local URL to open"
             raise InvalidInput(msg)

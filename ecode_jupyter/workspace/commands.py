@@ -107,10 +107,13 @@ class ResourceLimits:
     """rlimits for a command and everything it starts; ``None`` leaves a limit as inherited.
 
     Defaults stop runaway programs without breaking ordinary toolchains: the address space is
-    generous because V8, the JVM and Go reserve far more virtual memory than they use.
+    generous because V8, the JVM and Go reserve far more virtual memory than they use. V8
+    reserves about 10 GiB for each WebAssembly memory (guard regions), and a test runner's
+    worker threads share one process: Vitest on a Vite project failed under 16 GiB ("Cannot
+    allocate Wasm memory"). Real memory is the sandbox's memory cgroup's to bound.
     """
 
-    address_space_bytes: int | None = 16 * GiB
+    address_space_bytes: int | None = 128 * GiB
     cpu_seconds: int | None = 600
     file_size_bytes: int | None = 2 * GiB
     # RLIMIT_NPROC counts all processes of the user (and root is exempt): a fork-bomb brake.

@@ -14,9 +14,12 @@ from ecode_jupyter.testing.browser import CHROMIUM
 from .feed import events, of_type, wait_final
 from .scripts import use_loopback
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}: apt-get install chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}: apt-get install chromium"
+    ),
+]
 
 OLD = '    @app.get("/")\n    def index():\n'
 # Browsers get a page; API clients (and the template's tests) still get JSON.

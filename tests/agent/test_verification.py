@@ -94,8 +94,11 @@ def test_results_are_judged_by_exit_code_and_what_ran(
     ("prompt", "missing"),
     [
         ("train a PyTorch model on the GPU", ["PyTorch", "a GPU"]),
-        ("a React todo app", ["React"]),
-        ("an Express API in Node.js", ["Express", "Node.js"]),
+        ("a Vue todo app in Svelte", ["Vue", "Svelte"]),
+        ("a Django site in Ruby", ["Django", "Ruby"]),
+        # The Node templates are built on these: not foreign any more.
+        ("a React todo app", []),
+        ("an Express API in Node.js", []),
         ("a Next.js blog", ["Next.js"]),
         ("a Flask todo API with tests", []),
         ("hello world", []),
@@ -106,12 +109,14 @@ def test_stacks_no_template_is_built_on_are_named(prompt: str, missing: list[str
 
 
 def test_the_offline_provider_takes_no_template_for_a_foreign_stack() -> None:
-    template, why = offline_template("a React todo app", None)
-    assert template is None and "React" in why
+    template, why = offline_template("a Vue todo app", None)
+    assert template is None and "Vue" in why
     # A template named outright still wins, and the rest is said to be left out.
-    template, why = offline_template("a Flask API with a React frontend", None)
+    template, why = offline_template("a Flask API with a Vue frontend", None)
     assert template is not None and template.id == "flask-api"
-    assert "React is not part of it" in why
+    assert "Vue is not part of it" in why
+    template, _ = offline_template("a React todo app", None)
+    assert template is not None and template.id == "react-dashboard"
     # The project's own template is always built.
     template, _ = offline_template("train a PyTorch model", "python-script")
     assert template is not None and template.id == "python-script"

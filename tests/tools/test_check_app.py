@@ -12,9 +12,12 @@ from ecode_jupyter.testing.browser import CHROMIUM
 
 from .conftest import McpConnect, error_of, text_of
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}: apt-get install chromium"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}: apt-get install chromium"
+    ),
+]
 
 PAGE = """\
 <!doctype html><title>Todos</title>

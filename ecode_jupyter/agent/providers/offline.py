@@ -7,8 +7,8 @@ the same tool calls (``list_files``, ``write_file``, ``run_command``, ``install_
 the same verify step and the same billing path (model ``offline``, zero tokens) as a model
 run. Its first words say plainly that no AI was used and how to configure a key.
 
-When no template fits the prompt (it names a stack none is built on: React, PyTorch on a
-GPU, ...) the first turn says so and ends with the ``cannot_build`` stop reason: the run ends
+When no template fits the prompt (it names a stack none is built on: Vue, Next.js, PyTorch on
+a GPU, ...) the first turn says so and ends with the ``cannot_build`` stop reason: the run ends
 failed (``no_template``), with nothing built, instead of an unrelated project.
 
 Turns, each answering the previous tool results::
@@ -16,6 +16,7 @@ Turns, each answering the previous tool results::
     1  plan text            + list_files (what is there already)
     2  write_file × missing template files
     3  run_command: which of the template's requirements are missing
+       (a Node template: run_command ``npm install``, when allowed, and no step 4)
     4  install_packages (missing ones, when allowed)
     5  "done" — the agent's verify step then runs the tests
     6+ (only if asked to fix something) says it cannot, without a model
@@ -50,6 +51,8 @@ from .base import (
 log = logging.getLogger(__name__)
 
 OFFLINE_MODEL = "offline"
+# A Node template's dependencies, quietly (no audit or funding notes in the feed).
+NPM_INSTALL = "npm install --no-audit --no-fund"
 
 HOW_TO_CONFIGURE = (
     "To have an AI model build what you asked for, configure a provider and start a new run: "
@@ -248,6 +251,19 @@ class OfflineProvider(Provider):
                 note = f" ({kept} already there are kept as they are)" if kept else ""
                 return f"Writing {len(missing)} template files{note}.\n", calls
             self._phase += 1  # nothing to write: go straight on to the requirements
+        if self._phase == 3 and "package.json" in self.files:
+            # A Node template: package.json lists its dependencies; npm installs them all.
+            self._phase += 1
+            if self.install_packages:
+                return "Installing the npm dependencies of package.json.\n", [
+                    self._call("run_command", {"command": NPM_INSTALL, "timeout_s": 600})
+                ]
+            return (
+                "Not running npm install: package installs are turned off for the offline "
+                "provider on this server. The project's files are in place; its tests need "
+                "`npm install` first.\n",
+                [],
+            )
         if self._phase == 3:
             command = requirements_check_command(list(template.requirements))
             return "Checking which requirements are installed.\n", [
