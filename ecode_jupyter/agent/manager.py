@@ -48,7 +48,7 @@ from .events import (
 from .listener import RunEventListener
 from .loop import AgentLoop, LoopResult, RunLimits
 from .metering import Metering
-from .prompt import ProjectFacts, build_system_prompt, verify_command
+from .prompt import RULES_FILES, ProjectFacts, build_system_prompt, verify_command
 from .providers.base import Message
 from .redaction import Redactor
 from .selection import ModelChoice, build_provider, choose_model, preload_provider
@@ -607,6 +607,20 @@ class AgentManager:
                 )
             except EcodeError as exc:
                 log.info("run on %s: reading README.md failed: %s", project.id, exc.message)
+        rules: list[tuple[str, str]] = []
+        for path in RULES_FILES:
+            # .ecode/ is left out of listings; ask for it by name.
+            if path not in files and not path.startswith(".ecode/"):
+                continue
+            try:
+                result = await layer.call("read_file", {"project": project.id, "path": path}, user)
+            except EcodeError:
+                continue  # absent (or unreadable): no rules from it
+            text = "\n".join(
+                t for b in result.content if isinstance(t := getattr(b, "text", None), str)
+            )
+            if text.strip():
+                rules.append((path, text))
         redactor = Redactor(secrets)
         return ProjectFacts(
             name=project.name,
@@ -617,6 +631,7 @@ class AgentManager:
             files_truncated=truncated,
             readme=redactor.text(readme) if readme else None,
             secret_names=sorted(secrets),
+            rules=[(path, redactor.text(text)) for path, text in rules],
         )
 
     async def _first_messages(self, ref: store.RunRef) -> list[Message]:

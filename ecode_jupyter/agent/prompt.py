@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..projects.templating import ProjectTemplate
 
@@ -12,6 +12,10 @@ log = logging.getLogger(__name__)
 
 MAX_FILES_LISTED = 200
 MAX_README_CHARS = 4000
+#: the project's rules files, read into the instructions when present (AGENTS.md is the
+#: convention coding agents share; .ecode/rules.md is ecode's own place)
+RULES_FILES = ("AGENTS.md", ".ecode/rules.md")
+MAX_RULES_CHARS = 8000
 
 INSTRUCTIONS = """\
 You are the ecode agent. You turn a request into a working software project inside the
@@ -52,6 +56,8 @@ class ProjectFacts:
     files_truncated: bool
     readme: str | None
     secret_names: list[str]
+    #: (path, text) of each rules file found (RULES_FILES)
+    rules: list[tuple[str, str]] = field(default_factory=list)
 
 
 def verify_command(template: ProjectTemplate | None) -> str:
@@ -110,4 +116,11 @@ def build_system_prompt(facts: ProjectFacts) -> str:
     if facts.readme:
         readme = facts.readme[:MAX_README_CHARS]
         parts.append(f"\n# README.md\n{readme}")
+    for path, text in facts.rules:
+        # The project members' own instructions for agents: they come after everything the
+        # suite says about the project, and win where they are more specific.
+        cut = " (cut: the file is longer)" if len(text) > MAX_RULES_CHARS else ""
+        parts.append(
+            f"\n# The project's rules ({path}{cut}): follow them\n{text[:MAX_RULES_CHARS]}"
+        )
     return "\n".join(parts) + "\n"
