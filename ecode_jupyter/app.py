@@ -785,6 +785,14 @@ class EcodeApp(ExtensionApp):
             self.settings["kernel_websocket_connection_class"] = without_nagle(connection)
         self.settings[KERNEL_HOST_KEY] = host
         self._kernel_host = host
+        self._kernel_specs = None
+        if context is not None:
+            # "Python (My App)" per project in Lab's kernel menu (kernels/specs.py).
+            from .kernels.specs import ProjectKernelSpecs
+
+            owner = EcodeUser(context.owner_name, context.owner_name, context.owner_is_admin)
+            self._kernel_specs = ProjectKernelSpecs(context.projects, owner)
+            self._kernel_specs.install(specs)
         pool = KernelPool(serverapp, host, size=self.kernel_pool_size, limit=self.kernel_pool_max)
         kernels = ServerKernels(serverapp, host, pool=pool)
         kernels.install()

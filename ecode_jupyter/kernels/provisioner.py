@@ -72,7 +72,9 @@ class EcodeProvisioner(LocalProvisioner):
         host = current_host(self.parent)
         kernel_id = str(self.kernel_id)
         given = dict(kwargs.get("env") or {})
-        project, record = await host.open(kernel_id, given, kwargs.get("cwd"))
+        # A project's own kernelspec (kernels/specs.py) names its project in its env.
+        named = {**(self.kernel_spec.env or {}), **given}
+        project, record = await host.open(kernel_id, named, kwargs.get("cwd"))
         self._host, self._record = host, record
         wanted = requested_gpus(given.get(GPU_ENV) or (self.kernel_spec.env or {}).get(GPU_ENV))
         self._lease = await self._lease_gpus(host, kernel_id, project.id, record, wanted)

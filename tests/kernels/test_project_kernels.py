@@ -256,3 +256,51 @@ async def test_the_kernel_websocket_sets_tcp_nodelay(jp_serverapp: Any) -> None:
     connection = jp_serverapp.web_app.settings["kernel_websocket_connection_class"]
     assert issubclass(connection, ZMQChannelsWebsocketConnection)
     assert connection.__name__ == "NoDelayZMQChannelsWebsocketConnection"
+
+
+OWNED = {"EcodeApp": {"sandbox": "required", "owner_name": "alice"}}
+
+
+@pytest.mark.parametrize("ecode_extra_config", [OWNED])
+async def test_each_project_has_its_kernelspec_in_the_menu(
+    jupyter_api: JupyterCall,
+    ws_execute: WsExecute,
+    make_project: Any,
+    ecode_api: Any,
+    jp_root_dir: Path,
+) -> None:
+    pid, workspace = await make_project("My App")
+    await make_project("Not Mine", user="bob")
+    found: dict[str, Any] = {}
+    for _ in range(400):  # the list is refreshed in the background every few seconds
+        status, specs = await jupyter_api("GET", "kernelspecs")
+        found = specs["kernelspecs"]
+        if "ecode-my-app" in found:
+            break
+        await asyncio.sleep(0.05)
+    spec = found["ecode-my-app"]["spec"]
+    assert spec["display_name"] == "Python (My App)"
+    assert spec["env"]["KERNEL_ECODE_PROJECT"] == pid
+    # Only the owner's projects: bob's is not in alice's server's menu.
+    assert not [name for name in found if "not-mine" in name]
+
+    # A notebook anywhere runs in the project's kernel: its workspace, its environment.
+    status, session = await jupyter_api(
+        "POST",
+        "sessions",
+        {"path": "scratch.ipynb", "type": "notebook", "kernel": {"name": "ecode-my-app"}},
+    )
+    assert status == 201, session
+    out = await ws_execute(
+        session["kernel"]["id"],
+        "import os; print(os.getcwd()); print(os.environ['KERNEL_ECODE_PROJECT'])",
+    )
+    assert out["stdout"].split() == [str(workspace.resolve()), pid], out
+    # Whoever starts it must be allowed to run the project's code: bob is not.
+    status, answer = await jupyter_api(
+        "POST",
+        "sessions",
+        {"path": "bob.ipynb", "type": "notebook", "kernel": {"name": "ecode-my-app"}},
+        user="bob",
+    )
+    assert (status, answer["message"]) == (500, "no such project"), answer
