@@ -175,9 +175,12 @@ class AgentToolbox:
         """The tools the model may call (cached for the run)."""
         if self._specs is None:
             tools = await self.layer.list_tools()
+            # A run works on its own project: the tools that find projects (list_projects,
+            # resolve_project, for outside clients) are not the model's.
             self._specs = [
                 ToolSpec(t.name, t.description or "", model_schema(dict(t.input_schema)))
                 for t in tools
+                if "project" in (t.input_schema.get("properties") or {})
             ]
         return self._specs
 

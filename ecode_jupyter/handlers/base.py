@@ -204,6 +204,10 @@ class EcodeHandler(APIHandler):
         else:
             status = 500
             body = {"error": {"code": "internal", "message": "internal server error"}}
+        if status == 401:
+            # RFC 9110: a 401 says how to authenticate. MCP clients read it to learn that a
+            # token (Authorization: Bearer or token) is what this server wants.
+            self.set_header("WWW-Authenticate", 'Bearer realm="jupyter"')
         self.clear_header("Content-Type")
         self.set_status(status)
         self.set_header("Content-Type", "application/json")

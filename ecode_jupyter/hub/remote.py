@@ -48,7 +48,11 @@ READ_ONLY_TOOLS = frozenset({"list_files", "read_file", "search_files", "read_no
 #: tools that need the preview machinery of a server that owns the project's apps; a user's
 #: server on the hub has none yet (projects as servers of their own bring it), so the model
 #: is not offered them
-UNAVAILABLE_TOOLS = frozenset({"start_preview", "preview_status", "check_app"})
+UNAVAILABLE_TOOLS = frozenset(
+    # list_projects / resolve_project: the service's MCP endpoint forwards every call to a
+    # project's server, and these name none (not built there yet).
+    {"start_preview", "preview_status", "check_app", "list_projects", "resolve_project"}
+)
 # How long a hub user's model (admin flag, groups) and a server's state are trusted.
 HUB_CACHE_S = 10.0
 HTTP_TIMEOUT_S = 600.0

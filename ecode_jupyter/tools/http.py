@@ -34,6 +34,7 @@ from ecode_jupyter.db import Database
 from ecode_jupyter.exceptions import RateLimited
 from ecode_jupyter.handlers.base import EcodeHandler
 from ecode_jupyter.identity import EcodeUser
+from ecode_jupyter.projects.manager import ProjectManager
 from ecode_jupyter.tools.context import ManagerProjectAccess
 from ecode_jupyter.tools.kernel import KernelProvider
 from ecode_jupyter.tools.server import SCOPE_COUNTED_KEY, SCOPE_USER_KEY, ToolLayer
@@ -88,10 +89,24 @@ def create_tool_layer(
         live=live,
         audit=DatabaseAudit(context.db),
         preview_backend=DeployPreviews(context),
+        directory=ManagerProjectDirectory(context.projects),
         limiter=context.extras.get("limits"),
         launcher=launcher,
         kernels=kernels,
     )
+
+
+class ManagerProjectDirectory:
+    """list_projects / resolve_project through the project manager of this server."""
+
+    def __init__(self, projects: ProjectManager) -> None:
+        self.projects = projects
+
+    async def list_projects(self, user: EcodeUser) -> list[dict[str, Any]]:
+        return await self.projects.list_projects(user)
+
+    async def resolve(self, user: EcodeUser, owner: str, slug: str) -> dict[str, Any]:
+        return await self.projects.resolve_slug(user, owner, slug)
 
 
 class DeployPreviews:

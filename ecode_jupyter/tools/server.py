@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from ecode_jupyter.ratelimit import RateLimiter
     from ecode_jupyter.tools.kernel import KernelProvider
     from ecode_jupyter.tools.preview import PreviewBackend
+    from ecode_jupyter.tools.projects import ProjectDirectory
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,22 @@ class _EcodeMCPServer(MCPServer[Any]):
             raise
 
 
+def _forbid_unknown_arguments(server: MCPServer[Any]) -> None:
+    """Make every tool refuse arguments it does not have, and say so in its schema.
+
+    The SDK's argument models ignore unknown fields, so a misspelt `timeout` or a stale
+    argument from another version would be dropped silently: an outside client is told
+    instead (`additionalProperties: false`, and a validation error naming the field).
+    """
+    manager = getattr(server, "_tool_manager", None)
+    for tool in manager.list_tools() if manager is not None else []:
+        base = tool.fn_metadata.arg_model
+        config = {**base.model_config, "extra": "forbid"}
+        strict = type(base.__name__, (base,), {"model_config": config, "__module__": __name__})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters["additionalProperties"] = False
+
+
 ChangeListener = Callable[[str, FileChange], Awaitable[None] | None]
 
 
@@ -192,13 +209,24 @@ class ToolLayer:
         settings: ToolSettings | None = None,
         preview_backend: PreviewBackend | None = None,
         limiter: RateLimiter | None = None,
+        directory: ProjectDirectory | None = None,
     ) -> None:
-        from ecode_jupyter.tools import commands, database, files, kernel, notebooks, preview
+        from ecode_jupyter.tools import (
+            commands,
+            database,
+            files,
+            kernel,
+            notebooks,
+            preview,
+            projects,
+        )
 
         self.access = access
         self.live = live
         self.launcher = launcher
         self.preview = preview_backend
+        # list_projects / resolve_project: the projects a caller may see (None: not offered)
+        self.directory = directory
         self.audit_sink = audit
         # Every call, over MCP or in-process, counts against its caller's tool_calls limit.
         self.limiter = limiter
@@ -215,8 +243,9 @@ class ToolLayer:
             self.mcp = _EcodeMCPServer(name="ecode", instructions=INSTRUCTIONS, version="0.1.0")
         finally:
             root.removeHandler(placeholder)
-        for module in (files, commands, kernel, notebooks, database, preview):
+        for module in (projects, files, commands, kernel, notebooks, database, preview):
             module.register(self)
+        _forbid_unknown_arguments(self.mcp)
         self.mcp.before_call = self._count_call
         self._session_manager: StreamableHTTPSessionManager | None = None
         self._http_task: asyncio.Task[None] | None = None
