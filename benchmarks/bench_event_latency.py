@@ -9,8 +9,18 @@ commit, publication, the WebSocket write and the client's read. Both clocks are 
 machine's.
 
     python benchmarks/bench_event_latency.py [--calls 300]
+        [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test] [--events 200] [--no-local]
 
 Prints p50/p99 of tool.result latency, and of all live events for comparison.
+
+With ``--pg``, also the cross-process latency on PostgreSQL (a scratch database created on
+that server and dropped afterwards): the run is recorded by this process (a second engine,
+as another server of the deployment would) while the feed is opened on the server, which
+hears of each event by LISTEN/NOTIFY, and then, as the baseline in the same run, by polling
+(the same server with ``agent_listen_for_events`` off). ``--events`` events are recorded
+2-20 ms apart; latency is the client's receive time minus the event's ``ts``. The floor
+printed beside them is the database's part alone: a NOTIFY committed by a pooled session
+(a worker thread, as events are recorded) until another connection hears it.
 """
 
 from __future__ import annotations
@@ -18,15 +28,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import tempfile
+import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 from _common import TOKEN, free_port, pct, spawn_jupyter, wait_ready
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
+from ecode_jupyter.agent import store
+from ecode_jupyter.agent.events import EventHub, RunFeed
+from ecode_jupyter.db import Database
+from ecode_jupyter.db.schema import upgrade
 from ecode_jupyter.testing import AnthropicLoopback, ScriptedToolCall, ScriptedTurn, text_turn
 
 CALLS_PER_TURN = 10
@@ -66,7 +85,9 @@ async def main(calls: int) -> None:
         try:
             async with httpx.AsyncClient(headers=headers, timeout=60) as http:
                 await wait_ready(proc, base)
-                created = await http.post(f"{base}/api/ecode/projects", json={"name": "bench"})
+                # A template with tests: the run's own verification passes after "Done.".
+                body = {"name": "bench", "template": "python-script"}
+                created = await http.post(f"{base}/api/ecode/projects", json=body)
                 created.raise_for_status()
                 pid = created.json()["id"]
                 started = await http.post(
@@ -108,7 +129,135 @@ async def main(calls: int) -> None:
     )
 
 
+async def cross_process(url: str, events: int, *, listen: bool) -> list[float]:
+    """Latencies of ``events`` events recorded here and read from a feed on a server."""
+    with tempfile.TemporaryDirectory(prefix="ecode-bench-events-") as raw:
+        tmp = Path(raw)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        proc = spawn_jupyter(
+            tmp,
+            port,
+            env={"ECODE_WORKSPACE_ROOT": str(tmp / "workspaces"), "ECODE_DATABASE_URL": url},
+            args=[f"--EcodeApp.agent_listen_for_events={listen}"],
+        )
+        headers = {"Authorization": f"token {TOKEN}"}
+        db = Database(url, pool_size=2)
+        try:
+            async with httpx.AsyncClient(headers=headers, timeout=60) as http:
+                await wait_ready(proc, base)
+                created = await http.post(f"{base}/api/ecode/projects", json={"name": "bench"})
+                created.raise_for_status()
+                project = created.json()
+
+            def create(session: object) -> str:
+                run = store.create_run(
+                    session,  # type: ignore[arg-type]
+                    project_id=project["id"],
+                    user=project["owner"],
+                    prompt="elsewhere",
+                    provider="offline",
+                    model="offline",
+                    runner="bench-other-process",
+                )
+                run.status = store.RUNNING
+                return run.id
+
+            run_id = await db.run(create)
+            feed = RunFeed(db, EventHub(), run_id, project["id"])
+            url_ws = f"ws://127.0.0.1:{port}/api/ecode/runs/{run_id}/events?after=0"
+            ws = await websocket_connect(HTTPRequest(url_ws, headers=headers))
+            # One event both ways first: the feed is open and (when listening) LISTEN is up.
+            await feed.emit("plan", {"steps": ["warm up"]})
+            await ws.read_message()
+            latencies: list[float] = []
+
+            async def read() -> None:
+                while (message := await ws.read_message()) is not None:
+                    received = datetime.now(UTC)
+                    event = json.loads(message)
+                    if event["type"] == "message.delta":
+                        ts = datetime.fromisoformat(event["ts"])
+                        latencies.append((received - ts).total_seconds() * 1000)
+
+            reader = asyncio.create_task(read())
+            for i in range(events):
+                await asyncio.sleep(random.uniform(0.002, 0.02))
+                await feed.emit("message.delta", {"text": f"part {i}"})
+            await feed.emit("run.completed", {}, changes={"status": "completed"})
+            await asyncio.wait_for(reader, 30)
+        finally:
+            db.dispose()
+            proc.terminate()
+            proc.wait(timeout=30)
+    if len(latencies) != events:
+        msg = f"the feed got {len(latencies)} of {events} events"
+        raise RuntimeError(msg)
+    return latencies
+
+
+async def notify_floor(url: str, events: int) -> list[float]:
+    """The database's part: a NOTIFY committed by a pooled session, heard by another
+    connection (both in this process), with the same spacing as the events."""
+    import psycopg
+
+    from ecode_jupyter.agent.listener import conninfo
+
+    db = Database(url, pool_size=2)
+    heard: list[float] = []
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            conninfo(make_url(url)), autocommit=True
+        ) as conn:
+            await conn.execute("LISTEN ecode_bench_floor")
+            gen = conn.notifies()
+            for _ in range(events):
+                await asyncio.sleep(random.uniform(0.002, 0.02))
+                start = time.perf_counter()
+                await db.run(lambda s: s.execute(text("NOTIFY ecode_bench_floor, 'x'")))
+                await anext(gen)
+                heard.append((time.perf_counter() - start) * 1000)
+            await gen.aclose()
+    finally:
+        db.dispose()
+    return heard
+
+
+async def main_cross_process(pg: str, events: int) -> None:
+    name = f"ecode_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(pg), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg).set(database=name).render_as_string(hide_password=False)
+    try:
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        notify = await cross_process(url, events, listen=True)
+        polling = await cross_process(url, events, listen=False)
+        floor = await notify_floor(url, events)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(f"cross-process event latency on PostgreSQL, another process -> feed ({events} events)")
+    for label, ms in (
+        ("LISTEN/NOTIFY", notify),
+        ("polling (baseline)", polling),
+        ("bare NOTIFY (floor)", floor),
+    ):
+        print(f"{label:>20}: p50 {pct(ms, 0.5):7.2f} ms  p99 {pct(ms, 0.99):7.2f} ms")
+    print(f"{'p50 ratio':>20}: {pct(notify, 0.5) / pct(polling, 0.5):.3f}x of polling")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
-    asyncio.run(main(parser.parse_args().calls))
+    parser.add_argument("--pg", help="a PostgreSQL server to measure cross-process latency on")
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--no-local", action="store_true", help="only the cross-process part")
+    options = parser.parse_args()
+    if not options.no_local:
+        asyncio.run(main(options.calls))
+    if options.pg:
+        asyncio.run(main_cross_process(options.pg, options.events))

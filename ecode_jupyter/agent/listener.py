@@ -6,7 +6,9 @@ Several servers may share one database (the hub's ecode service with several pro
 :class:`RunEventListener` per process holds one connection listening there; for a run that
 has subscribers here and is not run here, it reads the new events once and publishes them on
 the process's :class:`~.events.EventHub`, so every feed waiting on that run gets them without
-reading the database itself.
+reading the database itself. It reads on a second connection of its own, on the event loop:
+a pooled session in a worker thread (a thread hop, a pre-ping and a transaction) doubled the
+latency of the whole path (``benchmarks/bench_event_latency.py --pg``).
 
 While the connection is down (or LISTEN is not possible at all, e.g. behind a pooler in
 transaction mode) feeds poll; the listener reconnects with backoff, and wakes every feed when
@@ -19,6 +21,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import Any
 
 import psycopg
 from sqlalchemy.engine import URL
@@ -37,6 +41,12 @@ FETCH_BATCH = 500
 
 Fetch = Callable[[str, int, int], Awaitable[list[FeedEvent]]]
 
+# What events.load_events reads, as one statement on the listener's own connection.
+READ_EVENTS = (
+    "SELECT seq, ts, type, data FROM run_events"
+    " WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s"
+)
+
 
 def conninfo(url: URL) -> str:
     """The libpq connection string of a SQLAlchemy ``postgresql+psycopg://`` URL."""
@@ -46,8 +56,9 @@ def conninfo(url: URL) -> str:
 class RunEventListener:
     """Hears other processes' events and publishes them on ``hub``; see the module docstring.
 
-    ``fetch(run_id, after, limit)`` reads recorded events; ``is_local(run_id)`` says whether
-    this process runs the run (its events are published here already).
+    ``fetch(run_id, after, limit)`` reads recorded events when the listener's own reading
+    connection is not up; ``is_local(run_id)`` says whether this process runs the run (its
+    events are published here already).
     """
 
     def __init__(
@@ -58,6 +69,7 @@ class RunEventListener:
         self._fetch = fetch
         self._is_local = is_local
         self._task: asyncio.Task[None] | None = None
+        self._reader: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
         # Per run being caught up: the lowest and highest seq announced and not yet published.
         self._wanted: dict[str, tuple[int, int]] = {}
         self._catching_up: dict[str, asyncio.Task[None]] = {}
@@ -90,6 +102,7 @@ class RunEventListener:
                 ) as conn:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.backend_pid = conn.info.backend_pid
+                    await self._open_reader()
                     # Events committed before LISTEN took effect were announced to nobody:
                     # every feed re-reads the database once, then relies on notifications.
                     self._set_connected(True)
@@ -98,8 +111,11 @@ class RunEventListener:
                         async for note in conn.notifies(timeout=HEALTH_CHECK_S):
                             self._on_notify(note.payload)
                         await conn.execute("SELECT 1")
+                        if self._reader is None or self._reader.broken:
+                            await self._open_reader()
             except asyncio.CancelledError:
                 self._set_connected(False)
+                await self._close_reader()
                 raise
             except Exception as exc:
                 if self.connected:
@@ -107,8 +123,36 @@ class RunEventListener:
                 else:
                     log.debug("cannot listen for run events (%s); retrying in %.1fs", exc, delay)
             self._set_connected(False)
+            await self._close_reader()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _open_reader(self) -> None:
+        await self._close_reader()
+        try:
+            self._reader = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=10
+            )
+        except psycopg.Error as exc:
+            log.debug("no reading connection for run events (%s): reading through the pool", exc)
+
+    async def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(psycopg.Error):
+                await reader.close()
+
+    async def _read(self, run_id: str, after: int) -> list[FeedEvent]:
+        reader = self._reader
+        if reader is None or reader.broken:
+            return await self._fetch(run_id, after, FETCH_BATCH)
+        cursor = await reader.execute(READ_EVENTS, (run_id, after, FETCH_BATCH))
+        events = []
+        for seq, ts, type_, data in await cursor.fetchall():
+            # As db.models.UTCDateTime reads it.
+            ts = ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+            events.append(FeedEvent(run_id, seq, ts, type_, dict(data or {})))
+        return events
 
     def _set_connected(self, connected: bool) -> None:
         was = self.connected
@@ -147,7 +191,7 @@ class RunEventListener:
                 known = self._hub.published_seq(run_id)
                 after = known if known is not None else low - 1
                 while after < high:
-                    events = await self._fetch(run_id, after, FETCH_BATCH)
+                    events = await self._read(run_id, after)
                     for event in events:
                         self._hub.publish(event)
                     if not events:

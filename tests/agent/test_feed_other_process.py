@@ -25,6 +25,9 @@ from .feed import open_feed, read_feed
 
 NO_POLL_S = 3600.0
 
+# A lost event would hang a feed: fail in a minute rather than the suite's five.
+pytestmark = pytest.mark.timeout(60)
+
 
 @pytest.fixture
 def other_process(ecode_database_url: str) -> Iterator[Database]:
@@ -60,10 +63,10 @@ def agent_of(ecode_app: Any) -> Any:
 
 
 async def listening(ecode_app: Any) -> Any:
-    """The server's listener, once it listens (the server starts it after it is up)."""
+    """The server's listener, once it listens."""
     agent = agent_of(ecode_app)
-    while agent.listener is None:
-        await asyncio.sleep(0.01)
+    # What the server does once it is up (pytest-jupyter's server never gets there).
+    await agent.start()
     await agent.listener.listening.wait()
     return agent.listener
 
@@ -85,7 +88,7 @@ async def test_another_process_events_reach_a_feed_by_notify(
     if ecode_postgres_url is None:
         pytest.skip("LISTEN/NOTIFY needs PostgreSQL (ECODE_TEST_DATABASE_URL)")
     no_polls(monkeypatch)
-    listener = await listening(ecode_app)
+    await listening(ecode_app)
     feed = await remote_run(ecode_api, other_process)
     await feed.emit("plan", {"steps": ["one"]})
     ws = await open_feed(jp_http_port, jp_base_url, feed.run_id)
