@@ -32,6 +32,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, InputRequiredResult
 from mcp_types import Tool as MCPTool
+from pydantic import ValidationError
 
 from ecode_jupyter.exceptions import EcodeError, InvalidInput, NotAuthenticated
 from ecode_jupyter.identity import EcodeUser
@@ -168,12 +169,32 @@ class _EcodeMCPServer(MCPServer[Any]):
         except EcodeError as exc:  # from before_call (rate_limited) or a forwarded call
             msg = f"{exc.code}: {exc.message}"
             raise ToolError(msg) from exc
+        except ValidationError as exc:
+            problem = _invalid_arguments(name, exc)
+            msg = f"{problem.code}: {problem.message}"
+            raise ToolError(msg) from problem
         except ToolError as exc:
             cause = exc.__cause__
             if isinstance(cause, EcodeError):
                 msg = f"{cause.code}: {cause.message}"
                 raise ToolError(msg) from cause
+            if isinstance(cause, ValidationError):
+                problem = _invalid_arguments(name, cause)
+                msg = f"{problem.code}: {problem.message}"
+                raise ToolError(msg) from problem
             raise
+
+
+def _invalid_arguments(tool: str, exc: ValidationError) -> InvalidInput:
+    """A tool's argument errors as ``invalid_input: ...``, one clause per argument, without
+    pydantic's internals (type names, input values, documentation links)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+        what = "unknown argument" if error.get("type") == "extra_forbidden" else error["msg"]
+        problems.append(f"{where}: {what}")
+    msg = f"{tool}: " + "; ".join(problems)
+    return InvalidInput(msg)
 
 
 def _forbid_unknown_arguments(server: MCPServer[Any]) -> None:

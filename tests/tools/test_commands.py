@@ -73,10 +73,10 @@ async def test_run_command_happy_path_and_environment(
 async def test_run_command_bad_input(mcp_connect: McpConnect, make_project: Any) -> None:
     pid, _ws = await make_project()
     async with mcp_connect() as client:
-        assert "validation error" in error_of(
+        assert "invalid_input: " in error_of(
             await client.call_tool("run_command", {"project": pid})
         )
-        assert "validation error" in error_of(
+        assert "invalid_input: " in error_of(
             await client.call_tool(
                 "run_command", {"project": pid, "command": "true", "timeout_s": -1}
             )
@@ -210,7 +210,7 @@ async def test_install_packages_into_project_venv(
             assert "not a package requirement" in error_of(
                 await client.call_tool("install_packages", {"project": pid, "packages": bad})
             )
-        assert "validation error" in error_of(
+        assert "invalid_input: " in error_of(
             await client.call_tool("install_packages", {"project": pid, "packages": []})
         )
         assert "not an npm package" in error_of(

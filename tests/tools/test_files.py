@@ -102,7 +102,7 @@ async def test_file_tools_bad_input(mcp_connect: McpConnect, make_project: Any) 
     async with mcp_connect() as client:
         call = client.call_tool
         assert "not_found" in error_of(await call("read_file", {"project": pid, "path": "nope"}))
-        assert "validation error" in error_of(await call("read_file", {"project": pid}))
+        assert "invalid_input: " in error_of(await call("read_file", {"project": pid}))
         assert "end_line" in error_of(
             await call(
                 "read_file", {"project": pid, "path": "dup.txt", "start_line": 5, "end_line": 2}

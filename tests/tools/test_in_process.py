@@ -59,7 +59,7 @@ async def test_call_reports_and_raises(
 
     with pytest.raises(PathOutsideWorkspace):
         await tool_layer.call("read_file", {"project": pid, "path": "../../etc/passwd"}, ALICE)
-    with pytest.raises(InvalidInput, match="validation error"):
+    with pytest.raises(InvalidInput, match="read_file: path: Field required"):
         await tool_layer.call("read_file", {"project": pid}, ALICE)
     with pytest.raises(NotFound):
         await tool_layer.call("list_files", {"project": pid}, BOB)

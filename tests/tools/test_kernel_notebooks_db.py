@@ -67,7 +67,7 @@ async def test_execute_code(mcp_connect: McpConnect, make_project: Any, ecode_ap
         assert "[status: timeout" in slow and "interrupted" in slow
         assert "42" in text_of(await run("x + 22"))  # interrupted, not restarted
 
-        assert "validation error" in error_of(
+        assert "invalid_input: " in error_of(
             await client.call_tool("execute_code", {"project": pid})
         )
 
@@ -145,7 +145,7 @@ async def test_notebook_tools(mcp_connect: McpConnect, make_project: Any) -> Non
         assert "needs a source" in error_of(
             await call("edit_notebook_cell", {"project": pid, "path": "analysis.ipynb", "index": 0})
         )
-        assert "validation error" in error_of(
+        assert "invalid_input: " in error_of(
             await call(
                 "edit_notebook_cell",
                 {
