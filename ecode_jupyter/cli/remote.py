@@ -69,8 +69,7 @@ def run_remote(server: ServerInfo, console: Console, action: Callable[[EcodeClie
 
 
 def _project_id(client: EcodeClient, ref: str, *, deleted: bool = False) -> str:
-    query = {"deleted": "true"} if deleted else {}
-    for project in client.get("projects", **query)["projects"]:
+    for project in client.list_projects(deleted=deleted):
         if ref in (project["id"], project["slug"]):
             return str(project["id"])
     return ref
@@ -80,8 +79,7 @@ def _project_id(client: EcodeClient, ref: str, *, deleted: bool = False) -> str:
 
 
 def projects_list(client: EcodeClient, args: argparse.Namespace, show: Any) -> int:
-    query = {"deleted": "true"} if args.deleted else {}
-    show(list(client.get("projects", **query)["projects"]))
+    show(client.list_projects(deleted=args.deleted))
     return 0
 
 

@@ -170,8 +170,19 @@ class EcodeClient:
 
     # -- the endpoints the magics use -------------------------------------------------------
 
-    def list_projects(self) -> list[dict[str, Any]]:
-        return list(self.get("projects")["projects"])
+    def list_projects(self, *, deleted: bool = False) -> list[dict[str, Any]]:
+        """Every project of mine (the server answers in pages: followed to the end)."""
+        found: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"limit": 1000}
+        if deleted:
+            query["deleted"] = "true"
+        while True:
+            page = self.get("projects", **query)
+            found.extend(page["projects"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return found
+            query["cursor"] = cursor
 
     def get_project(self, project_id: str) -> dict[str, Any]:
         return dict(self.get(f"projects/{quote(project_id, safe='')}"))

@@ -45,8 +45,16 @@ class ProjectsHandler(ProjectJsonMixin):
     @authorized
     async def get(self) -> None:
         deleted = self.get_query_argument("deleted", "false") == "true"
-        projects = await self.ecode.projects.list_projects(self.ecode_user, deleted=deleted)
-        self.finish_json({"projects": [self.with_workspace(p) for p in projects]})
+        # Pages of at most `limit` (default 200), newest activity first; `next_cursor` (None
+        # after the last page) goes back as `cursor` for the next one.
+        limit = self.query_int("limit", 200, lo=1, hi=1000)
+        cursor = self.get_query_argument("cursor", None)
+        projects, next_cursor = await self.ecode.projects.list_projects_page(
+            self.ecode_user, deleted=deleted, limit=limit, cursor=cursor
+        )
+        self.finish_json(
+            {"projects": [self.with_workspace(p) for p in projects], "next_cursor": next_cursor}
+        )
 
     @web.authenticated
     @authorized

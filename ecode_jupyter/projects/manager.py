@@ -7,6 +7,9 @@ needs, and a project the user cannot see is reported as not found (so ids and sl
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -15,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -80,6 +83,27 @@ GROUP_PREFIX = "group:"
 def _principals(user: EcodeUser) -> list[str]:
     """The member names a user answers to: their own, and their hub groups'."""
     return [user.username, *(GROUP_PREFIX + group for group in user.groups)]
+
+
+def _encode_cursor(project: Project) -> str:
+    raw = json.dumps([project.updated_at.isoformat(), project.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor from ``_encode_cursor``; anything else is a 400, never a 500."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        when, project_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        parsed = datetime.fromisoformat(str(when))
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        msg = "cursor is not one this API gave out"
+        raise InvalidInput(msg, field="cursor") from None
+    if not isinstance(project_id, str):
+        msg = "cursor is not one this API gave out"
+        raise InvalidInput(msg, field="cursor")
+    # As stored and read back (aware on PostgreSQL, naive on SQLite): compared like with like.
+    return parsed, project_id
 
 
 def _best(roles: Any) -> Role | None:
@@ -272,6 +296,57 @@ class ProjectManager:
             for project, role in session.execute(stmt):
                 found.setdefault(project.id, (project, []))[1].append(role)
             return [project_to_json(p, _best(roles)) for p, roles in found.values()]
+
+        return await self.db.run(query)
+
+    async def list_projects_page(
+        self,
+        user: EcodeUser,
+        *,
+        deleted: bool = False,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``list_projects``, newest activity first, and the cursor of the next
+        page (None after the last). A cursor is opaque to clients: the last project's
+        activity time and id, so pages stay stable while projects are added."""
+        after = _decode_cursor(cursor) if cursor else None
+        principals = _principals(user)
+
+        def query(session: Session) -> tuple[list[dict[str, Any]], str | None]:
+            member = (
+                select(ProjectMember.project_id)
+                .where(ProjectMember.project_id == Project.id)
+                .where(ProjectMember.username.in_(principals))
+            )
+            stmt = select(Project).where(member.exists())
+            if deleted:
+                stmt = stmt.where(Project.deleted_at.is_not(None))
+            else:
+                stmt = stmt.where(Project.deleted_at.is_(None))
+            if after is not None:
+                when, last_id = after
+                stmt = stmt.where(
+                    or_(
+                        Project.updated_at < when,
+                        and_(Project.updated_at == when, Project.id < last_id),
+                    )
+                )
+            stmt = stmt.order_by(Project.updated_at.desc(), Project.id.desc()).limit(limit + 1)
+            rows = list(session.scalars(stmt))
+            page, more = rows[:limit], len(rows) > limit
+            roles: dict[str, list[str]] = {}
+            if page:
+                found = session.execute(
+                    select(ProjectMember.project_id, ProjectMember.role)
+                    .where(ProjectMember.project_id.in_([p.id for p in page]))
+                    .where(ProjectMember.username.in_(principals))
+                )
+                for project_id, role in found:
+                    roles.setdefault(project_id, []).append(role)
+            items = [project_to_json(p, _best(roles.get(p.id, []))) for p in page]
+            next_cursor = _encode_cursor(page[-1]) if more else None
+            return items, next_cursor
 
         return await self.db.run(query)
 

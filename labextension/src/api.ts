@@ -211,10 +211,26 @@ const json = (body: unknown): RequestInit => ({
   body: JSON.stringify(body)
 });
 
-/** My projects, as the server orders them. */
+/** How many pages of projects the sidebar reads (the server answers 1,000 at most a page). */
+const MAX_PROJECT_PAGES = 5;
+
+/** My projects, newest activity first (the server answers in pages; followed a few deep). */
 export async function listProjects(): Promise<IProject[]> {
-  const reply = await requestAPI<{ projects: IProject[] }>('projects');
-  return reply.projects;
+  const found: IProject[] = [];
+  let cursor: string | null = null;
+  for (let page = 0; page < MAX_PROJECT_PAGES; page++) {
+    const query: string = cursor
+      ? `projects?limit=1000&cursor=${encodeURIComponent(cursor)}`
+      : 'projects?limit=1000';
+    const reply: { projects: IProject[]; next_cursor?: string | null } =
+      await requestAPI(query);
+    found.push(...reply.projects);
+    cursor = reply.next_cursor ?? null;
+    if (!cursor) {
+      break;
+    }
+  }
+  return found;
 }
 
 export async function getProject(id: string): Promise<IProject> {
