@@ -145,8 +145,9 @@ def register(layer: ToolLayer) -> None:
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Run a shell command in the project workspace. Output (stdout and stderr, merged) is
-        streamed while it runs and capped in the result (head and tail kept). The command and
-        every process it started are killed at the time limit."""
+        streamed while it runs and capped at 64 KiB in the result (head and tail kept). The
+        command and every process it started are killed at the time limit. Do not start a
+        server in the foreground here (it would run until the limit): use start_preview."""
         proj, caller = await layer.open(ctx, project, write=True)
         folder = resolve_in_workspace(proj.workspace, cwd)
         if not folder.is_dir():

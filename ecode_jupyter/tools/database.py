@@ -125,7 +125,9 @@ def register(layer: ToolLayer) -> None:
         write: Annotated[
             bool, Field(description="Allow changes (INSERT, CREATE, ...). Default read-only.")
         ] = False,
-        max_rows: Annotated[int | None, Field(ge=1, le=10_000)] = None,
+        max_rows: Annotated[
+            int | None, Field(ge=1, le=10_000, description="Rows returned at most (default 200).")
+        ] = None,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Query the project's own SQLite database (the one at $DATABASE_URL). Read-only

@@ -156,7 +156,8 @@ def register(layer: ToolLayer) -> None:
         ] = None,
         ctx: Context | None = None,
     ) -> str | list[TextContent | ImageContent]:
-        """Read a text file (or a line range of it). Output is capped; a note says how to read
+        """Read a text file (or a line range of it; lines are 1-based). Output is capped at
+        2,000 lines or 256 KiB, and a line longer than 16 KiB is cut; a note says how to read
         on. Images come back as images; other binary files are described, not dumped."""
         proj, caller = await layer.open(ctx, project, write=False)
         if end_line is not None and end_line < start_line:
@@ -326,7 +327,7 @@ def register(layer: ToolLayer) -> None:
             str | None, Field(description="Only files matching this glob, e.g. '*.py'.")
         ] = None,
         literal: Annotated[bool, Field(description="Treat pattern as plain text.")] = False,
-        ignore_case: bool = False,
+        ignore_case: Annotated[bool, Field(description="Match regardless of case.")] = False,
         ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Search file contents line by line; returns path, line number and text of matches

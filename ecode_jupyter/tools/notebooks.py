@@ -92,7 +92,12 @@ def register(layer: ToolLayer) -> None:
         project: ProjectId,
         path: NotebookPath,
         index: Annotated[
-            int, Field(ge=0, description="Cell index; for insert, the new cell's position.")
+            int,
+            Field(
+                ge=0,
+                description="0-based cell index; insert goes before it, and index = number "
+                "of cells appends.",
+            ),
         ],
         source: Annotated[
             str | None, Field(description="The cell's new source (not for delete).")
