@@ -301,16 +301,23 @@ class RunFeed:
         def append_all(session: Session) -> list[FeedEvent]:
             return [append_event(session, self.run_id, t, d, c) for t, d, c in clean]
 
-        async with self._lock:
-            if self.finished:
-                log.debug("run %s: events after the final event not recorded", self.run_id)
-                return []
-            events = await self.db.run(append_all)
-            for event in events:
-                if event.terminal:
-                    self.finished = True
-                self.hub.publish(event)
-        if self.bus is not None:
-            for event in events:
-                self.bus.emit(event, self.project_id)
-        return events
+        async def record() -> list[FeedEvent]:
+            async with self._lock:
+                if self.finished:
+                    log.debug("run %s: events after the final event not recorded", self.run_id)
+                    return []
+                events = await self.db.run(append_all)
+                for event in events:
+                    if event.terminal:
+                        self.finished = True
+                    self.hub.publish(event)
+            if self.bus is not None:
+                for event in events:
+                    self.bus.emit(event, self.project_id)
+            return events
+
+        # Once written, an event must also be published, even when the emitting task is
+        # cancelled meanwhile (a command's output ticker is, the moment the command ends): a
+        # write committed in the database thread but cut off before publishing left live
+        # feeds and the event bus with a gap that only a replay filled.
+        return await asyncio.shield(record())
