@@ -107,6 +107,14 @@ class EvalRunner:
             ),
             credits=run.get("cost_micros", 0) / 1_000_000,
         )
+        tests = (run.get("summary") or {}).get("tests") or {}
+        if run["status"] != "completed" and tests:
+            # What the suite's own check saw, for the report's reader.
+            result["tests"] = {
+                "command": tests.get("command"),
+                "exit_code": tests.get("exit_code"),
+                "output_tail": str(tests.get("output_tail", ""))[-600:],
+            }
         checks = [self._check(project["id"], check) for check in spec["checks"]]
         result["checks"] = checks
         result["passed"] = run["status"] == "completed" and all(c["ok"] for c in checks)
@@ -270,6 +278,7 @@ def print_table(results: list[dict[str, Any]], summary: dict[str, Any]) -> None:
             if not check["ok"]:
                 problem = f"{check.get('check', check['kind'])}: {check.get('error')}"
                 break
+        problem = " ".join(problem.split())
         preview = f"{r['first_preview_s']:.1f}" if r.get("first_preview_s") is not None else "-"
         print(
             f"{r['id']:28} {r['stack']:9} {'PASS' if r['passed'] else 'fail':6} "

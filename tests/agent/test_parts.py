@@ -117,9 +117,7 @@ TOOLS = [
 ]
 
 
-async def test_the_offline_provider_writes_only_missing_files_and_installs_what_is_missing() -> (
-    None
-):
+async def test_the_offline_provider_writes_missing_files_and_installs_when_one_is_missing() -> None:
     provider = OfflineProvider(get_template("flask-api"), project_name="Todo", slug="todo")
     history = [Message.user("a flask app")]
     first = await _turn(provider, history, TOOLS)
@@ -137,7 +135,12 @@ async def test_the_offline_provider_writes_only_missing_files_and_installs_what_
     history.append(Message.tool_result("y", 'exit code 0\n--- output ---\nMISSING=["flask>=3,<4"]'))
     fourth = await _turn(provider, history, TOOLS)
     install = [e.call for e in fourth if isinstance(e, ToolCallReady)][0]
-    assert (install.name, install.arguments) == ("install_packages", {"packages": ["flask>=3,<4"]})
+    # All of the template's requirements: they go into the project's own .venv, which is the
+    # project's python from then on (pytest was "there" only in the server's python).
+    assert (install.name, install.arguments) == (
+        "install_packages",
+        {"packages": ["flask>=3,<4", "pytest>=8"]},
+    )
     fifth = await _turn(provider, history, TOOLS)
     assert isinstance(fifth[-1], TurnEnd) and fifth[-1].stop_reason == "end_turn"
     assert fifth[-1].usage.is_zero

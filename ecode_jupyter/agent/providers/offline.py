@@ -274,9 +274,14 @@ class OfflineProvider(Provider):
             if missing_reqs is None:
                 missing_reqs = list(template.requirements)
             if missing_reqs and self.install_packages:
-                return f"Installing {', '.join(missing_reqs)}.\n", [
-                    self._call("install_packages", {"packages": missing_reqs})
-                ]
+                # install_packages puts them into the project's .venv, created now if it was
+                # not there: from then on that is the project's python, so it needs all of
+                # them (pytest too), not only those the server's python lacked.
+                everything = list(template.requirements)
+                return (
+                    f"Installing {', '.join(everything)} (missing: {', '.join(missing_reqs)}).\n",
+                    [self._call("install_packages", {"packages": everything})],
+                )
             self._phase += 1
             if missing_reqs:
                 return (
