@@ -4,8 +4,10 @@ Headless Chromium (Playwright with Debian's ``chromium``; ``ECODE_CHROMIUM`` poi
 opens the preview on loopback, follows the steps, and answers what a user would have seen:
 which steps held, a screenshot (an MCP image block, also saved in the workspace under
 ``.ecode/outputs/``), console errors, uncaught page errors and failed requests. The page may
-reach only the app's own origin: any other request is blocked (and reported), so an app's
-page cannot use the browser to probe the server's other ports.
+reach the app's own origin and public hosts (a CDN, as a user's browser would; the app itself
+shares the host's network anyway), but no other loopback, private or link-local address: those
+requests are blocked and reported, so an app's page cannot use the browser to probe the
+server's other ports or the local network.
 
 Steps (each a small object; unknown fields are refused)::
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
 import logging
 import time
@@ -109,6 +112,30 @@ class BrowserReport:
         }
 
 
+async def _is_public(url: str, cache: dict[str, bool]) -> bool:
+    """Whether ``url`` names a host whose every address is a global (public) one."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https", "ws", "wss") or not host:
+        return False
+    if host not in cache:
+        if host == "localhost" or host.endswith(".localhost"):
+            cache[host] = False
+        else:
+            try:
+                cache[host] = ipaddress.ip_address(host).is_global
+            except ValueError:  # a name: every address it resolves to must be public
+                try:
+                    infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+                except OSError:
+                    infos = []
+                addresses = {str(info[4][0]) for info in infos}
+                cache[host] = bool(addresses) and all(
+                    ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses
+                )
+    return cache[host]
+
+
 def _note(bucket: list[str], message: str) -> None:
     if len(bucket) < MAX_PROBLEMS:
         bucket.append(message[:MAX_MESSAGE_CHARS])
@@ -133,9 +160,15 @@ async def run_browser_check(base_url: str, steps: list[Step]) -> BrowserReport:
         try:
             context = await browser.new_context(viewport={"width": 1024, "height": 720})
 
+            public: dict[str, bool] = {}
+
             async def only_the_app(route: Any) -> None:
                 url = route.request.url
-                if url.startswith((origin + "/", "data:")) or url == origin:
+                if (
+                    url.startswith((origin + "/", "data:", "blob:"))
+                    or url == origin
+                    or await _is_public(url, public)
+                ):
                     await route.continue_()
                 else:
                     _note(report.blocked_requests, url)
@@ -238,7 +271,8 @@ def register(layer: ToolLayer) -> None:
         click, fill, expect_text, expect_status; each step waits up to 10 s, the check 60 s)
         and return whether they held (JSON: passed, steps, page_errors, console_errors,
         failed_requests), with a PNG screenshot of the page at the end. Starts the preview
-        when it is not running. Only the app's own URLs load."""
+        when it is not running. The app's own URLs and public hosts load; other local
+        addresses are blocked."""
         proj, caller = await layer.open(ctx, project, write=True)
         if layer.preview is None:
             msg = "previews are not available in this server, so there is no app to check"

@@ -22,6 +22,7 @@ pytestmark = [
 PAGE = """\
 <!doctype html><title>Todos</title>
 <input name="title"><button id="add">Add</button><ul id="list"></ul>
+<img src="http://127.0.0.1:9/probe.png" alt="">
 <script>
 document.getElementById("add").onclick = () => {
   const title = document.querySelector("input[name=title]").value;
@@ -82,6 +83,8 @@ async def test_check_app_catches_a_button_that_throws(
         )
         assert fixed["passed"] is True, fixed
         assert fixed["page_errors"] == []
+        # The page may not make the browser reach another local port.
+        assert fixed["blocked_requests"] == ["http://127.0.0.1:9/probe.png"]
 
         # Unknown step fields are refused, not ignored.
         bad = await client.call_tool(
