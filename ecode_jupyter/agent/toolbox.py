@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mcp_types import ImageContent
+
 from ..exceptions import EcodeError
 from ..identity import EcodeUser
 from ..workspace.writer import FileChange
@@ -37,6 +39,8 @@ CHANGING_TOOLS = frozenset(
 # How much of an argument or an output one event carries; the full text goes to the model.
 EVENT_ARG_CHARS = 2000
 EVENT_OUTPUT_CHARS = 4000
+# A screenshot rides in its tool.result event up to this much base64 (about 220 KB of PNG).
+EVENT_IMAGE_CHARS = 300_000
 
 
 def trim_middle(text: str, budget: int) -> str:
@@ -86,6 +90,8 @@ class ToolOutcome:
     changed: list[str] = field(default_factory=list)
     #: the EcodeError code of a failed call ("preview_failed", "not_found", ...)
     error_code: str | None = None
+    #: the first image the tool returned (check_app's screenshot): (MIME type, base64)
+    image: tuple[str, str] | None = None
 
     @property
     def exit_code(self) -> int | None:
@@ -212,18 +218,19 @@ class AgentToolbox:
         await reporter.flush()
         outcome.changed = reporter.changed
         outcome.text = trim_middle(self.feed.redactor.text(outcome.text), self.result_budget_chars)
-        await self.feed.emit(
-            TOOL_RESULT,
-            {
-                "step": step,
-                "call_id": call.id,
-                "name": call.name,
-                "ok": not outcome.is_error,
-                "exit_code": outcome.exit_code,
-                "output": trim_middle(outcome.text, EVENT_OUTPUT_CHARS),
-                "duration_s": round(time.monotonic() - started, 3),
-            },
-        )
+        data: dict[str, Any] = {
+            "step": step,
+            "call_id": call.id,
+            "name": call.name,
+            "ok": not outcome.is_error,
+            "exit_code": outcome.exit_code,
+            "output": trim_middle(outcome.text, EVENT_OUTPUT_CHARS),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        if outcome.image is not None and len(outcome.image[1]) <= EVENT_IMAGE_CHARS:
+            # The feed shows a screenshot beside its call (the Lab feed as a thumbnail).
+            data["image"] = {"mime_type": outcome.image[0], "data": outcome.image[1]}
+        await self.feed.emit(TOOL_RESULT, data)
         return outcome
 
     async def peek(self, name: str, arguments: dict[str, Any]) -> ToolOutcome:
@@ -254,7 +261,10 @@ class AgentToolbox:
                 call.name, f"internal: the tool {call.name} failed unexpectedly", True
             )
         texts: list[str] = []
+        image: tuple[str, str] | None = None
         for block in result.content:
+            if isinstance(block, ImageContent) and image is None:
+                image = (block.mime_type, block.data)
             text = getattr(block, "text", None)
             if isinstance(text, str):
                 texts.append(text)
@@ -270,5 +280,9 @@ class AgentToolbox:
         is_error = bool(result.is_error)
         text = render_result(call.name, None if is_error else structured, texts)
         return ToolOutcome(
-            call.name, text, is_error, structured if isinstance(structured, dict) else None
+            call.name,
+            text,
+            is_error,
+            structured if isinstance(structured, dict) else None,
+            image=image,
         )

@@ -103,6 +103,8 @@ export interface ICallRow {
   /** Characters of output dropped from the front. */
   outputDropped: number;
   files: readonly IFileChange[];
+  /** A screenshot the tool returned (check_app), as a data: URL; '' when none. */
+  image: string;
 }
 
 export interface INoticeRow {
@@ -383,6 +385,20 @@ class Draft {
 
 const callKey = (callId: string) => `call:${callId}`;
 
+/** A PNG or JPEG screenshot from a tool.result event as a data: URL; '' for anything else. */
+export function imageUrl(value: unknown): string {
+  const image = record(value);
+  const mime = str(image.mime_type);
+  const data = str(image.data);
+  if (
+    !['image/png', 'image/jpeg'].includes(mime) ||
+    !/^[A-Za-z0-9+/]+=*$/.test(data)
+  ) {
+    return '';
+  }
+  return `data:${mime};base64,${data}`;
+}
+
 function callRow(
   d: Draft,
   event: IFeedEvent,
@@ -409,6 +425,7 @@ function callRow(
     result: '',
     output: '',
     outputDropped: 0,
+    image: '',
     files: []
   };
 }
@@ -562,7 +579,8 @@ function apply(d: Draft, event: IFeedEvent): void {
         status: ok ? 'ok' : 'error',
         exitCode: num(data.exit_code),
         durationS: num(data.duration_s),
-        result: tail(str(data.output))[0]
+        result: tail(str(data.output))[0],
+        image: imageUrl(data.image)
       };
       d.replace(updated);
       if (looksLikeTests(updated)) {

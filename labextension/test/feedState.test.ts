@@ -402,3 +402,28 @@ describe('testSummary', () => {
     expect(testSummary('no summary here', true)).toBe('passed');
   });
 });
+
+describe('a screenshot in a tool result', () => {
+  it('becomes a data URL on the call; anything but PNG or JPEG base64 is dropped', () => {
+    const png = { mime_type: 'image/png', data: 'iVBORw0KGgo=' };
+    const state = replay([
+      ev(1, 'tool.call', { call_id: 'c1', name: 'check_app', arguments: {} }),
+      ev(2, 'tool.result', {
+        call_id: 'c1',
+        name: 'check_app',
+        ok: true,
+        image: png
+      }),
+      ev(3, 'tool.call', { call_id: 'c2', name: 'check_app', arguments: {} }),
+      ev(4, 'tool.result', {
+        call_id: 'c2',
+        name: 'check_app',
+        ok: true,
+        image: { mime_type: 'image/svg+xml', data: 'PHN2Zz4=' }
+      })
+    ]);
+    const [first, second] = callRows(state);
+    expect(first.image).toBe('data:image/png;base64,iVBORw0KGgo=');
+    expect(second.image).toBe('');
+  });
+});

@@ -58,6 +58,9 @@ async def test_a_page_that_throws_is_fixed_before_the_run_completes(
     assert [r["passed"] for r in reports] == [False, True]
     assert "getElementByld" in reports[0]["page_errors"][0]
     assert reports[0]["screenshot"].endswith(".png")
+    # The screenshot rides in the feed with its call, for the Lab feed to show.
+    images = [c.get("image") for c in checks]
+    assert all(i and i["mime_type"] == "image/png" and i["data"] for i in images)
     # What the model was told after its first "done": the browser's error, not "all good".
     told = json.dumps(server.requests[2].json["messages"][-1])
     assert "fails in a browser" in told and "getElementByld" in told

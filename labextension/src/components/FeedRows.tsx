@@ -190,6 +190,13 @@ function CallRowViewBody(props: {
           />
         ) : null;
       })}
+      {row.image && (
+        <img
+          className="jp-EcodeCall-screenshot"
+          src={row.image}
+          alt={`Screenshot taken by ${row.name}`}
+        />
+      )}
       {hasBody && open && (
         <pre
           id={bodyId}
