@@ -774,7 +774,14 @@ class EcodeApp(ExtensionApp):
         host.watch_requests(serverapp, to_user)
         specs = serverapp.kernel_spec_manager
         assert specs is not None
-        if KERNEL_NAME not in specs.find_kernel_specs():
+        remote = bool(getattr(getattr(serverapp, "gateway_config", None), "gateway_enabled", False))
+        if remote:
+            # Kernels on Enterprise Gateway (c.GatewayClient.url): the gateway's kernelspecs
+            # are the menu (its lookups are coroutines, not to be wrapped here) and kernels
+            # start there, not through the ecode provisioner; the agent still finds the
+            # project's kernel by KERNEL_ECODE_PROJECT, which the gateway passes on.
+            self.log.info("ecode: kernels run on the gateway %s", serverapp.gateway_config.url)
+        elif KERNEL_NAME not in specs.find_kernel_specs():
             # The package installs the spec into share/jupyter/kernels; where that prefix is
             # not on Jupyter's path (some editable installs, a relocated venv) use its copy.
             specs.kernel_dirs = [*specs.kernel_dirs, str(KERNEL_SPEC_DIRS)]
@@ -786,7 +793,7 @@ class EcodeApp(ExtensionApp):
         self.settings[KERNEL_HOST_KEY] = host
         self._kernel_host = host
         self._kernel_specs = None
-        if context is not None:
+        if context is not None and not remote:
             # "Python (My App)" per project in Lab's kernel menu (kernels/specs.py).
             from .kernels.specs import ProjectKernelSpecs
 

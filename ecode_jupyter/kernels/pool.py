@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections import OrderedDict
 from pathlib import Path
@@ -46,13 +47,19 @@ STARTUP_TIMEOUT_S = 60.0
 
 async def connect_client(manager: Any, timeout_s: float) -> Any:
     """A started, ready client of a kernel of the server's kernel manager."""
-    if hasattr(manager, "get_connection_info") and manager.transport in ("tcp", "ipc"):
+    from jupyter_server.gateway.managers import GatewayKernelManager
+
+    client: Any
+    if not isinstance(manager, GatewayKernelManager):
         # A ZMQ client beside any WebSocket of the kernel: the same connection and key.
         client = AsyncKernelClient()
         client.load_connection_info(manager.get_connection_info())
     else:
-        client = manager.client()  # a gateway kernel: its own client class
-    client.start_channels()
+        remote: Any = manager
+        client = remote.client()  # a gateway kernel: a WebSocket client of its own
+    started: Any = client.start_channels()
+    if inspect.isawaitable(started):  # the gateway client's is a coroutine
+        await started
     await client.wait_for_ready(timeout=timeout_s)
     return client
 

@@ -87,10 +87,12 @@ class ServerKernels:
                 return claimed
             token = REQUESTER.set(user)
             try:
+                env = {PROJECT_ENV: project.id, "KERNEL_WORKING_DIR": str(project.workspace)}
+                if user is not None:
+                    # Enterprise Gateway starts a kernel as this user (and refuses root).
+                    env["KERNEL_USERNAME"] = user.username
                 kernel_id = await self._manager.start_kernel(
-                    kernel_name=KERNEL_NAME,
-                    cwd=str(project.workspace),
-                    env={PROJECT_ENV: project.id, "KERNEL_WORKING_DIR": str(project.workspace)},
+                    kernel_name=KERNEL_NAME, cwd=str(project.workspace), env=env
                 )
             finally:
                 REQUESTER.reset(token)
