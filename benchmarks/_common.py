@@ -7,6 +7,7 @@ next to them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,7 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 TOKEN = "bench-token"
@@ -96,3 +98,29 @@ def _wait_ready(proc: subprocess.Popen[bytes], base: str, timeout_s: float) -> N
 async def wait_ready(proc: subprocess.Popen[bytes], base: str, timeout_s: float = 60.0) -> None:
     """Until the server at ``base`` answers ``/api/status``; raises if it exits first."""
     await asyncio.to_thread(_wait_ready, proc, base, timeout_s)
+
+
+@contextlib.contextmanager
+def scratch_postgres(server_url: str) -> Iterator[str]:
+    """A new database on the PostgreSQL server at ``server_url``, upgraded to head; its URL.
+    Dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from ecode_jupyter.db import Database
+    from ecode_jupyter.db.schema import upgrade
+
+    name = f"ecode_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        db = Database(url)
+        upgrade(db)
+        db.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -31,13 +31,12 @@ import json
 import random
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from _common import TOKEN, free_port, pct, spawn_jupyter, wait_ready
-from sqlalchemy import create_engine, text
+from _common import TOKEN, free_port, pct, scratch_postgres, spawn_jupyter, wait_ready
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
@@ -45,7 +44,6 @@ from tornado.websocket import websocket_connect
 from ecode_jupyter.agent import store
 from ecode_jupyter.agent.events import EventHub, RunFeed
 from ecode_jupyter.db import Database
-from ecode_jupyter.db.schema import upgrade
 from ecode_jupyter.testing import AnthropicLoopback, ScriptedToolCall, ScriptedTurn, text_turn
 
 CALLS_PER_TURN = 10
@@ -224,22 +222,10 @@ async def notify_floor(url: str, events: int) -> list[float]:
 
 
 async def main_cross_process(pg: str, events: int) -> None:
-    name = f"ecode_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(pg), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg).set(database=name).render_as_string(hide_password=False)
-    try:
-        db = Database(url)
-        upgrade(db)
-        db.dispose()
+    with scratch_postgres(pg) as url:
         notify = await cross_process(url, events, listen=True)
         polling = await cross_process(url, events, listen=False)
         floor = await notify_floor(url, events)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
     print(f"cross-process event latency on PostgreSQL, another process -> feed ({events} events)")
     for label, ms in (
         ("LISTEN/NOTIFY", notify),
