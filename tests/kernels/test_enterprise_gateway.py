@@ -89,6 +89,11 @@ def gateway(tmp_path: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+        # jupyter_server keeps the gateway's settings in a process-wide singleton: without
+        # this, every later server of the test session would send its kernels there.
+        from jupyter_server.gateway.gateway_client import GatewayClient
+
+        GatewayClient.clear_instance()
 
 
 @pytest.fixture
