@@ -42,9 +42,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[str]:
+    from jupyter_server.gateway.gateway_client import GatewayClient
+
     executable = _gateway_executable()
     if executable is None:
         pytest.skip("Jupyter Enterprise Gateway is not installed (.ci/run installs it)")
+    # jupyter_server keeps the gateway's settings in a process-wide singleton, made by the
+    # first server of the session without a gateway: dropped here so this test's server
+    # reads its own GatewayClient.url, and again after it for the servers that follow.
+    GatewayClient.clear_instance()
     # The gateway's own kernelspec for ecode projects: its environment's Python.
     python = str(Path(executable).with_name("python"))
     spec_dir = tmp_path / "eg" / "kernels" / "ecode-python"
@@ -89,10 +95,6 @@ def gateway(tmp_path: Path) -> Iterator[str]:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-        # jupyter_server keeps the gateway's settings in a process-wide singleton: without
-        # this, every later server of the test session would send its kernels there.
-        from jupyter_server.gateway.gateway_client import GatewayClient
-
         GatewayClient.clear_instance()
 
 
@@ -116,7 +118,12 @@ async def test_the_agent_runs_project_code_on_the_gateway(
     make_project: Any,
     ecode_api: Any,
     jupyter_api: JupyterCall,
+    jp_serverapp: Any,
 ) -> None:
+    from jupyter_server.gateway.managers import GatewayMappingKernelManager
+
+    # The server's kernels are the gateway's (not a local fallback that would pass too).
+    assert isinstance(jp_serverapp.kernel_manager, GatewayMappingKernelManager)
     pid, _ = await make_project("remote")
     async with mcp_connect("alice") as client:
         first = await client.call_tool(
