@@ -110,6 +110,10 @@ class JupyterLiveDocuments:
             await asyncio.sleep(0.02)
 
 
+# Manual saves asked for again while the room is busy applying an update.
+SAVE_ATTEMPTS = 5
+
+
 async def _save_room_now(room: Any) -> None:
     """Make the room write its document to disk now instead of after its autosave delay.
 
@@ -119,10 +123,19 @@ async def _save_room_now(room: Any) -> None:
     the room's ``document_save_delay``, so we wait for that instead.
     """
     save = getattr(room, "_save_to_disc", None)
-    task = save() if callable(save) else None
-    if task is not None:
-        await task
-        return
+    for _ in range(SAVE_ATTEMPTS):
+        task = save() if callable(save) else None
+        if task is not None:
+            await task
+            return
+        # The room refuses a manual save while it applies an update (a collaborator's
+        # concurrent edit holds its update lock): wait that update out and ask again,
+        # instead of returning before anything reached the disk.
+        lock = getattr(room, "_update_lock", None)
+        if not isinstance(lock, asyncio.Lock) or not lock.locked():
+            break
+        async with lock:
+            pass
     pending = getattr(room, "_saving_document", None)
     if isinstance(pending, asyncio.Task) and not pending.done():
         await asyncio.wait({pending}, timeout=(getattr(room, "_save_delay", None) or 1.0) + 2.0)
