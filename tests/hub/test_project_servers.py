@@ -367,6 +367,7 @@ def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
+    from tools.conftest import text_of
 
     created = hub.ecode("POST", "projects", user="alice", body={"name": "Outside Agent"})
     assert created.status_code == 201, created.text
@@ -387,9 +388,9 @@ def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
                 "write_file",
                 {"project": pid, "path": "notes.md", "content": f"written by {user}\n"},
             )
-            seen["write"] = (wrote.is_error, _text_of(wrote))
+            seen["write"] = (wrote.is_error, text_of(wrote))
             read = await client.call_tool("read_file", {"project": pid, "path": "notes.md"})
-            seen["read"] = (read.is_error, _text_of(read))
+            seen["read"] = (read.is_error, text_of(read))
         return seen
 
     alice = asyncio.run(session("alice"))
@@ -411,7 +412,3 @@ def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
     # The write is in the audit trail, as alice's.
     audit = hub.ecode("GET", f"audit?project={pid}", user="admin").json()["events"]
     assert ("alice", "tool.write_file") in {(e["actor"], e["action"]) for e in audit}
-
-
-def _text_of(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)

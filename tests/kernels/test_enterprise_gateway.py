@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools.conftest import McpConnect
+from tools.conftest import McpConnect, text_of
 
 from .conftest import JupyterCall
 
@@ -108,10 +108,6 @@ def _gateway_kernels(url: str) -> list[dict[str, Any]]:
         return list(json.loads(answer.read()))
 
 
-def _text(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)
-
-
 async def test_the_agent_runs_project_code_on_the_gateway(
     gateway: str,
     mcp_connect: McpConnect,
@@ -134,11 +130,11 @@ async def test_the_agent_runs_project_code_on_the_gateway(
                 "print(os.environ['KERNEL_ECODE_PROJECT'], os.environ['KERNEL_USERNAME'])",
             },
         )
-        assert "[status: ok" in _text(first), _text(first)
-        assert f"{pid} alice" in _text(first)
+        assert "[status: ok" in text_of(first), text_of(first)
+        assert f"{pid} alice" in text_of(first)
         # The same kernel again: its state is kept.
         second = await client.call_tool("execute_code", {"project": pid, "code": "print(x + 1)"})
-        assert "42" in _text(second), _text(second)
+        assert "42" in text_of(second), text_of(second)
     # The kernel is the gateway's, and the server lists it like any other.
     remote = _gateway_kernels(gateway)
     assert [k["name"] for k in remote] == ["ecode-python"]

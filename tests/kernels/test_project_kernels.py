@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools.conftest import McpConnect
+from tools.conftest import McpConnect, text_of
 
 from .conftest import JupyterCall, WsExecute
 
@@ -29,10 +29,6 @@ pytestmark = pytest.mark.skipif(
 def ecode_extra_config() -> dict[str, Any]:
     # "required": a host where bubblewrap cannot run fails here instead of passing unconfined.
     return {"EcodeApp": {"sandbox": "required"}}
-
-
-def _text(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)
 
 
 async def _notebook_session(
@@ -118,7 +114,7 @@ async def test_the_agent_and_the_notebook_share_one_kernel(
             "execute_code", {"project": pid, "code": "print(shared + 1)\nagent_was_here = True"}
         )
     assert not result.is_error, result
-    assert "42" in _text(result)
+    assert "42" in text_of(result)
     # ...and what the agent did is in the notebook's kernel.
     out = await ws_execute(session["kernel"]["id"], "print(agent_was_here)")
     assert out["stdout"].strip() == "True", out
@@ -215,10 +211,10 @@ async def test_interrupt_stops_a_long_execution(mcp_connect: McpConnect, make_pr
             "execute_code",
             {"project": pid, "code": "import time\ntime.sleep(60)", "timeout_s": 1},
         )
-        text = _text(result)
+        text = text_of(result)
         assert "[status: timeout" in text and "interrupted" in text, text
         after = await client.call_tool("execute_code", {"project": pid, "code": "print('alive')"})
-    assert "alive" in _text(after)
+    assert "alive" in text_of(after)
 
 
 LOOPBACK = {"EcodeApp": {"sandbox": "required", "sandbox_network": "loopback"}}
@@ -241,7 +237,7 @@ async def test_a_kernel_works_with_the_network_off(
     )
     async with mcp_connect("alice") as client:
         result = await client.call_tool("execute_code", {"project": pid, "code": code})
-    text = _text(result)
+    text = text_of(result)
     assert "[status: ok" in text and "blocked" in text, text
 
 
