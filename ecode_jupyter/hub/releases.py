@@ -22,17 +22,17 @@ save); on the service, ``start_preview`` says so (not built yet on a hub).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 import httpx2
 
+from ..client.rest import error_from_response
 from ..deploy.releases import SnapshotLimits
 from ..exceptions import Conflict, InvalidInput
 from ..projects.manager import ProjectContext
@@ -80,11 +80,12 @@ class HubReleaseSource:
             http.stream("GET", url) as answer,
         ):
             if answer.status_code != 200:
-                body = (await answer.aread())[:500].decode(errors="replace")
-                log.warning("workspace archive from %s: %s %s", url, answer.status_code, body)
+                body = (await answer.aread())[:2000]
+                refusal = error_from_response(answer.status_code, body, "the project's server")
+                log.warning("workspace archive from %s: %s", url, refusal)
                 msg = (
                     "the project's server could not hand over its files for the release "
-                    f"({answer.status_code}): {_message_of(body)}"
+                    f"({answer.status_code}): {refusal.message}"
                 )
                 raise Conflict(msg)
             async for chunk in answer.aiter_bytes(_DOWNLOAD_CHUNK):
@@ -146,15 +147,3 @@ def _checked_members(tar: tarfile.TarFile, limits: SnapshotLimits) -> list[tarfi
             raise InvalidInput(msg)
         members.append(member)
     return members
-
-
-def _message_of(body: str) -> str:
-    """The error message of a JSON error answer, else the body's start."""
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        return body[:200]
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return body[:200]

@@ -109,3 +109,35 @@ def test_garbage_is_refused(source: HubReleaseSource, current: Path) -> None:
     with pytest.raises(InvalidInput):
         source._unpack(io.BytesIO(b"not a tar at all" * 100), current)
     assert (current / "app.py").read_text() == "v1"
+
+
+async def test_a_refusal_by_the_projects_server_says_why(tmp_path: Path) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    from ecode_jupyter.exceptions import Conflict
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"error": {"code": "invalid_input", "message": "too large"}})
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    placement = SimpleNamespace(directory=SimpleNamespace(link=SimpleNamespace(token="t")))
+    source = HubReleaseSource(placement=placement, staging_root=tmp_path)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(Conflict) as refused, open(tmp_path / "archive", "wb") as into:
+            url = f"http://127.0.0.1:{server.server_address[1]}/archive"
+            await source._download(url, into)
+    finally:
+        server.shutdown()
+    assert "(400): too large" in refused.value.message
