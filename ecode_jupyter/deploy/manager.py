@@ -443,21 +443,31 @@ class DeployManager:
                 current.supervisor.touch()
                 if current.supervisor.state == "failed":
                     current.supervisor.request_reload()
-                return await self._app_json(current, Role.editor)
-            if current is not None:
-                await self._stop_app(current, "replaced by a new preview")
-            env = await self._environment(project.workspace, project.id)
-            dep_id = await self._insert_deployment(project.id, "preview", spec, user.username, None)
-            app = await self._new_app(
-                project,
-                kind="preview",
-                spec=spec,
-                cwd=project.workspace,
-                env=env,
-                created_by=user.username,
-                deployment_id=dep_id,
-            )
-            self._slots[(project.id, "preview")] = app
+                kept = current
+            else:
+                kept = None
+                if current is not None:
+                    await self._stop_app(current, "replaced by a new preview")
+                env = await self._environment(project.workspace, project.id)
+                dep_id = await self._insert_deployment(
+                    project.id, "preview", spec, user.username, None
+                )
+                app = await self._new_app(
+                    project,
+                    kind="preview",
+                    spec=spec,
+                    cwd=project.workspace,
+                    env=env,
+                    created_by=user.username,
+                    deployment_id=dep_id,
+                )
+                self._slots[(project.id, "preview")] = app
+        if kept is not None:
+            # Answer for the files as they are now: a save the watcher has not seen yet, or
+            # the restart it caused, is waited out (outside the lock: others asking for the
+            # same preview meanwhile wait alike instead of queueing behind this one).
+            await kept.supervisor.settle(kept.supervisor.options.start_timeout_s)
+            return await self._app_json(kept, Role.editor, with_logs=True)
         await self._audit(
             user,
             "deploy.preview",

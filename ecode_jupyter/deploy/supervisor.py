@@ -320,6 +320,11 @@ class Supervisor:
         self._first: asyncio.Future[bool] | None = None
         self._reload = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Set (and replaced) on every state change: what settle() waits on.
+        self._state_changed = asyncio.Event()
+        # The watched files as the app last saw them; the watcher and settle() share it so a
+        # change is acted on once, by whichever of them notices it first.
+        self._seen: tuple[tuple[str, int, int], ...] | None = None
 
     # -- what the proxy and the manager read ----------------------------------------------
     @property
@@ -336,6 +341,8 @@ class Supervisor:
     def _set_state(self, state: str, reason: str | None = None) -> None:
         self.state = state
         self.reason = reason
+        changed, self._state_changed = self._state_changed, asyncio.Event()
+        changed.set()
         if self._on_state is not None:
             try:
                 self._on_state(self)
@@ -357,6 +364,30 @@ class Supervisor:
 
     def request_reload(self) -> None:
         self._reload.set()
+
+    async def settle(self, timeout: float | None = None) -> str:
+        """Wait until the app runs the files as they are now (or has failed); its state.
+
+        Someone who asks for a preview right after saving a file (the agent's verification
+        does) must not be answered by the app as it was before the save, nor see it halfway
+        through the restart the save causes. In watch mode the files are looked at now rather
+        than at the watcher's next poll; a pending reload, a start or a restart is waited
+        out, for at most ``timeout`` seconds (then the state at that moment is returned).
+        """
+        if self.launch.spec.reload == "watch" and self._seen is not None:
+            now = await asyncio.to_thread(_scan, self.launch.cwd)
+            if now != self._seen:
+                self._seen = now
+                self.request_reload()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._reload.is_set() or self.state in ("starting", "restarting"):
+            changed = self._state_changed
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
+        return self.state
 
     async def stop(self, reason: str = "stopped") -> None:
         if self.state == "stopped":
@@ -412,12 +443,15 @@ class Supervisor:
                     up_at = time.monotonic()
                     await self._wait_any(inst.exited, self._reload)
                     if self._reload.is_set():
+                        # "restarting" before the reload is cleared and the old app stopped:
+                        # settle() must never see "running" with no reload pending while the
+                        # old code is still the one answering.
+                        self._set_state("restarting", "files changed")
                         self._reload.clear()
                         failures = 0
                         self.logs.system("files changed: restarting")
                         await inst.stop(opts.stop_grace_s)
                         self.restarts += 1
-                        self._set_state("restarting", "files changed")
                         continue
                     if time.monotonic() - up_at >= opts.stable_after_s:
                         failures = 0
@@ -435,6 +469,8 @@ class Supervisor:
                     self._set_state("failed", f"{problem} ({failures} failures in a row)")
                     self.logs.system("giving up until a file changes or it is restarted")
                     await self._reload.wait()
+                    # Out of "failed" before the reload is cleared, for settle() (above).
+                    self._set_state("restarting", "files changed")
                     self._reload.clear()
                     failures = 0
                     continue
@@ -453,13 +489,13 @@ class Supervisor:
 
     async def _watch(self) -> None:
         root = self.launch.cwd
-        before = await asyncio.to_thread(_scan, root)
+        self._seen = await asyncio.to_thread(_scan, root)
         while True:
             await asyncio.sleep(self.options.watch_interval_s)
             now = await asyncio.to_thread(_scan, root)
-            if now == before:
+            if now == self._seen:
                 continue
             # Editors and agents often save several files at once: settle, then restart.
             await asyncio.sleep(0.3)
-            before = await asyncio.to_thread(_scan, root)
+            self._seen = await asyncio.to_thread(_scan, root)
             self.request_reload()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -160,3 +161,35 @@ def _alive(pid: int) -> bool:
             return fh.read().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_settle_answers_for_the_files_as_they_are_now(tmp_path: Path) -> None:
+    # The agent saves a file and asks for the preview at once: the answer must come from the
+    # new code, not the old one nor the app halfway through its restart. The watcher here
+    # polls too slowly to notice the save by itself, so settle() has to look.
+    (tmp_path / "app.py").write_text(VERSIONED.replace("{version}", "v1"))
+    sup = _supervisor(tmp_path, _spec())
+    sup.options = dataclasses.replace(FAST, watch_interval_s=60.0)
+    try:
+        assert await sup.start()
+        assert await sup.settle(5) == "running" and sup.restarts == 0  # nothing changed
+        (tmp_path / "app.py").write_text(VERSIONED.replace("{version}", "second"))
+        assert await sup.settle(15) == "running"
+        assert sup.restarts == 1
+        assert await _get(sup) == "second"
+    finally:
+        await sup.stop()
+
+
+async def test_settle_waits_for_a_failed_app_brought_back_by_a_fix(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import sys\nsys.exit(2)\n")
+    sup = _supervisor(tmp_path, _spec())
+    try:
+        assert not await sup.start()
+        await _until(lambda: sup.state == "failed")
+        assert await sup.settle(1) == "failed"  # no change: it stays failed, and says so
+        (tmp_path / "app.py").write_text(VERSIONED.replace("{version}", "fixed"))
+        assert await sup.settle(15) == "running"
+        assert await _get(sup) == "fixed"
+    finally:
+        await sup.stop()
