@@ -13,7 +13,9 @@ model ran, they run again here, each with a ``verify.result`` event), or ``faile
 reason: a limit (``max_steps``, ``max_tokens``, ``max_wall_time``, ``max_cost``),
 ``insufficient_credits``, ``tests_failing``, ``preview_failed`` (a served app that does not
 start), ``provider_error``, ``refused``, ``context_window``, ``unknown_stop_reason``,
-``empty_answer``, ``no_template`` (the offline provider has nothing that fits).
+``empty_answer``, ``no_template`` (the offline provider has nothing that fits),
+``install_failed`` and ``offline_cannot_change`` (the offline provider's requirements did not
+install; a follow-up prompt it cannot carry out).
 
 Model calls are retried here, not in the SDKs (whose retries are turned off), so that every
 wait is a ``step.started`` event of kind ``retry`` in the feed: exponential backoff from
@@ -31,13 +33,16 @@ import logging
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..exceptions import CostCapReached, InsufficientCredits, RateLimited
+from ..exceptions import ApprovalTimedOut, CostCapReached, InsufficientCredits, RateLimited
 from ..projects.templating import ProjectTemplate
 from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, VERIFY_RESULT, RunFeed
 from .metering import Metering
+from .modes import ASK, BUILD, PLAN_APPROVED, PLAN_NOT_YET
+from .modes import PLAN as PLAN_MODE
 from .providers.base import (
     FINISHED_STOP_REASONS,
     STOP_CANNOT_BUILD,
@@ -62,7 +67,14 @@ from .store import usage_changes
 from .toolbox import AgentToolbox, ToolOutcome, trim_middle
 from .verification import DEFAULT_PYTEST, Check, VerifyResult, judge, plan_checks
 
+if TYPE_CHECKING:
+    from .approvals import RunApprover
+
 log = logging.getLogger(__name__)
+
+# Told after each step that called tools: (step, tool names, paths the tools reported
+# changing). The checkpoints of issue 19 hang here (checkpoints/manager.py).
+StepHook = Callable[[int, list[str], list[str]], Awaitable[None]]
 
 __all__ = ["AgentLoop", "LoopResult", "RunLimits", "RunStopped", "VerifyResult", "plan_steps"]
 
@@ -232,6 +244,9 @@ class AgentLoop:
         test_command: str = DEFAULT_PYTEST,
         serve_command: str | None = None,
         template: ProjectTemplate | None = None,
+        on_step: StepHook | None = None,
+        mode: str = BUILD,
+        approver: RunApprover | None = None,
     ) -> None:
         self.run_id = run_id
         self.provider = provider
@@ -245,6 +260,7 @@ class AgentLoop:
         self.template = template
         # The template's run command ({port} placeholder): the project is served, preview it.
         self.serve_command = serve_command
+        self.on_step = on_step
         self.step = 0
         self.files_changed: list[str] = []
         self._started = time.monotonic()
@@ -262,6 +278,10 @@ class AgentLoop:
         self._preview: dict[str, Any] | None = None
         # Why the last verification failed: (reason, what failed), for the run's end.
         self._last_failure: tuple[str, str] | None = None
+        self.mode = mode
+        self.approver = approver
+        # A plan-mode run gets no tools until a person approved its plan.
+        self._plan_approved = mode != PLAN_MODE
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -285,15 +305,19 @@ class AgentLoop:
         while True:
             self._check_limits()
             self.step += 1
-            await self.feed.emit(
-                STEP_STARTED, {"step": self.step, "kind": "model"}, changes={"steps": self.step}
-            )
+            started: dict[str, Any] = {"step": self.step, "kind": "model"}
+            # The offline provider knows which plan item a turn carries out; with it a client
+            # ticks "install" only once pip has finished, not when the install turn begins.
+            item = self.provider.next_plan_item(self.messages)
+            if item is not None:
+                started["plan_item"] = item
+            await self.feed.emit(STEP_STARTED, started, changes={"steps": self.step})
             self._compact_history()
-            turn = await self._model_turn(tools)
+            turn = await self._model_turn(tools if self._plan_approved else [])
             self.messages.append(turn.to_message())
             if turn.stop_reason == STOP_CANNOT_BUILD:
                 msg = turn.text.strip() or "the provider cannot build what was asked"
-                raise RunStopped(msg, reason="no_template")
+                raise RunStopped(msg, reason=self.provider.cannot_build_reason)
             if turn.text.strip():
                 self._last_text = turn.text.strip()
                 if not self._planned:
@@ -309,15 +333,50 @@ class AgentLoop:
                             "ai": self.provider.name != "offline",
                         },
                     )
+            if not self._plan_approved:
+                await self._ask_for_plan_approval(turn)
+                continue
             if turn.tool_calls:
                 self._nudges = self._pauses = 0
+                changed_before = len(self.files_changed)
                 await self._call_tools(turn)
+                if self.on_step is not None:
+                    names = [call.name for call in turn.tool_calls]
+                    await self.on_step(self.step, names, self.files_changed[changed_before:])
                 continue
             if not self._finished_answer(turn):
                 continue
             done = await self._verify_or_continue()
             if done is not None:
                 return done
+
+    async def _ask_for_plan_approval(self, turn: TurnResult) -> None:
+        """Plan mode: the turn's text is the plan; wait for a person to approve it. Approved,
+        the same run goes on with tools; denied (or unanswered), it ends."""
+        for call in turn.tool_calls:  # offered none; a call anyway is answered, not run
+            self.messages.append(Message.tool_result(call.id, PLAN_NOT_YET, is_error=True))
+        plan = turn.text.strip()
+        if not plan:
+            self._nudges += 1
+            if self._nudges > _MAX_NUDGES:
+                msg = "the model did not write a plan"
+                raise RunStopped(msg, reason="empty_answer")
+            self.messages.append(Message.user(PLAN_NOT_YET))
+            return
+        if self.approver is None:
+            msg = "plan mode needs approvals, which this server cannot ask for"
+            raise RunStopped(msg, reason="plan_not_approved")
+        try:
+            answer = await self.approver.approve_plan(plan)
+        except ApprovalTimedOut as exc:
+            raise RunStopped(exc.message, reason=exc.code) from exc
+        if answer.decision == "deny":
+            who = f" by {answer.by}" if answer.by else ""
+            msg = f"the plan was not approved{who}; nothing was changed"
+            raise RunStopped(msg, reason="plan_rejected")
+        self._plan_approved = True
+        self._nudges = 0
+        self.messages.append(Message.user(PLAN_APPROVED))
 
     async def _call_tools(self, turn: TurnResult) -> None:
         cut = turn.stop_reason == STOP_MAX_TOKENS
@@ -329,6 +388,9 @@ class AgentLoop:
                     call.id, call.name, {}, arguments_error=OUTPUT_CUT.format(limit=limit), cut=True
                 )
             outcome = await self.toolbox.call(call, step=self.step)
+            if outcome.error_code == ApprovalTimedOut.code:
+                # Nobody answered: the run stops there instead of the model guessing on.
+                raise RunStopped(outcome.text.partition(": ")[2], reason=ApprovalTimedOut.code)
             self._note(call, outcome)
             self.messages.append(
                 Message.tool_result(call.id, outcome.text, is_error=outcome.is_error)
@@ -756,6 +818,8 @@ class AgentLoop:
                 k: self._preview.get(k) for k in ("id", "status", "url") if k in self._preview
             }
         summary["checks"] = [r.to_json() for r in self._passed]
+        if self.mode == ASK:
+            return LoopResult("completed", None, "answered; nothing was changed", summary)
         note = ""
         if self._passed:
             note = "; " + ", ".join(_PASSED_NOTES.get(r.kind, r.command) for r in self._passed)

@@ -32,6 +32,7 @@ from ..projects.manager import ProjectContext
 from ..projects.templating import get_template
 from ..ratelimit import MODEL_CALLS, RUNS
 from . import store
+from .approvals import ApprovalBroker
 from .events import (
     RUN_CANCELLED,
     RUN_COMPLETED,
@@ -46,8 +47,9 @@ from .events import (
     load_events,
 )
 from .listener import RunEventListener
-from .loop import AgentLoop, LoopResult, RunLimits
+from .loop import AgentLoop, LoopResult, RunLimits, StepHook
 from .metering import Metering
+from .modes import ASK, BUILD, first_prompt, validate_mode
 from .prompt import RULES_FILES, ProjectFacts, build_system_prompt, verify_command
 from .providers.base import Message
 from .redaction import Redactor
@@ -77,6 +79,8 @@ class AgentSettings:
     provider_connect_timeout_s: float = 10.0
     #: on PostgreSQL, hear other processes' run events by LISTEN/NOTIFY instead of polling
     listen_for_events: bool = True
+    #: how long a run waits for a person's approval before it fails (approval_timeout)
+    approval_timeout_s: float = 600.0
 
 
 def default_runner_id(owner: str, workspace_root: str) -> str:
@@ -112,6 +116,12 @@ class AgentManager:
         self._preload: asyncio.Future[None] | None = None
         #: events of runs in other processes (PostgreSQL); None: feeds poll for them
         self.listener: RunEventListener | None = None
+        #: what runs ask people (policy "ask" rules, plan-mode plans) and their answers
+        self.approvals = ApprovalBroker(
+            self.db,
+            ctx.policies,
+            timeout_s=self.settings.approval_timeout_s,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -254,13 +264,16 @@ class AgentManager:
         continued_from: str | None = None,
         max_credits: Any = None,
         max_cost_micros: int | None = None,
+        mode: Any = None,
     ) -> dict[str, Any]:
         """Create a run of ``prompt`` on the project and start it; returns the run as JSON.
 
         ``max_credits`` (a decimal string, like every credit amount of the API) caps what the
-        run may cost: no model call starts whose hold would take it past the cap.
+        run may cost: no model call starts whose hold would take it past the cap. ``mode``:
+        build (default), plan or ask (agent/modes.py).
         Needs the editor role. Raises Conflict when the project already has an active run.
         """
+        clean_mode = validate_mode(mode)
         if max_credits is not None:
             max_cost_micros = max_credits_micros(max_credits)
         clean_prompt = v.validate_prompt(prompt)
@@ -271,6 +284,7 @@ class AgentManager:
         secrets = await self.ctx.secrets.project_env(project.id)
         clean_prompt = Redactor(secrets).text(clean_prompt)
         choice = await self.choose(user, clean_model, project_model=project.model)
+        check_mode(clean_mode, choice)
 
         def create(session: Session) -> dict[str, Any]:
             active = store.active_run_of(session, project.id)
@@ -287,6 +301,7 @@ class AgentManager:
                 runner=self.runner_id,
                 continued_from=continued_from,
                 max_cost_micros=max_cost_micros,
+                mode=clean_mode,
             )
             return store.run_to_json(run)
 
@@ -424,6 +439,21 @@ class AgentManager:
                 },
             )
 
+    # -- approvals -----------------------------------------------------------------------
+
+    async def decide_approval(
+        self, user: EcodeUser, run_id: Any, approval_id: Any, decision: Any
+    ) -> dict[str, Any]:
+        """Answer a run's approval request: editors and owners of its project only (a
+        stranger gets 404, a viewer 403). Audited with who answered."""
+        ref = await self._authorized_ref(user, run_id, Role.editor)
+        return await self.approvals.decide(user, ref.id, approval_id, decision)
+
+    async def list_approvals(self, user: EcodeUser, run_id: Any) -> list[dict[str, Any]]:
+        """A run's approval requests and their answers (whoever may read its feed)."""
+        ref = await self._authorized_ref(user, run_id, Role.viewer)
+        return await self.approvals.list_for_run(ref.id)
+
     # -- reading -------------------------------------------------------------------------
 
     async def _authorized_ref(self, user: EcodeUser, run_id: Any, need: Role) -> store.RunRef:
@@ -524,15 +554,27 @@ class AgentManager:
         if layer is None:
             return LoopResult("failed", "no_tools", "the tool layer is not installed")
         limits = self.ctx.extras.get("limits")
+        approver = self.approvals.approver(feed, project.id)
         toolbox = AgentToolbox(
             layer,
             user=user,
             project_id=project.id,
             feed=feed,
             result_budget_chars=self.settings.limits.tool_result_chars,
+            approver=approver,
+            read_only=ref.mode == ASK,
         )
         template = get_template(project.template) if project.template else None
         await asyncio.to_thread(preload_provider, choice.provider)
+        # A new prompt (not a continuation) on a project that was built: the offline provider
+        # can only build its template, so it must say it cannot make the change.
+        follow_up = (
+            choice.provider == "offline"
+            and ref.continued_from is None
+            and await self.db.run(
+                lambda s: store.has_completed_run(s, project.id, other_than=ref.id)
+            )
+        )
         provider = build_provider(
             choice,
             prompt=ref.prompt,
@@ -540,6 +582,7 @@ class AgentManager:
             slug=project.slug,
             project_template=project.template,
             offline_installs=self.settings.offline_installs,
+            follow_up=follow_up,
             env=self.env,
             timeout=self.settings.provider_read_timeout_s,
             connect_timeout=self.settings.provider_connect_timeout_s,
@@ -550,6 +593,27 @@ class AgentManager:
             template = getattr(provider, "template", None)
         try:
             facts = await self._project_facts(layer, user, project, template, secrets)
+            # Issue 19: the workspace as the run found it, then after every step that called
+            # tools; "Undo this run" and "restore to step N" go back to these.
+            on_step: StepHook | None = None
+            checkpoints = self.ctx.extras.get("checkpoints")
+            if checkpoints is not None:
+                await checkpoints.take_quietly(
+                    project, kind="start", run_id=ref.id, step=0, actor=user.username
+                )
+
+                async def checkpoint(step: int, tools: list[str], reported: list[str]) -> None:
+                    await checkpoints.take_quietly(
+                        project,
+                        kind="step",
+                        run_id=ref.id,
+                        step=step,
+                        tools=tools,
+                        reported=reported,
+                        actor=user.username,
+                    )
+
+                on_step = checkpoint
             loop = AgentLoop(
                 run_id=ref.id,
                 provider=provider,
@@ -567,10 +631,13 @@ class AgentManager:
                 ),
                 system=build_system_prompt(facts),
                 messages=await self._first_messages(ref),
-                limits=_capped(self.settings.limits, ref.max_cost_micros),
+                limits=_capped(self.settings.limits, ref.max_cost_micros, mode=ref.mode),
                 test_command=verify_command(template),
                 serve_command=template.run if template is not None else None,
+                on_step=on_step,
                 template=template,
+                mode=ref.mode,
+                approver=approver,
             )
             return await loop.run()
         finally:
@@ -636,7 +703,7 @@ class AgentManager:
 
     async def _first_messages(self, ref: store.RunRef) -> list[Message]:
         if ref.continued_from is None:
-            return [Message.user(ref.prompt)]
+            return [Message.user(first_prompt(ref.prompt, ref.mode))]
         previous = await self.db.run(
             lambda s: store.run_to_json(store.get_run_row(s, ref.continued_from))
         )
@@ -730,8 +797,21 @@ def max_credits_micros(value: Any) -> int | None:
     return micros
 
 
-def _capped(limits: RunLimits, cap: int | None) -> RunLimits:
-    """The server's limits with the run's own cost cap, the smaller of the two."""
+def check_mode(mode: str, choice: ModelChoice) -> None:
+    """Plan and ask need a model: the offline provider only builds templates (400)."""
+    if mode != BUILD and choice.provider == "offline":
+        msg = (
+            f"mode {mode} needs a model (the offline provider only builds project templates); "
+            "set a provider's API key, or use mode build"
+        )
+        raise InvalidInput(msg, field="mode")
+
+
+def _capped(limits: RunLimits, cap: int | None, *, mode: str = BUILD) -> RunLimits:
+    """The server's limits with the run's own cost cap, the smaller of the two; an ask-mode
+    run changes nothing, so there is nothing to verify."""
+    if mode == ASK:
+        limits = replace(limits, verify=False)
     if cap is None:
         return limits
     server = limits.max_cost_micros

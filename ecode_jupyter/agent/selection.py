@@ -128,10 +128,12 @@ def build_provider(
     slug: str,
     project_template: str | None,
     offline_installs: bool = True,
+    follow_up: bool = False,
     env: Mapping[str, str] | None = None,
     **opts: Any,
 ) -> Provider:
-    """A provider instance for one run."""
+    """A provider instance for one run; ``follow_up`` (offline only): a new prompt on a project
+    that was built already."""
     if choice.provider == "offline":
         template, reason = offline_template(prompt, project_template)
         return OfflineProvider(
@@ -140,5 +142,6 @@ def build_provider(
             slug=slug,
             reason=reason,
             install_packages=offline_installs,
+            follow_up=follow_up,
         )
     return make_provider(choice.provider, choice.model, env=env, **opts)

@@ -62,6 +62,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
         "max_credits": format_credits(run.max_cost_micros)
         if run.max_cost_micros is not None
         else None,
+        "mode": run.mode,
         "last_seq": run.last_seq,
         "summary": summary,
         "events_url": f"api/ecode/runs/{run.id}/events",
@@ -82,6 +83,7 @@ class RunRef:
     reason: str | None
     continued_from: str | None
     max_cost_micros: int | None = None
+    mode: str = "build"
 
 
 def _ref(run: Run) -> RunRef:
@@ -96,6 +98,7 @@ def _ref(run: Run) -> RunRef:
         run.reason,
         run.continued_from,
         run.max_cost_micros,
+        run.mode or "build",
     )
 
 
@@ -118,6 +121,7 @@ def create_run(
     runner: str,
     continued_from: str | None = None,
     max_cost_micros: int | None = None,
+    mode: str = "build",
 ) -> Run:
     run = Run(
         project_id=project_id,
@@ -128,6 +132,7 @@ def create_run(
         status=QUEUED,
         continued_from=continued_from,
         max_cost_micros=max_cost_micros,
+        mode=mode,
         summary={"runner": {"id": runner, "heartbeat": utcnow().isoformat()}},
     )
     session.add(run)
@@ -160,6 +165,16 @@ def count_runs(session: Session, project_id: str) -> int:
         session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project_id))
         or 0
     )
+
+
+def has_completed_run(session: Session, project_id: str, *, other_than: str) -> bool:
+    """Whether a run of the project other than ``other_than`` completed (it was built)."""
+    found = session.scalar(
+        select(Run.id)
+        .where(Run.project_id == project_id, Run.status == COMPLETED, Run.id != other_than)
+        .limit(1)
+    )
+    return found is not None
 
 
 def usage_changes(usage: Usage, cost_micros: int) -> dict[str, Any]:

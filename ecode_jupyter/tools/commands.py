@@ -115,6 +115,7 @@ def register(layer: ToolLayer) -> None:
         *,
         cwd: Path | None = None,
         timeout_s: float,
+        quiet: bool = False,
     ) -> CommandResult:
         return await run_command(
             command,
@@ -122,7 +123,7 @@ def register(layer: ToolLayer) -> None:
             env=base_environment(project_environment(proj.workspace, _secrets_of(proj))),
             timeout_s=timeout_s,
             output_cap_bytes=settings.command_output_cap_bytes,
-            on_output=caller.reporter.output,
+            on_output=None if quiet else caller.reporter.output,
             limits=settings.limits,
             launcher=layer.launcher,
             # The whole workspace, also when the command runs in a sub-folder (.venv, data).
@@ -200,15 +201,34 @@ def register(layer: ToolLayer) -> None:
         else:
             pip_specs = _pip_specs(packages)
             python = proj.venv / "bin" / "python"
+            rebuilt = False
             if not python.exists():
                 await caller.reporter.progress("creating the project's virtual environment .venv")
                 created = await run(
                     proj,
                     caller,
-                    [sys.executable, "-m", "venv", str(proj.venv)],
+                    [sys.executable, "-m", "venv", "--clear", str(proj.venv)],
                     timeout_s=settings.install_timeout_s,
                 )
                 _check(created, "creating .venv")
+            elif not _ok(
+                await run(
+                    proj, caller, [str(python), "-m", "pip", "--version"], timeout_s=60, quiet=True
+                )
+            ):
+                # An install or the venv's creation was cut off (a cancelled run): the venv has
+                # no working pip and every later install would fail "No module named pip".
+                await caller.reporter.progress(
+                    "the project's .venv has no working pip (an install was cut off): rebuilding it"
+                )
+                created = await run(
+                    proj,
+                    caller,
+                    [sys.executable, "-m", "venv", "--clear", str(proj.venv)],
+                    timeout_s=settings.install_timeout_s,
+                )
+                _check(created, "rebuilding .venv")
+                rebuilt = True
             argv = [str(python), "-m", "pip", "install", *(str(s) for s in pip_specs)]
             result = await run(proj, caller, argv, timeout_s=settings.install_timeout_s)
             _check(result, "pip install")
@@ -217,12 +237,18 @@ def register(layer: ToolLayer) -> None:
             )
             recorded = "requirements.txt"
         _check(result, f"{chosen} install")
-        return {
+        reply = {
             "manager": chosen,
             "packages": packages,
             "recorded_in": recorded,
             **command_result(result),
         }
+        if chosen == "pip" and rebuilt:
+            reply["note"] = (
+                ".venv was broken and has been rebuilt: only these packages are in it now; "
+                "install the rest of requirements.txt again"
+            )
+        return reply
 
 
 def _secrets_of(proj: ToolProject) -> dict[str, str]:
@@ -231,8 +257,12 @@ def _secrets_of(proj: ToolProject) -> dict[str, str]:
     return {k: v for k, v in proj.env.items() if k not in ("PATH", "VIRTUAL_ENV")}
 
 
+def _ok(result: CommandResult) -> bool:
+    return result.exit_code == 0 and not result.timed_out
+
+
 def _check(result: CommandResult, what: str) -> None:
-    if result.exit_code == 0 and not result.timed_out:
+    if _ok(result):
         return
     tail = result.output[-FAILURE_TAIL_CHARS:]
     reason = "timed out" if result.timed_out else f"failed with exit code {result.exit_code}"

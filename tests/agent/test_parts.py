@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
 
 import pytest
 from hypothesis import given
@@ -144,6 +146,83 @@ async def test_the_offline_provider_writes_missing_files_and_installs_when_one_i
     fifth = await _turn(provider, history, TOOLS)
     assert isinstance(fifth[-1], TurnEnd) and fifth[-1].stop_reason == "end_turn"
     assert fifth[-1].usage.is_zero
+
+
+async def _walk_to_install(provider: OfflineProvider, history: list[Message]) -> list:
+    """Turns 1-4 of a build with nothing written yet; returns the 4th turn's events."""
+    for result in (json.dumps({"entries": []}), "written", 'MISSING=["flask>=3,<4"]'):
+        await _turn(provider, history, TOOLS)
+        history.append(Message.tool_result("r", result))
+    return await _turn(provider, history, TOOLS)
+
+
+async def test_with_installs_on_the_offline_provider_checks_the_projects_own_venv() -> None:
+    provider = OfflineProvider(get_template("flask-api"), project_name="Todo", slug="todo")
+    history = [Message.user("a flask app")]
+    for result in (json.dumps({"entries": []}), "written"):
+        await _turn(provider, history, TOOLS)
+        history.append(Message.tool_result("r", result))
+    (check,) = [
+        e.call for e in await _turn(provider, history, TOOLS) if isinstance(e, ToolCallReady)
+    ]
+    # Not the server's `python` (whose packages are not the project's): the project's .venv,
+    # and without one every requirement counts as missing.
+    command = check.arguments["command"]
+    assert ".venv/bin/python" in command and not command.startswith("python ")
+    ran = subprocess.run(["bash", "-c", command], cwd=tempfile.gettempdir(), capture_output=True)
+    assert parse_missing(ran.stdout.decode()) == ["flask>=3,<4", "pytest>=8"]
+    # With installs turned off the server's python is all there is: that is what is checked.
+    off = OfflineProvider(
+        get_template("flask-api"), project_name="T", slug="t", install_packages=False
+    )
+    history = [Message.user("a flask app")]
+    for result in (json.dumps({"entries": []}), "written"):
+        await _turn(off, history, TOOLS)
+        history.append(Message.tool_result("r", result))
+    (check,) = [e.call for e in await _turn(off, history, TOOLS) if isinstance(e, ToolCallReady)]
+    assert check.arguments["command"].startswith("python -c ")
+
+
+async def test_offline_turns_name_their_plan_item_and_a_failed_install_stops_the_run() -> None:
+    provider = OfflineProvider(get_template("flask-api"), project_name="Todo", slug="todo")
+    history = [Message.user("a flask app")]
+    items = []
+    for result in (json.dumps({"entries": []}), "written", 'MISSING=["flask>=3,<4"]'):
+        items.append(provider.next_plan_item(history))
+        await _turn(provider, history, TOOLS)
+        history.append(Message.tool_result("r", result))
+    items.append(provider.next_plan_item(history))
+    install = await _turn(provider, history, TOOLS)
+    assert [e.call.name for e in install if isinstance(e, ToolCallReady)] == ["install_packages"]
+    # write, write, check (install item), install: "install" is not done while pip runs.
+    assert items == [0, 0, 1, 1]
+    history.append(Message.tool_result("r", "pip install failed with exit code 1", is_error=True))
+    assert provider.next_plan_item(history) == 1
+    stop = await _turn(provider, history, TOOLS)
+    assert isinstance(stop[-1], TurnEnd) and stop[-1].stop_reason == "cannot_build"
+    assert provider.cannot_build_reason == "install_failed"
+    assert "failed" in "".join(e.text for e in stop if isinstance(e, TextDelta))
+
+    # A successful install moves on to the tests (item 2), and the turn ends normally.
+    ok = OfflineProvider(get_template("flask-api"), project_name="Todo", slug="todo")
+    history = [Message.user("a flask app")]
+    await _walk_to_install(ok, history)
+    history.append(Message.tool_result("r", "installed"))
+    assert ok.next_plan_item(history) == 2
+    done = await _turn(ok, history, TOOLS)
+    assert isinstance(done[-1], TurnEnd) and done[-1].stop_reason == "end_turn"
+
+
+async def test_a_follow_up_the_offline_provider_cannot_do_says_so() -> None:
+    provider = OfflineProvider(
+        get_template("flask-api"), project_name="Todo", slug="todo", follow_up=True
+    )
+    turn = await _turn(provider, [Message.user("add a delete button")], TOOLS)
+    text = "".join(e.text for e in turn if isinstance(e, TextDelta))
+    assert "cannot change" in text and "Nothing was changed" in text
+    assert not [e for e in turn if isinstance(e, ToolCallReady)]
+    assert isinstance(turn[-1], TurnEnd) and turn[-1].stop_reason == "cannot_build"
+    assert provider.cannot_build_reason == "offline_cannot_change"
 
 
 def test_parse_missing_reads_the_check_output() -> None:

@@ -61,6 +61,35 @@ async def test_a_new_project_with_a_prompt_is_built_at_once_offline(
     assert run["summary"]["preview"]["status"] == "running"
 
 
+async def test_a_follow_up_prompt_the_offline_provider_cannot_do_fails_saying_so(
+    ecode_api: Any, ecode_workspace_root: Path
+) -> None:
+    resp = await ecode_api(
+        "POST", "projects", body={"name": "Todo", "prompt": "a Flask todo API with tests"}
+    )
+    pid = resp.body["id"]
+    first = await wait_final(ecode_api, resp.body["run"]["id"])
+    assert first["status"] == "completed", first
+    # Each model turn names the plan item it works on: write, write, check the requirements.
+    steps = [e["data"] for e in of_type(await events(ecode_api, first["id"]), "step.started")]
+    assert [s.get("plan_item") for s in steps if s["kind"] == "model"][:3] == [0, 0, 1]
+    app = (ecode_workspace_root / pid / "app.py").read_text()
+
+    asked = await ecode_api(
+        "POST", f"projects/{pid}/runs", body={"prompt": "add a delete-all endpoint"}
+    )
+    assert asked.status == 201, asked.body
+    run = await wait_final(ecode_api, asked.body["id"])
+    # Not a green "completed" with nothing done: failed, saying why and that nothing changed.
+    assert (run["status"], run["reason"]) == ("failed", "offline_cannot_change"), run
+    feed = await events(ecode_api, run["id"])
+    message = of_type(feed, "run.failed")[0]["data"]["message"]
+    assert "cannot change" in message and "Nothing was changed" in message
+    for kind in ("tool.call", "file.changed", "verify.result", "plan"):
+        assert of_type(feed, kind) == [], kind
+    assert (ecode_workspace_root / pid / "app.py").read_text() == app
+
+
 def installed(requirement: str) -> bool:
     name = Requirement(requirement).name
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -220,3 +222,34 @@ async def test_install_packages_into_project_venv(
             )
         )
     assert (ws / "requirements.txt").read_text() == "rich\necode-demo-pkg==1.0\n"
+
+
+async def test_a_venv_left_without_pip_is_rebuilt_by_the_next_install(
+    mcp_connect: McpConnect, make_project: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pid, ws = await make_project()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    # What a run cancelled while `python -m venv` ran (ensurepip) leaves: a python, no pip.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(ws / ".venv")], check=True)
+    async with mcp_connect() as client:
+        installed = await client.call_tool(
+            "install_packages", {"project": pid, "packages": ["ecode-demo-pkg==1.0"]}
+        )
+        assert not installed.is_error, installed.content
+        assert installed.structured_content is not None
+        assert "rebuilt" in installed.structured_content["note"]
+        used = await client.call_tool(
+            "run_command",
+            {"project": pid, "command": "python -c 'import ecode_demo_pkg as m; print(m.ANSWER)'"},
+        )
+        assert used.structured_content is not None
+        assert used.structured_content["output"].strip() == "42"
+        # A working venv is kept as it is: the next install does not rebuild it.
+        again = await client.call_tool(
+            "install_packages", {"project": pid, "packages": ["ecode-demo-pkg==1.0"]}
+        )
+        assert again.structured_content is not None and "note" not in again.structured_content

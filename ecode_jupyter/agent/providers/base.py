@@ -243,6 +243,17 @@ class Provider(ABC):
     #: model identifier sent to the API (and the key of the billing price table)
     model: str
 
+    @property
+    def cannot_build_reason(self) -> str:
+        """The run's ``reason`` when the last turn ended with STOP_CANNOT_BUILD."""
+        return "no_template"
+
+    def next_plan_item(self, messages: list[Message]) -> int | None:
+        """Which item of the run's plan (0-based) the next turn works on, when the provider
+        knows it; the loop asks before each turn and puts it on that turn's ``step.started``.
+        A model does not say, so None (clients then count turns)."""
+        return None
+
     @abstractmethod
     def stream_turn(
         self,

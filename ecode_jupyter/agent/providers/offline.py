@@ -29,6 +29,7 @@ import logging
 import re
 import shlex
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...projects.templating import ProjectTemplate, list_templates, template_files
@@ -151,9 +152,21 @@ print("MISSING=" + json.dumps(missing))
 """
 
 
-def requirements_check_command(requirements: list[str]) -> str:
-    """A shell command printing ``MISSING=[...]``: the requirements ``python`` lacks."""
-    return f"python -c {shlex.quote(_CHECK_SCRIPT)} {shlex.quote(json.dumps(requirements))}"
+def requirements_check_command(requirements: list[str], *, own_venv: bool = False) -> str:
+    """A shell command printing ``MISSING=[...]``: the requirements ``python`` lacks.
+
+    With ``own_venv`` the project's own ``.venv`` is checked, and a project without one lacks
+    them all: whatever the server's ``python`` has is not the project's, and the tests and the
+    preview run on the project's venv once it exists.
+    """
+    reqs = shlex.quote(json.dumps(requirements))
+    if not own_venv:
+        return f"python -c {shlex.quote(_CHECK_SCRIPT)} {reqs}"
+    none = shlex.quote("MISSING=" + json.dumps(requirements))
+    return (
+        f"if [ -x .venv/bin/python ]; then .venv/bin/python -c {shlex.quote(_CHECK_SCRIPT)} "
+        f"{reqs}; else echo 'no .venv yet'; echo {none}; fi"
+    )
 
 
 def parse_missing(result_text: str) -> list[str] | None:
@@ -182,8 +195,42 @@ def _existing_paths(result_text: str) -> set[str] | None:
     }
 
 
+# Why a run of the offline provider ends failed before its tests (a run's ``reason``).
+REASON_INSTALL_FAILED = "install_failed"
+REASON_CANNOT_CHANGE = "offline_cannot_change"
+
+# The items of plan_text's plan, in order: each turn says which one it works on, so a client
+# ticks an item only once the turns after it have begun (not while pip is still running).
+ITEM_WRITE, ITEM_INSTALL, ITEM_TEST = 0, 1, 2
+
+
+def cannot_change_text(template: ProjectTemplate | None) -> str:
+    """The offline provider's whole answer to a follow-up prompt on a project it built."""
+    what = f"the template {template.id!r}" if template else "its templates"
+    return (
+        "No AI model is configured, so this run uses the offline provider: no AI is used, and "
+        f"it can only build {what} — it cannot change a project to do what you asked. Nothing "
+        f"was changed.\n\n{HOW_TO_CONFIGURE}\n"
+    )
+
+
+@dataclass
+class _Turn:
+    text: str
+    calls: list[ToolCall] = field(default_factory=list)
+    #: the plan item (0-based) this turn works on; None before there is a plan
+    plan_item: int | None = None
+    #: the run ends failed with this reason after the turn (nothing else to do)
+    stop_reason: str | None = None
+
+
 class OfflineProvider(Provider):
-    """Builds ``template`` for a project, turn by turn. One instance per run."""
+    """Builds ``template`` for a project, turn by turn. One instance per run.
+
+    ``follow_up`` is a new prompt on a project the offline provider has built already: it
+    cannot change the project, so its one turn says so and the run ends failed
+    (``offline_cannot_change``) instead of "completed" with nothing done.
+    """
 
     name = "offline"
 
@@ -195,6 +242,7 @@ class OfflineProvider(Provider):
         slug: str,
         reason: str = "",
         install_packages: bool = True,
+        follow_up: bool = False,
     ) -> None:
         self.model = OFFLINE_MODEL
         #: None when no template fits the prompt: the run then says so and builds nothing
@@ -204,8 +252,14 @@ class OfflineProvider(Provider):
         )
         self.reason = reason
         self.install_packages = install_packages
+        self.follow_up = follow_up
         self._phase = 0
         self._calls = 0
+        self._item = ITEM_WRITE
+        # The next turn, worked out early when the loop asks for its plan item first, and
+        # the turn streamed last (the loop reads its stop reason after it ended).
+        self._pending: _Turn | None = None
+        self._current: _Turn | None = None
 
     def plan_text(self) -> str:
         t = self.template
@@ -231,14 +285,22 @@ class OfflineProvider(Provider):
     def _last_result(self, messages: list[Message]) -> str:
         return messages[-1].text if messages and messages[-1].role == "tool" else ""
 
-    def _next(self, messages: list[Message]) -> tuple[str, list[ToolCall]]:
-        """Text and tool calls of the next turn; advances the phase."""
+    def _turn(self, text: str, calls: list[ToolCall] | None = None, *, item: int) -> _Turn:
+        self._item = item
+        return _Turn(text, list(calls or []), plan_item=item)
+
+    def _next(self, messages: list[Message]) -> _Turn:
+        """The next turn; advances the phase."""
         self._phase += 1
         template = self.template
         if template is None:
-            return self.plan_text(), []
+            return _Turn(self.plan_text(), stop_reason="no_template")
+        if self.follow_up:
+            return _Turn(cannot_change_text(template), stop_reason=REASON_CANNOT_CHANGE)
         if self._phase == 1:
-            return self.plan_text(), [self._call("list_files", {"recursive": True})]
+            return self._turn(
+                self.plan_text(), [self._call("list_files", {"recursive": True})], item=ITEM_WRITE
+            )
         if self._phase == 2:
             existing = _existing_paths(self._last_result(messages)) or set()
             missing = [path for path in self.files if path not in existing]
@@ -249,26 +311,35 @@ class OfflineProvider(Provider):
                 ]
                 kept = len(self.files) - len(missing)
                 note = f" ({kept} already there are kept as they are)" if kept else ""
-                return f"Writing {len(missing)} template files{note}.\n", calls
+                return self._turn(
+                    f"Writing {len(missing)} template files{note}.\n", calls, item=ITEM_WRITE
+                )
             self._phase += 1  # nothing to write: go straight on to the requirements
         if self._phase == 3 and "package.json" in self.files:
             # A Node template: package.json lists its dependencies; npm installs them all.
             self._phase += 1
             if self.install_packages:
-                return "Installing the npm dependencies of package.json.\n", [
-                    self._call("run_command", {"command": NPM_INSTALL, "timeout_s": 600})
-                ]
-            return (
+                call = self._call("run_command", {"command": NPM_INSTALL, "timeout_s": 600})
+                return self._turn(
+                    "Installing the npm dependencies of package.json.\n",
+                    [call],
+                    item=ITEM_INSTALL,
+                )
+            return self._turn(
                 "Not running npm install: package installs are turned off for the offline "
                 "provider on this server. The project's files are in place; its tests need "
                 "`npm install` first.\n",
-                [],
+                item=ITEM_TEST,
             )
         if self._phase == 3:
-            command = requirements_check_command(list(template.requirements))
-            return "Checking which requirements are installed.\n", [
-                self._call("run_command", {"command": command, "timeout_s": 60})
-            ]
+            command = requirements_check_command(
+                list(template.requirements), own_venv=self.install_packages
+            )
+            where = " in the project's .venv" if self.install_packages else ""
+            call = self._call("run_command", {"command": command, "timeout_s": 60})
+            return self._turn(
+                f"Checking which requirements are installed{where}.\n", [call], item=ITEM_INSTALL
+            )
         if self._phase == 4:
             missing_reqs = parse_missing(self._last_result(messages))
             if missing_reqs is None:
@@ -276,32 +347,54 @@ class OfflineProvider(Provider):
             if missing_reqs and self.install_packages:
                 # install_packages puts them into the project's .venv, created now if it was
                 # not there: from then on that is the project's python, so it needs all of
-                # them (pytest too), not only those the server's python lacked.
+                # them (pytest too), not only those it lacked.
                 everything = list(template.requirements)
-                return (
+                return self._turn(
                     f"Installing {', '.join(everything)} (missing: {', '.join(missing_reqs)}).\n",
                     [self._call("install_packages", {"packages": everything})],
+                    item=ITEM_INSTALL,
                 )
             self._phase += 1
             if missing_reqs:
-                return (
+                return self._turn(
                     f"Not installing {', '.join(missing_reqs)}: package installs are turned off "
                     "for the offline provider on this server. The project's files are in "
                     "place; tests that need these packages may be skipped or fail.\n",
-                    [],
+                    item=ITEM_TEST,
                 )
         if self._phase == 5:
-            return (
+            last = messages[-1] if messages else None
+            if self._item == ITEM_INSTALL and last is not None and last.is_error:
+                # The install failed (or was cut off): the project cannot run, and running
+                # its tests would only repeat that. Continuing the run tries again.
+                return _Turn(
+                    "Installing the requirements failed (its output is above), so the project "
+                    "is not ready and its tests were not run. Continue the run to try the "
+                    "install again.\n",
+                    plan_item=ITEM_INSTALL,
+                    stop_reason=REASON_INSTALL_FAILED,
+                )
+            return self._turn(
                 f"The template “{template.title}” is in place. Its tests run next. "
                 "(Built by the offline provider — no AI was used.)\n",
-                [],
+                item=ITEM_TEST,
             )
-        return (
+        return self._turn(
             "The offline provider cannot change the project to fix this: it has no AI model. "
             + HOW_TO_CONFIGURE
             + "\n",
-            [],
+            item=self._item,
         )
+
+    def next_plan_item(self, messages: list[Message]) -> int | None:
+        if self._pending is None:
+            self._pending = self._next(messages)
+        return self._pending.plan_item
+
+    @property
+    def cannot_build_reason(self) -> str:
+        turn = self._current
+        return turn.stop_reason if turn is not None and turn.stop_reason else "no_template"
 
     async def stream_turn(
         self,
@@ -311,7 +404,9 @@ class OfflineProvider(Provider):
         tools: list[ToolSpec],
         max_tokens: int,
     ) -> AsyncIterator[ProviderEvent]:
-        text, calls = self._next(messages)
+        turn = self._pending if self._pending is not None else self._next(messages)
+        self._pending, self._current = None, turn
+        text, calls = turn.text, turn.calls
         offered = {spec.name for spec in tools}
         unavailable = [c.name for c in calls if c.name not in offered]
         if unavailable:
@@ -322,7 +417,7 @@ class OfflineProvider(Provider):
         yield TextDelta(text)
         for call in calls:
             yield ToolCallReady(call)
-        if self.template is None:
+        if turn.stop_reason is not None:
             yield TurnEnd(STOP_CANNOT_BUILD, Usage())
             return
         yield TurnEnd(STOP_TOOL_USE if calls else STOP_END_TURN, Usage())
