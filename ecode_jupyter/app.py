@@ -36,7 +36,7 @@ from .db.session import redact_url
 from .deploy.gateway import start_gateway
 from .deploy.manager import create_deploy_manager
 from .exceptions import SchemaOutOfDate
-from .handlers import audit, members, open_project, projects, runs, secrets
+from .handlers import audit, members, open_project, policy, projects, runs, secrets
 from .handlers import billing as billing_handlers
 from .handlers import deploy as deploy_handlers
 from .handlers import gpus as gpu_handlers
@@ -67,6 +67,7 @@ HANDLER_MODULES = [
     open_project,
     members,
     secrets,
+    policy,
     audit,
     tools_http,
     billing_handlers,
@@ -285,6 +286,13 @@ class EcodeApp(ExtensionApp):
 
     agent_max_wall_time_s = Float(
         1800.0, help="Seconds one run may take in all. Default: 1800 s."
+    ).tag(config=True)
+
+    approval_timeout_s = Float(
+        600.0,
+        help="""Seconds an agent run waits for a person to answer an approval request (a tool
+        call the project's policy asks about, or a plan-mode plan) before it fails with reason
+        approval_timeout. Default: 600 s.""",
     ).tag(config=True)
 
     agent_max_cost_micros = Int(

@@ -8,6 +8,7 @@ from typing import Any
 from .audit import AuditLog
 from .db import Database
 from .projects import ProjectManager
+from .projects.policy import PolicyManager
 from .secrets import SecretsManager
 
 
@@ -20,6 +21,8 @@ class EcodeContext:
     owner_name: str
     admin_users: set[str]
     owner_is_admin: bool
+    #: projects' approval policies (allow / ask / deny per tool and command)
+    policies: PolicyManager
     # Concerns that arrive with later issues register here (agent, billing, tools, deploy).
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -84,4 +87,5 @@ def build_context(
         owner_name=owner_name,
         admin_users=admin_users,
         owner_is_admin=owner_is_admin,
+        policies=PolicyManager(db, projects),
     )

@@ -7,6 +7,8 @@ JSON error shape ``{"error": {"code": ..., "message": ...}}`` with its HTTP stat
      ├── InvalidInput            400 invalid_input
      ├── NotAuthenticated        401 not_authenticated
      ├── Forbidden               403 forbidden
+     │    ├── PolicyDenied        403 policy_denied (the project's approval policy, or a person)
+     │    └── ApprovalRequired    403 approval_required (an "ask" rule, nobody to ask)
      ├── NotFound                404 not_found
      ├── Conflict                409 conflict
      │    └── SlugTaken          409 slug_taken (carries a free suggestion)
@@ -14,6 +16,7 @@ JSON error shape ``{"error": {"code": ..., "message": ...}}`` with its HTTP stat
      ├── RateLimited             429 rate_limited
      ├── PathOutsideWorkspace    400 path_outside_workspace
      ├── CommandTimeout          408 command_timeout
+     ├── ApprovalTimedOut        408 approval_timeout (nobody answered a run's question)
      ├── SandboxUnavailable      503 sandbox_unavailable (sandbox = "required", none usable)
      ├── ProviderError           502 provider_error (agent/providers/errors.py)
      └── SchemaOutOfDate         500 schema_out_of_date (server refuses to start)
@@ -120,6 +123,26 @@ class ModelNotAllowed(EcodeError):
 
     status = 403
     code = "model_not_allowed"
+
+
+class PolicyDenied(Forbidden):
+    """A tool call the project's approval policy refuses, or a person denied."""
+
+    code = "policy_denied"
+
+
+class ApprovalRequired(Forbidden):
+    """A tool call the policy asks a person about, from a caller nobody can answer for (an
+    outside MCP client: only agent runs wait for approvals)."""
+
+    code = "approval_required"
+
+
+class ApprovalTimedOut(EcodeError):
+    """Nobody answered a run's approval request in time; the run ends (``approval_timeout``)."""
+
+    status = 408
+    code = "approval_timeout"
 
 
 class NotBuilt(EcodeError):

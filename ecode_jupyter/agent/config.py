@@ -38,6 +38,7 @@ def settings_from_app(app: Any) -> AgentSettings:
         provider_read_timeout_s=app.agent_read_timeout_s,
         provider_connect_timeout_s=app.agent_connect_timeout_s,
         listen_for_events=app.agent_listen_for_events,
+        approval_timeout_s=app.approval_timeout_s,
     )
 
 

@@ -49,7 +49,10 @@ COMMAND_OUTPUT = "command.output"
 USAGE = "usage"
 #: the suite's own check of the project (tests, a notebook run) with its command and exit code
 VERIFY_RESULT = "verify.result"
+#: a run waits for a person: a tool call the project's policy asks about, or a plan
 APPROVAL_REQUESTED = "approval.requested"
+#: the answer (allow, deny, always, or expired), recorded by the run that waited
+APPROVAL_RESOLVED = "approval.resolved"
 RUN_COMPLETED = "run.completed"
 RUN_FAILED = "run.failed"
 RUN_CANCELLED = "run.cancelled"
@@ -68,6 +71,7 @@ EVENT_TYPES = frozenset(
         USAGE,
         VERIFY_RESULT,
         APPROVAL_REQUESTED,
+        APPROVAL_RESOLVED,
         RUN_COMPLETED,
         RUN_FAILED,
         RUN_CANCELLED,

@@ -26,6 +26,7 @@ from .providers.base import ToolCall, ToolSpec
 from .redaction import StreamRedactor
 
 if TYPE_CHECKING:
+    from ..tools.context import Approver
     from ..tools.server import ToolLayer
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ PROJECT_PARAMS = ("project", "project_id")
 #: tools that change the project's files or environment (tests must run again after them)
 CHANGING_TOOLS = frozenset(
     {"write_file", "edit_file", "delete_file", "install_packages", "edit_notebook_cell"}
+)
+#: the tools of an ask-mode run: they only look (query_database only without write)
+READ_ONLY_TOOLS = frozenset(
+    {"list_files", "read_file", "search_files", "read_notebook", "preview_status", "query_database"}
 )
 # How much of an argument or an output one event carries; the full text goes to the model.
 EVENT_ARG_CHARS = 2000
@@ -169,12 +174,18 @@ class AgentToolbox:
         project_id: str,
         feed: RunFeed,
         result_budget_chars: int = 12_000,
+        approver: Approver | None = None,
+        read_only: bool = False,
     ) -> None:
         self.layer = layer
         self.user = user
         self.project_id = project_id
         self.feed = feed
         self.result_budget_chars = result_budget_chars
+        # Answers for calls the project's policy asks about (agent/approvals.py).
+        self.approver = approver
+        # An ask-mode run: only the tools that look are offered or run.
+        self.read_only = read_only
         self._specs: list[ToolSpec] | None = None
 
     async def specs(self) -> list[ToolSpec]:
@@ -187,6 +198,7 @@ class AgentToolbox:
                 ToolSpec(t.name, t.description or "", model_schema(dict(t.input_schema)))
                 for t in tools
                 if "project" in (t.input_schema.get("properties") or {})
+                and (not self.read_only or t.name in READ_ONLY_TOOLS)
             ]
         return self._specs
 
@@ -248,10 +260,18 @@ class AgentToolbox:
         if not any(spec.name == call.name for spec in await self.specs()):
             known = ", ".join(spec.name for spec in await self.specs())
             return ToolOutcome(call.name, f"unknown tool {call.name!r}; tools: {known}", True)
+        if self.read_only and call.arguments.get("write"):
+            msg = "read_only: this run only answers questions (mode ask); nothing may change"
+            return ToolOutcome(call.name, msg, True, error_code="read_only")
         arguments = {k: v for k, v in call.arguments.items() if k not in PROJECT_PARAMS}
         arguments["project"] = self.project_id
+        # Layers that run tools here take the run's approver; the hub service's remote layer
+        # does not apply approval policies yet.
+        extra: dict[str, Any] = {}
+        if self.approver is not None and getattr(self.layer, "supports_approvals", False):
+            extra["approver"] = self.approver
         try:
-            result = await self.layer.call(call.name, arguments, self.user, reporter)
+            result = await self.layer.call(call.name, arguments, self.user, reporter, **extra)
         except EcodeError as exc:
             return ToolOutcome(call.name, f"{exc.code}: {exc.message}", True, error_code=exc.code)
         except Exception:

@@ -193,8 +193,47 @@ class Run(Base):
     # The run's own cap (max_credits when it was started or continued); None: only the
     # server's (c.EcodeApp.agent_max_cost_micros).
     max_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # build (write and verify), plan (stop for the plan's approval first) or ask (read-only
+    # tools, an answer): agent/modes.py
+    mode: Mapped[str] = mapped_column(String(16), default="build", server_default="build")
     last_seq: Mapped[int] = mapped_column(default=0)
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ApprovalPolicy(Base):
+    """A project's approval rules (``projects/policy.py``): which tool calls run, wait for a
+    person's approval or are refused. No row: every call runs, as before policies existed."""
+
+    __tablename__ = "approval_policies"
+
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    # [{"tool", "match", "action"}, ...] in order; the first rule that matches decides.
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(255))
+
+
+class RunApproval(Base):
+    """One question a run asked a person (a tool call under an ``ask`` rule, or a plan) and
+    the answer. The run waits on the row; whoever decides updates it (any process)."""
+
+    __tablename__ = "run_approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str] = mapped_column(String(32))
+    # "tool" (a call the policy asks about) or "plan" (a plan-mode run's plan)
+    kind: Mapped[str] = mapped_column(String(16))
+    tool: Mapped[str | None] = mapped_column(String(64))
+    arguments: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending, then allowed, denied, expired (nobody answered in time) or cancelled
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
 
 
 class RunEvent(Base):

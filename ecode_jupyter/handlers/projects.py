@@ -9,7 +9,8 @@ from typing import Any
 from jupyter_server.auth.decorator import authorized
 from tornado import web
 
-from ..agent.manager import max_credits_micros
+from ..agent.manager import check_mode, max_credits_micros
+from ..agent.modes import validate_mode
 from ..db.models import Role
 from ..exceptions import InvalidInput
 from ..projects.validation import validate_model
@@ -68,6 +69,7 @@ class ProjectsHandler(ProjectJsonMixin):
             "slug",
             "description",
             "max_credits",
+            "mode",
         }
         if unknown:
             msg = f"unknown fields: {', '.join(sorted(unknown))}"
@@ -75,13 +77,15 @@ class ProjectsHandler(ProjectJsonMixin):
         if "name" not in body:
             msg = "name is required"
             raise InvalidInput(msg, field="name")
+        validate_mode(body.get("mode"))
         user = self.ecode_user
         agent = self.ecode.extras.get("agent")
         if body.get("prompt") is not None and agent is not None:
             # An unusable model is refused before anything is created.
             model = body.get("model")
-            await agent.choose(user, validate_model(model) if model is not None else None)
+            choice = await agent.choose(user, validate_model(model) if model is not None else None)
             max_credits_micros(body.get("max_credits"))  # a bad cap is refused before too
+            check_mode(validate_mode(body.get("mode")), choice)  # and a bad mode
             limits = self.ecode.extras.get("limits")
             if limits is not None:
                 # Nor is a project created whose run the rate limit would refuse (429).
@@ -103,6 +107,7 @@ class ProjectsHandler(ProjectJsonMixin):
                 project["prompt"],
                 project["model"],
                 max_credits=body.get("max_credits"),
+                mode=body.get("mode"),
             )
             project["run"] = run
         self.set_header("Location", self.base_url + f"api/ecode/projects/{project['id']}")

@@ -55,7 +55,7 @@ class ProjectRunsHandler(EcodeHandler):
     @authorized
     async def post(self, project_id: str) -> None:
         body = self.json_body()
-        unknown = set(body) - {"prompt", "model", "max_credits"}
+        unknown = set(body) - {"prompt", "model", "max_credits", "mode"}
         if unknown:
             msg = f"unknown fields: {', '.join(sorted(unknown))}"
             raise InvalidInput(msg)
@@ -68,6 +68,7 @@ class ProjectRunsHandler(EcodeHandler):
             body["prompt"],
             body.get("model"),
             max_credits=body.get("max_credits"),
+            mode=body.get("mode"),
         )
         self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
         self.finish_json(run, status=201)
@@ -103,6 +104,30 @@ class RunContinueHandler(EcodeHandler):
         )
         self.set_header("Location", self.base_url + f"api/ecode/runs/{run['id']}")
         self.finish_json(run, status=201)
+
+
+class RunApprovalsHandler(EcodeHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        approvals = await _agent(self.ecode).list_approvals(self.ecode_user, run_id)
+        self.finish_json({"approvals": approvals})
+
+
+class RunApprovalHandler(EcodeHandler):
+    """``{"decision": "allow" | "deny" | "always"}`` answers the run's approval request."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, run_id: str, approval_id: str) -> None:
+        body = self.json_body()
+        if set(body) != {"decision"}:
+            msg = 'body must be {"decision": "allow" | "deny" | "always"}'
+            raise InvalidInput(msg, field="decision")
+        approval = await _agent(self.ecode).decide_approval(
+            self.ecode_user, run_id, approval_id, body["decision"]
+        )
+        self.finish_json(approval)
 
 
 class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
@@ -280,5 +305,7 @@ default_handlers = [
     (rf"/api/ecode/runs/{RUN}", RunHandler),
     (rf"/api/ecode/runs/{RUN}/cancel", RunCancelHandler),
     (rf"/api/ecode/runs/{RUN}/continue", RunContinueHandler),
+    (rf"/api/ecode/runs/{RUN}/approvals", RunApprovalsHandler),
+    (rf"/api/ecode/runs/{RUN}/approvals/(?P<approval_id>[^/]+)", RunApprovalHandler),
     (rf"/api/ecode/runs/{RUN}/events", RunEventsHandler),
 ]

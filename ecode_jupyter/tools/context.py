@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ecode_jupyter.db.models import Role
 from ecode_jupyter.identity import EcodeUser
@@ -51,12 +51,24 @@ class NullReporter:
         return None
 
 
+class Approver(Protocol):
+    """Asks a person about a tool call the project's policy marks ``ask``, and waits for the
+    answer. Only agent runs have one (agent/approvals.py): an outside MCP client has nobody
+    to ask, so such a call is refused.
+
+    Returns ``allow``, ``deny`` or ``always`` (allow, and the rule is already added).
+    """
+
+    async def approve(self, tool: str, arguments: dict[str, Any]) -> str: ...
+
+
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated user behind a call and where its progress goes."""
+    """The authenticated user behind a call, where its progress goes, and who approves."""
 
     user: EcodeUser
     reporter: ToolReporter = field(default_factory=NullReporter)
+    approver: Approver | None = None
 
 
 @dataclass(frozen=True)

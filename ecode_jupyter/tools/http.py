@@ -90,6 +90,7 @@ def create_tool_layer(
         audit=DatabaseAudit(context.db),
         preview_backend=DeployPreviews(context),
         directory=ManagerProjectDirectory(context.projects),
+        policy=context.policies,
         limiter=context.extras.get("limits"),
         launcher=launcher,
         kernels=kernels,

@@ -37,7 +37,14 @@ from pydantic import ValidationError
 from ecode_jupyter.exceptions import EcodeError, InvalidInput, NotAuthenticated
 from ecode_jupyter.identity import EcodeUser
 from ecode_jupyter.ratelimit import TOOL_CALLS
-from ecode_jupyter.tools.context import Caller, ProjectAccess, ToolProject, ToolReporter
+from ecode_jupyter.tools.approval import PolicySource, enforce_policy
+from ecode_jupyter.tools.context import (
+    Approver,
+    Caller,
+    ProjectAccess,
+    ToolProject,
+    ToolReporter,
+)
 from ecode_jupyter.workspace.collab import LiveDocuments
 from ecode_jupyter.workspace.commands import Launcher, ResourceLimits
 from ecode_jupyter.workspace.writer import FileChange, WorkspaceWriter
@@ -137,6 +144,10 @@ class McpReporter:
 ForwardCall = Callable[[str, dict[str, Any], Context[Any, Any] | None], Awaitable[CallToolResult]]
 
 
+#: applies the project's approval policy to a call (name, arguments, the call's context)
+PolicyCheck = Callable[[str, dict[str, Any], Context[Any, Any] | None], Awaitable[None]]
+
+
 class _EcodeMCPServer(MCPServer[Any]):
     """Lets an ``EcodeError``'s code and message reach the client.
 
@@ -146,6 +157,8 @@ class _EcodeMCPServer(MCPServer[Any]):
 
     #: set by the ToolLayer: counts the call against its caller's rate limit before it runs
     before_call: Callable[[Context[Any, Any] | None], Awaitable[None]] | None = None
+    #: set by the ToolLayer: the project's approval policy, applied before the tool runs
+    check_policy: PolicyCheck | None = None
     #: the hub service (hub/mcp.py): every call goes to the project's server instead of
     #: running here, and these tools are not offered
     forward: ForwardCall | None = None
@@ -160,6 +173,8 @@ class _EcodeMCPServer(MCPServer[Any]):
         try:
             if self.before_call is not None:
                 await self.before_call(context)
+            if self.check_policy is not None:
+                await self.check_policy(name, arguments, context)
             if self.forward is not None:
                 if name in self.hidden:
                     msg = f"{name} is not available here"
@@ -219,6 +234,9 @@ ChangeListener = Callable[[str, FileChange], Awaitable[None] | None]
 class ToolLayer:
     """The MCP server and everything its tools share. One per Jupyter server."""
 
+    #: :meth:`call` takes an ``approver`` (the agent's toolbox passes its run's)
+    supports_approvals = True
+
     def __init__(
         self,
         access: ProjectAccess,
@@ -231,6 +249,7 @@ class ToolLayer:
         preview_backend: PreviewBackend | None = None,
         limiter: RateLimiter | None = None,
         directory: ProjectDirectory | None = None,
+        policy: PolicySource | None = None,
     ) -> None:
         from ecode_jupyter.tools import (
             commands,
@@ -268,6 +287,10 @@ class ToolLayer:
             module.register(self)
         _forbid_unknown_arguments(self.mcp)
         self.mcp.before_call = self._count_call
+        # The project's approval policy (projects/policy.py), for every caller, before the
+        # tool's own code: a denied call never starts.
+        self.policy = policy
+        self.mcp.check_policy = self._check_policy
         self._session_manager: StreamableHTTPSessionManager | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._http_stop: asyncio.Event | None = None
@@ -352,6 +375,18 @@ class ToolLayer:
         if isinstance(user, EcodeUser):  # without one the tool refuses the call itself
             await self.count_call(user)
 
+    async def _check_policy(
+        self, name: str, arguments: dict[str, Any], ctx: Context[Any, Any] | None
+    ) -> None:
+        if self.policy is None:
+            return
+        caller = self.caller(ctx)
+
+        async def authorize(user: EcodeUser, project_id: str) -> object:
+            return await self.access.open(user, project_id, write=False)
+
+        await enforce_policy(self.policy, authorize, caller.user, caller.approver, name, arguments)
+
     def add_change_listener(self, listener: ChangeListener) -> None:
         """Be told of every file change made through any tool (``listener(project_id, change)``)."""
         self._listeners.append(listener)
@@ -367,13 +402,20 @@ class ToolLayer:
         arguments: dict[str, Any],
         user: EcodeUser,
         reporter: ToolReporter | None = None,
+        approver: Approver | None = None,
     ) -> CallToolResult:
         """Call a tool as ``user``, exactly as an MCP client would, and return its result.
 
         Raises the tool's ``EcodeError`` (``InvalidInput``, ``Forbidden``, ...) instead of
-        returning an error result; invalid arguments raise ``InvalidInput``.
+        returning an error result; invalid arguments raise ``InvalidInput``. ``approver``
+        answers for calls the project's policy asks about (an agent run); without one they
+        are refused, as for an outside client.
         """
-        caller = Caller(user=user, reporter=reporter) if reporter else Caller(user=user)
+        caller = (
+            Caller(user=user, reporter=reporter, approver=approver)
+            if reporter
+            else Caller(user=user, approver=approver)
+        )
         token = _in_process_caller.set(caller)
         try:
             result = await self.mcp.call_tool(name, arguments)
