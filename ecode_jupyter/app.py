@@ -31,6 +31,7 @@ from traitlets import (
 
 from .agent.config import create_agent_manager
 from .billing import make_billing_manager
+from .checkpoints import CheckpointManager
 from .context import EcodeContext, build_context
 from .db.session import redact_url
 from .deploy.gateway import start_gateway
@@ -38,6 +39,7 @@ from .deploy.manager import create_deploy_manager
 from .exceptions import SchemaOutOfDate
 from .handlers import audit, members, open_project, policy, projects, runs, secrets
 from .handlers import billing as billing_handlers
+from .handlers import checkpoints as checkpoint_handlers
 from .handlers import deploy as deploy_handlers
 from .handlers import gpus as gpu_handlers
 from .handlers import kernels as kernel_handlers
@@ -75,6 +77,7 @@ HANDLER_MODULES = [
     deploy_handlers,
     kernel_handlers,
     gpu_handlers,
+    checkpoint_handlers,
 ]
 
 
@@ -416,6 +419,24 @@ class EcodeApp(ExtensionApp):
     def _default_releases_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "ecode" / "releases")
 
+    # -- checkpoints and undo (checkpoints/) -------------------------------------------------
+    checkpoints_dir = Unicode(
+        help="""Folder of the projects' checkpoints (content-addressed files after every agent
+        step, for undo and restore), outside every workspace so project code cannot change
+        them. Default: `ecode/checkpoints` in the Jupyter data dir.""",
+    ).tag(config=True)
+
+    @default("checkpoints_dir")
+    def _default_checkpoints_dir(self) -> str:
+        return str(Path(jupyter_data_dir()) / "ecode" / "checkpoints")
+
+    checkpoint_retention = Int(
+        200,
+        help="""Checkpoints kept per project (the newest; older ones and the files only they
+        held are removed, so runs older than that can no longer be undone); 0 keeps none and
+        turns checkpoints off. Default: 200.""",
+    ).tag(config=True)
+
     # -- the sandbox of project processes (sandbox/) -----------------------------------------
     sandbox = Enum(
         ["auto", "required", "off"],
@@ -668,6 +689,12 @@ class EcodeApp(ExtensionApp):
             context.extras["tools"] = tools_http.create_tool_layer(
                 self.serverapp, context, launcher=launcher, kernels=kernels
             )
+            # Checkpoints after agent steps, undo and restore (checkpoints/): where the files
+            # are, so not on the hub service.
+            if self.checkpoint_retention > 0:
+                context.extras["checkpoints"] = CheckpointManager(
+                    context, Path(self.checkpoints_dir), keep=self.checkpoint_retention
+                )
         # The agent (agent/): runs, their feeds on the server's event bus too.
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)
