@@ -292,6 +292,20 @@ export async function cancelRun(runId: string): Promise<IRun> {
   });
 }
 
+export type ApprovalDecision = 'allow' | 'deny' | 'always';
+
+/** Answer a run's approval request (editors and owners of the project). */
+export async function decideApproval(
+  runId: string,
+  approvalId: string,
+  decision: ApprovalDecision
+): Promise<void> {
+  await requestAPI<unknown>(
+    `runs/${encodeURIComponent(runId)}/approvals/${encodeURIComponent(approvalId)}`,
+    { method: 'POST', body: JSON.stringify({ decision }) }
+  );
+}
+
 export async function continueRun(runId: string): Promise<IRun> {
   return requestAPI<IRun>(`runs/${encodeURIComponent(runId)}/continue`, {
     method: 'POST'

@@ -143,6 +143,18 @@ export interface ITestResult {
   seq: number;
 }
 
+/** What a run waits for a person to answer (`approval.requested`). */
+export interface IApproval {
+  /** The id to answer with (`POST runs/{id}/approvals/{approvalId}`). */
+  id: string;
+  /** `tool`: a call the project's policy asks about; `plan`: a plan-mode run's plan. */
+  kind: string;
+  tool: string | null;
+  arguments: Record<string, unknown>;
+  message: string;
+  seq: number;
+}
+
 export interface IRunEnd {
   status: RunStatus;
   message: string;
@@ -181,7 +193,8 @@ export interface IFeedState {
   readonly usage: IUsageTotals;
   readonly costMicros: number;
   readonly tests: ITestResult | null;
-  readonly approval: string | null;
+  /** The question the run waits on, or null. */
+  readonly approval: IApproval | null;
   readonly end: IRunEnd | null;
   readonly startedAt: string | null;
   readonly finishedAt: string | null;
@@ -658,13 +671,46 @@ function apply(d: Draft, event: IFeedEvent): void {
         str(data.reason) ||
         str(data.tool) ||
         'The agent is waiting for an approval.';
-      s.approval = text;
+      const kind = str(data.kind) || 'tool';
+      s.approval = {
+        id: str(data.approval_id),
+        kind,
+        tool: str(data.tool) || null,
+        arguments: record(data.arguments),
+        message: text,
+        seq: event.seq
+      };
       d.push({
         kind: 'notice',
         key: `notice:${event.seq}`,
         seq: event.seq,
         level: 'warning',
-        text
+        text:
+          kind === 'plan'
+            ? 'Waiting for approval of the plan'
+            : `Waiting for approval: ${text}`
+      });
+      break;
+    }
+    case 'approval.resolved': {
+      if (!s.approval || s.approval.id === str(data.approval_id)) {
+        s.approval = null;
+      }
+      const decision = str(data.decision);
+      const by = str(data.by);
+      const words: Record<string, string> = {
+        allow: 'Approved',
+        always: 'Always allowed',
+        deny: 'Denied',
+        expired: 'Nobody answered in time'
+      };
+      d.push({
+        kind: 'notice',
+        key: `notice:${event.seq}`,
+        seq: event.seq,
+        level:
+          decision === 'deny' || decision === 'expired' ? 'warning' : 'info',
+        text: `${words[decision] ?? decision}${by ? ` by ${by}` : ''}`
       });
       break;
     }

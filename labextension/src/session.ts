@@ -239,6 +239,19 @@ export class ProjectSession implements IDisposable {
     }
   }
 
+  /** Answer the followed run's approval request; the feed shows the outcome. */
+  async decideApproval(
+    approvalId: string,
+    decision: api.ApprovalDecision
+  ): Promise<void> {
+    const runId = this._feed?.state.runId;
+    if (runId) {
+      await this._guard('run', async () => {
+        await api.decideApproval(runId, approvalId, decision);
+      });
+    }
+  }
+
   /** A new run that picks up the followed (failed, cancelled or interrupted) one. */
   async continueRun(): Promise<void> {
     const runId = this._feed?.state.runId;

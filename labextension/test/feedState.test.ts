@@ -289,15 +289,47 @@ describe('event handling', () => {
     let state = replay([
       ev(1, 'approval.requested', { message: 'Install numpy?' })
     ]);
-    expect(state.approval).toBe('Install numpy?');
+    expect(state.approval?.message).toBe('Install numpy?');
     expect(state.rows[0]).toMatchObject({
       kind: 'notice',
-      text: 'Install numpy?'
+      text: 'Waiting for approval: Install numpy?'
     });
     state = applyEvents(state, [
       ev(2, 'run.cancelled', { reason: 'cancelled' })
     ]);
     expect(state.approval).toBeNull();
+  });
+
+  it('keeps the exact call of an approval request until it is resolved', () => {
+    let state = replay([
+      ev(1, 'approval.requested', {
+        approval_id: 'a1',
+        kind: 'tool',
+        tool: 'run_command',
+        arguments: { command: 'curl https://example.com' },
+        message: 'run_command `curl https://example.com`'
+      })
+    ]);
+    expect(state.approval).toMatchObject({
+      id: 'a1',
+      kind: 'tool',
+      tool: 'run_command',
+      arguments: { command: 'curl https://example.com' },
+      seq: 1
+    });
+    state = applyEvents(state, [
+      ev(2, 'approval.resolved', {
+        approval_id: 'a1',
+        decision: 'deny',
+        by: 'alice'
+      })
+    ]);
+    expect(state.approval).toBeNull();
+    expect(state.rows[1]).toMatchObject({
+      kind: 'notice',
+      level: 'warning',
+      text: 'Denied by alice'
+    });
   });
 
   it('counts event types it does not know without drawing them', () => {

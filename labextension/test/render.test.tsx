@@ -3,6 +3,7 @@ import { act } from 'react';
 import { createRoot, Root } from 'react-dom/client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { ApprovalBox } from '../src/components/ApprovalBox';
 import { FeedList } from '../src/components/FeedView';
 import { FeedRowView } from '../src/components/FeedRows';
 import { PlanChecklist } from '../src/components/Plan';
@@ -268,6 +269,67 @@ describe('the end of a run', () => {
       'Failed — not enough credits for this call'
     );
     expect(container.textContent).toContain('Out of credits — ask your admin');
+  });
+});
+
+describe('an approval request', () => {
+  it('shows the exact call and sends the chosen answer', async () => {
+    const state = applyEvents(initialFeedState('r1'), [
+      ev(1, 'approval.requested', {
+        approval_id: 'a1',
+        kind: 'tool',
+        tool: 'run_command',
+        arguments: { command: 'curl https://example.com', timeout_s: 30 },
+        message: 'run_command `curl https://example.com`'
+      })
+    ]);
+    const answers: string[] = [];
+    render(
+      <ApprovalBox
+        approval={state.approval!}
+        onDecide={async (id, decision) => {
+          answers.push(`${id}:${decision}`);
+        }}
+      />
+    );
+    const call = container.querySelector('.jp-EcodeApproval-call');
+    expect(call?.textContent).toBe(
+      'command: curl https://example.com\ntimeout_s: 30'
+    );
+    const buttons = [...container.querySelectorAll('button')];
+    expect(buttons.map(b => b.textContent)).toEqual([
+      'Approve',
+      'Deny',
+      'Always allow'
+    ]);
+    await act(async () => buttons[2].click());
+    await act(async () => buttons[1].click());
+    expect(answers).toEqual(['a1:always', 'a1:deny']);
+  });
+
+  it('offers no "always" for a plan, and shows the plan itself', () => {
+    const state = applyEvents(initialFeedState('r1'), [
+      ev(1, 'approval.requested', {
+        approval_id: 'p1',
+        kind: 'plan',
+        arguments: { plan: '1. Write app.py\n2. Test it' },
+        message: 'the plan'
+      })
+    ]);
+    render(
+      <ApprovalBox
+        approval={state.approval!}
+        onDecide={async () => undefined}
+      />
+    );
+    expect(container.textContent).toContain('Approve the plan');
+    expect(container.querySelector('pre')?.textContent).toBe(
+      '1. Write app.py\n2. Test it'
+    );
+    const labels = [...container.querySelectorAll('button')].map(
+      b => b.textContent
+    );
+    expect(labels).toEqual(['Approve', 'Deny']);
   });
 });
 

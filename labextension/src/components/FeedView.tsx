@@ -8,6 +8,7 @@ import * as React from 'react';
 import { FeedRow, IFeedState, isFinished, planChecklist } from '../feedState';
 import { formatCredits, formatTokens, OFFLINE_NOTICE } from '../format';
 import { ProjectSession } from '../session';
+import { ApprovalBox } from './ApprovalBox';
 import { FeedRowView, openFileKeys } from './FeedRows';
 import { useSignalTick, useSignalValue } from './hooks';
 import { PlanChecklist } from './Plan';
@@ -211,6 +212,12 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
         <p className="jp-EcodeMessage jp-EcodeMessage-error" role="alert">
           {session.errors.run}
         </p>
+      )}
+      {running && state?.approval && (
+        <ApprovalBox
+          approval={state.approval}
+          onDecide={(id, decision) => session.decideApproval(id, decision)}
+        />
       )}
       {plan.length > 0 && (
         <details className="jp-EcodeFeed-plan" open>
