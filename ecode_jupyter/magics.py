@@ -1,8 +1,9 @@
 """``%load_ext ecode_jupyter``: the ``%ecode`` / ``%%ecode`` magics.
 
-``%ecode a Flask todo API with tests`` creates a project named from the prompt (or, once a
-project is current, starts a new run in it), then follows the run's progress feed and renders
-it live in the cell output until the run ends; Ctrl-C (interrupt) asks the server to cancel
+``%ecode a Flask todo API with tests`` creates a project named from the prompt — every prompt
+does, unless the user asks to change a project: ``--project REF`` (``.`` for the current one)
+or, for every later prompt, ``%ecode use REF`` — then follows the run's progress feed and
+renders it live in the cell output until the run ends; Ctrl-C (interrupt) asks the server to cancel
 the run. ``%%ecode`` takes the prompt from the cell body. Other subcommands: ``projects``,
 ``use``, ``runs``, ``status``, ``watch``, ``cancel``, ``credits``, ``model``, ``connect``,
 ``help``.
@@ -52,14 +53,16 @@ _CHATTY_EVENTS = frozenset({"message.delta", "command.output"})
 MAX_PROJECT_NAME_CHARS = 60
 
 USAGE = """\
-%ecode PROMPT                 start the agent: a new project named from the prompt, or a
-                              new run in the current project
+%ecode PROMPT                 start the agent on a new project named from the prompt (or,
+                              after `%ecode use REF`, a new run in that project)
 %%ecode [options]             the same, with the cell body as the prompt
-  options (before the prompt): --new NAME (a new project), --project REF (that project),
+  options (before the prompt): --new NAME (a new project), --project REF (a change to that
+  project; `--project .` the current one),
   --model NAME, --template ID (with a new project), --detach (start and return);
   `%ecode -- PROMPT` makes a prompt that starts like a subcommand a prompt
 %ecode projects               your projects (* marks the current one)
-%ecode use REF                make a project current (id, slug, @owner/slug or "name")
+%ecode use REF                make a project current, and prompts changes to it (id, slug,
+                              @owner/slug or "name")
 %ecode runs [REF]             runs of the current (or given) project
 %ecode status [RUN]           the current (or given) run: status, usage, cost
 %ecode watch [RUN]            follow a run's progress again (e.g. after --detach)
@@ -257,6 +260,9 @@ class EcodeMagics(Magics):
         super().__init__(shell)
         self.server: ServerInfo | None = None
         self.project: dict[str, Any] | None = None
+        #: prompts go to the current project only after `%ecode use` chose it; a project a
+        #: prompt created stays current for status and runs, but the next prompt is a new one
+        self.prompts_change_project = False
         self.run_id: str | None = None
         self.model: str | None = None
         self._client: EcodeClient | None = None
@@ -318,6 +324,7 @@ class EcodeMagics(Magics):
         self.server, self._client = server, EcodeClient(server)
         # A project of another server means nothing here.
         self.project = None
+        self.prompts_change_project = False
         self.run_id = None
         projects = self.client().list_projects()
         print(f"connected to {server.url}: {len(projects)} project(s)")
@@ -371,8 +378,12 @@ class EcodeMagics(Magics):
 
     def _cmd_use(self, ref: str) -> None:
         self.project = self.resolve_project(ref)
+        self.prompts_change_project = True
         self.run_id = None
-        print(f"using project {self.project['name']} ({project_label(self.project)})")
+        print(
+            f"using project {self.project['name']} ({project_label(self.project)}): "
+            "prompts change it now"
+        )
 
     def _current_project(self, ref: str | None = None) -> dict[str, Any]:
         if ref:
@@ -390,7 +401,12 @@ class EcodeMagics(Magics):
             raise UsageError(msg)
         client = self.client()
         model = opts.model or self.model
-        if opts.new or (self.project is None and not opts.project):
+        # A prompt is a new project unless the user asked to change one (issue 18: a second
+        # prompt in a notebook built into the first project).
+        changes = opts.project is not None or (
+            self.prompts_change_project and self.project is not None
+        )
+        if opts.new or not changes:
             project = client.create_project(
                 opts.new or name_from_prompt(prompt),
                 prompt=prompt,
@@ -399,6 +415,7 @@ class EcodeMagics(Magics):
             )
             run = project.pop("run", None)
             self.project = project
+            self.prompts_change_project = False
             if not run:
                 msg = (
                     f"created project {project['name']} ({project_label(project)}), but the "
@@ -409,7 +426,8 @@ class EcodeMagics(Magics):
             if opts.template:
                 msg = "--template applies to a new project (--new NAME)"
                 raise UsageError(msg)
-            project = self._current_project(opts.project)
+            ref = None if opts.project == "." else opts.project
+            project = self._current_project(ref)
             run = client.start_run(project["id"], prompt, model)
             self.project = project
         self.run_id = str(run["id"])

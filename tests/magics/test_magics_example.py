@@ -48,6 +48,8 @@ def test_the_example_notebook_uses_the_magics_as_documented() -> None:
     assert ["use", "A Flask todo API with tests"] in subcommands
     assert prompts[0][1] == "a Flask todo API with tests"
     assert prompts[1][1].startswith("Add a /stats endpoint")
+    # A change to the project just built says so; a plain prompt would start a new one.
+    assert prompts[1][0].project == "."
     new_project = prompts[2][0]
     assert (new_project.new, new_project.detach) == ("Items API", True)
 

@@ -254,9 +254,19 @@ async def test_cell_prompts_detach_watch_and_error_messages(tmp_path: Path) -> N
             assert "run run1 in @alice/todo completed · 1 file changed" in watched.stdout
             assert "modified app.py +3 −1" in watched.stdout
             assert fake.state.connections == [0]
-            # The project is current now: the next prompt is a new run in it.
-            await _cell(kc, "%ecode make it faster")
-            assert fake.state.runs["run2"].project_id == fake.state.runs["run1"].project_id
+            # The project is current now, but a prompt is a new project unless the user asks
+            # to change one: --project . (the current one), --project REF, or `use` first.
+            await _cell(kc, "%ecode a second app")
+            first = fake.state.runs["run1"].project_id
+            assert fake.state.runs["run2"].project_id != first
+            await _cell(kc, "%ecode --project . make it faster")
+            assert fake.state.runs["run3"].project_id == fake.state.runs["run2"].project_id
+            await _cell(kc, "%ecode --project todo make it faster")
+            assert fake.state.runs["run4"].project_id == first
+            used = await _cell(kc, "%ecode use todo")
+            assert "prompts change it now" in used.stdout
+            await _cell(kc, "%ecode add a /health endpoint")
+            assert fake.state.runs["run5"].project_id == first
 
             fake.state.fail_create = (402, "insufficient_credits", "this run needs 2 credits")
             broke = await _cell(kc, "%ecode --new Chat a chat app")
