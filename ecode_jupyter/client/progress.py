@@ -95,6 +95,8 @@ class RunProgress:
     tests: str | None = None
     tests_ok: bool | None = None
     approval: str | None = None
+    #: the id to answer the pending approval with (jupyter ecode approve RUN ID)
+    approval_id: str | None = None
     reason: str | None = None
     reason_code: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -234,11 +236,16 @@ class RunProgress:
             or data.get("tool")
             or "the agent is waiting for an approval"
         )
+        self.approval_id = str(data.get("approval_id") or "") or None
+
+    def _on_approval_resolved(self, data: dict[str, Any], event: dict[str, Any]) -> None:
+        if self.approval_id in (None, data.get("approval_id")):
+            self.approval = self.approval_id = None
 
     def _terminal(self, data: dict[str, Any], event: dict[str, Any]) -> None:
         self.status = TERMINAL_STATUS[str(event["type"])]
         self.finished_ts = str(event.get("ts") or "") or None
-        self.approval = None
+        self.approval = self.approval_id = None
         # "message" is the human sentence; "reason" a code such as tests_failing.
         if data.get("reason"):
             self.reason_code = str(data["reason"])

@@ -89,9 +89,13 @@ def run_html(progress: RunProgress, project_label: str | None = None) -> str:
         text = progress.message.strip()[-MESSAGE_HTML_CHARS:]
         parts.append(f'<div style="white-space: pre-wrap; margin: 4px 0">{escape(text)}</div>')
     if progress.approval:
+        how = "approve it in the JupyterLab sidebar"
+        if progress.approval_id and progress.run_id:
+            command = f"!jupyter ecode approve {progress.run_id} {progress.approval_id}"
+            how += f", or run <code>{escape(command)}</code> (<code>--deny</code> to refuse)"
         parts.append(
             '<div style="color:#b06000"><b>Waiting for approval:</b> '
-            f"{escape(progress.approval)} — approve it in the JupyterLab sidebar.</div>"
+            f"{escape(progress.approval)} — {how}.</div>"
         )
     if progress.tools and not progress.finished:
         items = "".join(f"<li><code>{escape(_tool_text(t))}</code></li>" for t in progress.tools)
@@ -141,6 +145,11 @@ def run_text(progress: RunProgress, project_label: str | None = None) -> str:
         lines.append(progress.notice)
     if progress.steps:
         lines.append(f"step {progress.step_number}: {progress.steps[-1]}")
+    if progress.approval:
+        lines.append(f"waiting for approval: {progress.approval}")
+        if progress.approval_id and progress.run_id:
+            answer = f"jupyter ecode approve {progress.run_id} {progress.approval_id}"
+            lines.append(f"  answer: {answer} (--deny to refuse)")
     if not progress.finished:
         lines.extend(f"  {_tool_text(t)}" for t in list(progress.tools)[-3:])
         lines.extend(f"  | {line}" for line in list(progress.output)[-5:])

@@ -6,10 +6,13 @@ only editors and owners may give them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
 
+from ecode_jupyter.cli import main
+from ecode_jupyter.pytest_plugin import ecode_token_for
 from ecode_jupyter.testing import LoopbackRequest, ScriptedTurn, text_turn, tool_turn
 
 from .feed import events, of_type, wait_final
@@ -211,3 +214,29 @@ async def test_policy_bodies_are_validated_and_roles_enforced(ecode_api: Any) ->
     assert (await ecode_api("PUT", f"projects/{pid}/policy", user="dave", body=rules)).status == 404
     audit = await ecode_api("GET", f"audit?project={pid}&action=policy.update", user="admin")
     assert [e["details"]["rules"] for e in audit.body["events"]] == [rules["rules"]]
+
+
+async def test_the_cli_answers_an_approval_through_the_server(
+    ecode_api: Any,
+    model: Any,
+    jp_http_port: int,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pid = await _project_with_policy(ecode_api, ASK_CURL)
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "fetch it"})
+    run_id = started.body["id"]
+    asked = await _wait_for_request(ecode_api, run_id)
+    monkeypatch.setenv("ECODE_TOKEN", ecode_token_for("alice"))
+    server = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    argv = ["--server", server, "--json", "approve", run_id, asked["approval_id"], "--deny"]
+    # main() runs its own event loop: off this test's loop, as from a terminal.
+    assert await asyncio.to_thread(main, argv) == 0
+    answered = json.loads(capsys.readouterr().out)
+    assert (answered["status"], answered["decided_by"]) == ("denied", "alice")
+    assert (await wait_final(ecode_api, run_id))["status"] == "completed"
+    assert model.requests[2].tool_results()[0].is_error
+    # Answered already: the CLI says so and exits non-zero.
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "denied already" in capsys.readouterr().out

@@ -156,3 +156,15 @@ def test_a_run_out_of_credits_says_whom_to_ask() -> None:
     summary = summary_text(progress)
     assert "why: not enough credits" in summary
     assert "out of credits — ask your admin" in summary
+
+
+def test_a_pending_approval_says_how_to_answer_it_until_resolved() -> None:
+    progress = RunProgress("r1")
+    progress.apply(event(1, "run.started", "r1", provider="anthropic"))
+    progress.apply(
+        event(2, "approval.requested", "r1", approval_id="a1", message="run_command `curl x`")
+    )
+    assert "jupyter ecode approve r1 a1" in run_html(progress)
+    assert "answer: jupyter ecode approve r1 a1" in run_text(progress)
+    progress.apply(event(3, "approval.resolved", "r1", approval_id="a1", decision="allow"))
+    assert progress.approval is None and "approve" not in run_text(progress)
