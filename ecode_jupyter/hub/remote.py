@@ -33,7 +33,8 @@ from ..db.models import Role
 from ..exceptions import Conflict, EcodeError, Forbidden, InvalidInput, NotFound
 from ..identity import EcodeUser
 from ..ratelimit import TOOL_CALLS
-from ..tools.context import ToolProject, ToolReporter
+from ..tools.approval import enforce_policy
+from ..tools.context import Approver, ToolProject, ToolReporter
 from ..tools.http import DatabaseAudit
 from ..workspace.writer import FileChange
 from . import PROJECT_ENV_HEADER
@@ -175,6 +176,9 @@ class RemoteToolLayer:
     Same interface as :class:`~ecode_jupyter.tools.server.ToolLayer` where the agent uses it.
     """
 
+    #: :meth:`call` takes the run's ``approver`` (the project's approval policy applies here)
+    supports_approvals = True
+
     #: the agent asks for previews only where a layer has a preview backend
     preview = None
 
@@ -203,6 +207,7 @@ class RemoteToolLayer:
         arguments: dict[str, Any],
         user: EcodeUser,
         reporter: ToolReporter | None = None,
+        approver: Approver | None = None,
     ) -> CallToolResult:
         if name in UNAVAILABLE_TOOLS:
             msg = f"{name} is not available on this hub yet"
@@ -213,6 +218,13 @@ class RemoteToolLayer:
         if limiter is not None:
             await limiter.hit(user, TOOL_CALLS)
         project_id = arguments.get("project")
+
+        async def authorize(who: EcodeUser, pid: str) -> object:
+            return await self.context.projects.project_context(who, pid, Role.viewer)
+
+        # The project's approval policy, applied here where the database is (the project's
+        # server has none): the agent's approver answers "ask"; an outside client has none.
+        await enforce_policy(self.context.policies, authorize, user, approver, name, arguments)
         write = name not in READ_ONLY_TOOLS and not (
             name == "query_database" and not arguments.get("write")
         )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from .conftest import McpConnect, error_of, text_of
 
 POLICY = {
@@ -57,3 +59,36 @@ async def test_denied_and_asked_calls_are_refused_for_outside_clients(
             )
         )
         assert stranger.startswith("not_found:") and "policy" not in stranger, stranger
+
+
+async def test_the_hub_service_applies_the_policy_before_forwarding(
+    ecode_app: Any, make_project: Any, ecode_api: Any
+) -> None:
+    # The service's layer forwards calls to project servers; the policy is applied first,
+    # where the database is, so a denied call never leaves the service.
+    from types import SimpleNamespace
+
+    from ecode_jupyter.exceptions import ApprovalRequired, NotFound, PolicyDenied
+    from ecode_jupyter.hub.remote import RemoteToolLayer
+    from ecode_jupyter.identity import EcodeUser
+
+    pid, _ = await make_project()
+    assert (await ecode_api("PUT", f"projects/{pid}/policy", body=POLICY)).status == 200
+    placement = SimpleNamespace(directory=None)
+    layer = RemoteToolLayer(ecode_app.ecode, placement)  # type: ignore[arg-type]
+    alice = EcodeUser("alice", "alice", False)
+    write = {"project": pid, "path": "secrets/key.txt", "content": "x"}
+    with pytest.raises(PolicyDenied):
+        await layer.call("write_file", write, alice)
+    curl = {"project": pid, "command": "curl -s http://example.com"}
+    with pytest.raises(ApprovalRequired):
+        await layer.call("run_command", curl, alice)
+
+    class Refuse:
+        async def approve(self, tool: str, arguments: dict[str, Any]) -> str:
+            return "deny"
+
+    with pytest.raises(PolicyDenied, match="a person denied"):
+        await layer.call("run_command", curl, alice, approver=Refuse())
+    with pytest.raises(NotFound):
+        await layer.call("write_file", write, EcodeUser("bob", "bob", False))
