@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session
 
 from ..audit.log import record_audit
 from ..db import Database
-from ..db.models import RunApproval, utcnow
+from ..db.models import Run, RunApproval, utcnow
 from ..exceptions import ApprovalTimedOut, Conflict, InvalidInput, NotFound
 from ..identity import EcodeUser
 from ..projects.policy import PolicyManager, allow_rule_for
 from ..tools.approval import describe_call
 from .events import APPROVAL_REQUESTED, APPROVAL_RESOLVED, RunFeed
+from .store import ACTIVE_STATUSES
 from .toolbox import _trim_args
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,12 @@ class ApprovalBroker:
             if row is None or row.run_id != run_id:
                 msg = "no such approval"
                 raise NotFound(msg)
+            run = session.get(Run, run_id)
+            if row.status == PENDING and (run is None or run.status not in ACTIVE_STATUSES):
+                # Its run ended without closing the question (its server stopped): nobody
+                # waits for an answer, so none is taken (a 409 below, saying so).
+                row.status, row.decided_at = "cancelled", utcnow()
+                session.flush()
             result = session.execute(
                 update(RunApproval)
                 .where(RunApproval.id == approval_id, RunApproval.status == PENDING)
