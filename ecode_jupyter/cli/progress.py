@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from .tables import model_label
+
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT_LINES = 40  # per command; the rest is counted, not printed
@@ -164,7 +166,7 @@ def summary_table(run: dict[str, Any], project: dict[str, Any], workspace: str) 
     table.add_row(
         "cost",
         f"{credits(int(run.get('cost_micros', 0)))} credits · {tokens} tokens · "
-        f"{run.get('steps', 0)} model turns ({run['provider']} {run['model']})",
+        f"{run.get('steps', 0)} model turns ({model_label(run['provider'], run['model'])})",
     )
     table.add_row("workspace", workspace)
     table.add_row("open", f"{project['url']} in JupyterLab (E-Code sidebar)")

@@ -7,10 +7,18 @@ import json
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from . import remote
 from .config import cli_user, open_context
+from .tables import (
+    add_fixed_column,
+    add_id_column,
+    add_text_column,
+    compact_table,
+    find_by_ref,
+    short_ids,
+    when,
+)
 
 
 def register(subs: Any) -> None:
@@ -26,10 +34,10 @@ def register(subs: Any) -> None:
     create.add_argument("--prompt", help="stored for the agent")
     create.set_defaults(handler=_create)
     delete = psubs.add_parser("delete", help="delete a project (restorable until purged)")
-    delete.add_argument("project", help="project id or slug")
+    delete.add_argument("project", help="project id (or its start, as listed) or slug")
     delete.set_defaults(handler=_delete)
     restore = psubs.add_parser("restore", help="restore a deleted project")
-    restore.add_argument("project", help="project id")
+    restore.add_argument("project", help="project id (or its start, as listed) or slug")
     restore.set_defaults(handler=_restore)
     templates = psubs.add_parser("templates", help="the project templates")
     templates.set_defaults(handler=_templates)
@@ -39,24 +47,32 @@ def _table(console: Console, projects: list[dict[str, Any]], as_json: bool) -> N
     if as_json:
         console.print_json(json.dumps(projects))
         return
-    table = Table("id", "name", "slug", "template", "role", "updated")
+    # Fits 80 columns: a short id that commands accept back, and names that wrap.
+    table = compact_table()
+    add_id_column(table, "id")
+    add_text_column(table, "name", ratio=3)
+    add_text_column(table, "slug", ratio=3)
+    add_text_column(table, "template", ratio=2)
+    add_fixed_column(table, "role")
+    add_fixed_column(table, "updated")
+    short = short_ids(p["id"] for p in projects)
     for p in projects:
         table.add_row(
-            p["id"],
+            short[p["id"]],
             p["name"],
             f"@{p['owner']}/{p['slug']}",
             p["template"] or "",
             p["role"] or "",
-            p["updated_at"][:19],
+            when(p["updated_at"]),
         )
     console.print(table)
 
 
-async def _find(ctx: Any, user: Any, ref: str) -> str:
-    for p in await ctx.projects.list_projects(user):
-        if ref in (p["id"], p["slug"]):
-            return str(p["id"])
-    return ref
+async def _find(ctx: Any, user: Any, ref: str, *, deleted: bool = False) -> str:
+    """A project's id from its id, the start of it or its slug; anything else as it is (the
+    manager then says whether such a project exists for this user)."""
+    found = find_by_ref(await ctx.projects.list_projects(user, deleted=deleted), ref)
+    return str(found["id"]) if found is not None else ref
 
 
 async def _list(args: argparse.Namespace, console: Console) -> int:
@@ -127,7 +143,9 @@ async def _restore(args: argparse.Namespace, console: Console) -> int:
         )
     ctx = open_context(args)
     try:
-        project = await ctx.projects.restore_project(cli_user(args, ctx), args.project)
+        user = cli_user(args, ctx)
+        project_id = await _find(ctx, user, args.project, deleted=True)
+        project = await ctx.projects.restore_project(user, project_id)
         console.print(f"restored {project['name']}")
         return 0
     finally:
@@ -137,7 +155,10 @@ async def _restore(args: argparse.Namespace, console: Console) -> int:
 async def _templates(args: argparse.Namespace, console: Console) -> int:
     from ..projects.templating import list_templates
 
-    table = Table("id", "title", "description")
+    table = compact_table()
+    add_fixed_column(table, "id")
+    add_text_column(table, "title", ratio=1)
+    add_text_column(table, "description", ratio=3)
     for t in list_templates():
         table.add_row(t.id, t.title, t.description)
     console.print(table)

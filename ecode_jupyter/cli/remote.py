@@ -27,6 +27,7 @@ from ..client.discovery import ServerInfo, env_token, find_server, normalize_url
 from ..client.feed import follow_events
 from ..client.rest import ClientError, EcodeClient
 from ..exceptions import EcodeError
+from .tables import find_by_ref
 
 # Set in users' servers (and so their terminals and kernels) on a hub with the service.
 SERVICE_ENV = "ECODE_SERVICE_URL"
@@ -69,10 +70,8 @@ def run_remote(server: ServerInfo, console: Console, action: Callable[[EcodeClie
 
 
 def _project_id(client: EcodeClient, ref: str, *, deleted: bool = False) -> str:
-    for project in client.list_projects(deleted=deleted):
-        if ref in (project["id"], project["slug"]):
-            return str(project["id"])
-    return ref
+    found = find_by_ref(client.list_projects(deleted=deleted), ref)
+    return str(found["id"]) if found is not None else ref
 
 
 # -- projects -----------------------------------------------------------------------------
@@ -115,10 +114,11 @@ def projects_restore(client: EcodeClient, args: argparse.Namespace, console: Con
 def runs(client: EcodeClient, args: argparse.Namespace) -> list[tuple[dict[str, Any], Any]]:
     projects = client.list_projects()
     if args.project:
-        projects = [p for p in projects if args.project in (p["id"], p["slug"])]
-        if not projects:
+        found = find_by_ref(projects, args.project)
+        if found is None:
             msg = f"no project {args.project!r}"
             raise RemoteUnavailable(msg)
+        projects = [found]
     rows: list[tuple[dict[str, Any], Any]] = []
     for project in projects:
         listed = client.get(f"projects/{quote(project['id'], safe='')}/runs", limit=args.limit)

@@ -83,3 +83,45 @@ def test_project_names_come_from_the_prompt() -> None:
     assert name_from_prompt("a Flask todo API") == "a Flask todo API"
     long = name_from_prompt("word " * 40)
     assert len(long) <= 60 and long.endswith("word")
+
+
+def test_tables_fit_80_columns_with_short_ids_that_resolve(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    long_name = "A Streamlit sales dashboard with filters and KPI cards for the team"
+    assert (
+        main(["--json", "projects", "create", long_name, "--template", "streamlit-dashboard"]) == 0
+    )
+    assert main(["new", "a python script that prints a greeting", "--name", "Greeter"]) == 0
+    capsys.readouterr()
+
+    assert main(["projects", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["--json", "projects", "list"]) == 0
+    projects = json.loads(capsys.readouterr().out)
+    assert main(["runs"]) == 0
+    runs = capsys.readouterr().out
+    assert main(["--json", "runs"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+
+    for table in (listed, runs):
+        assert max(len(line) for line in table.splitlines()) <= 80, table
+        assert "…" not in table  # nothing cut: ids, statuses and names are whole or wrapped
+    # Short ids, the same prefix a user types back.
+    shorts = {p["name"]: p["id"][:8] for p in projects}
+    assert all(short in listed for short in shorts.values()) and projects[0]["id"] not in listed
+    assert run["id"][:8] in runs and "completed" in runs
+    # The offline provider's model is named once, not "offline offline".
+    assert "offline offline" not in runs
+
+    assert main(["runs", shorts["Greeter"]]) == 0
+    assert run["id"][:8] in capsys.readouterr().out
+    assert main(["projects", "delete", shorts[long_name]]) == 0
+    assert f"deleted {long_name}" in capsys.readouterr().out
+    assert main(["projects", "restore", shorts[long_name]]) == 0
+    assert f"restored {long_name}" in capsys.readouterr().out
+    # The summary of `new` names the offline provider once too.
+    assert main(["new", "a python script that prints the date", "--name", "Dater"]) == 0
+    summary = capsys.readouterr().out
+    assert "model turns (offline)" in summary and "offline offline" not in summary
