@@ -254,6 +254,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // -- the sidebar -------------------------------------------------------------------
     const panel = new ProjectsPanel(model, {
       confirmRun,
+      confirm,
       openProject: project => void openProject(project),
       showView: session => showView(session),
       created: project => {

@@ -28,6 +28,8 @@ export interface IPanelActions {
   showView: (session: ProjectSession) => void;
   /** A project was created from the form. */
   created: (project: IProject) => void;
+  /** Ask before an action such as "Undo this run"; resolves to go / no go. */
+  confirm?: (title: string, body: string) => Promise<boolean>;
 }
 
 export class ProjectsPanel extends ReactWidget {
@@ -143,6 +145,7 @@ export class ProjectsPanel extends ReactWidget {
                   session={active}
                   model={model.settings.defaultModel}
                   confirmRun={actions.confirmRun}
+                  confirm={actions.confirm}
                   onOpenView={() => actions.showView(active)}
                   idPrefix={this._idPrefix}
                 />

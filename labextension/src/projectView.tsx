@@ -7,6 +7,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { getProjectServer, openProjectServer } from './api';
+import { CheckpointList } from './components/CheckpointList';
 import { GpuBadge } from './components/GpuBadge';
 import {
   IProjectServerApi,
@@ -105,12 +106,19 @@ function ProjectViewBody(props: {
       />
       <TabPanel id={tab} idPrefix={idPrefix}>
         {tab === 'files' && (
-          <FilesTab
-            workspace={workspace}
-            state={state}
-            showInBrowser={showInBrowser}
-            openFile={actions.openFile}
-          />
+          <>
+            <FilesTab
+              workspace={workspace}
+              state={state}
+              showInBrowser={showInBrowser}
+              openFile={actions.openFile}
+            />
+            <CheckpointList
+              projectId={project.id}
+              confirm={actions.confirm}
+              refreshKey={`${state?.runId ?? ''}:${state?.status ?? ''}`}
+            />
+          </>
         )}
         {tab === 'preview' && <PreviewTab session={session} />}
         {tab === 'features' && (

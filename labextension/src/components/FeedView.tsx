@@ -12,6 +12,7 @@ import { ApprovalBox } from './ApprovalBox';
 import { FeedRowView, openFileKeys } from './FeedRows';
 import { useSignalTick, useSignalValue } from './hooks';
 import { PlanChecklist } from './Plan';
+import { UndoRun } from './UndoRun';
 import { VirtualList } from './VirtualList';
 
 const STATUS_WORDS: Record<string, string> = {
@@ -101,6 +102,8 @@ export interface IFeedViewProps {
   confirmRun: (model: string) => Promise<boolean>;
   onOpenView: () => void;
   idPrefix: string;
+  /** Ask before an undo; without it the feed offers no "Undo this run". */
+  confirm?: (title: string, body: string) => Promise<boolean>;
 }
 
 export function FeedView(props: IFeedViewProps): JSX.Element {
@@ -187,6 +190,9 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
             >
               Continue run
             </button>
+          )}
+          {isFinished(state) && state.runId && props.confirm && (
+            <UndoRun runId={state.runId} confirm={props.confirm} />
           )}
         </div>
       )}
