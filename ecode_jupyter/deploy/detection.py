@@ -9,6 +9,9 @@ The first of these that applies wins:
 4. the framework found in the files: Streamlit, FastAPI, Flask, a Node ``package.json`` with a
    ``start`` script, or a static ``index.html``.
 
+A project none of these fits but that runs otherwise (a script, a notebook) is refused as
+"not a web app", saying how to run it (:func:`how_to_run`).
+
 Commands may contain ``{port}`` and ``{base_path}`` (the URL prefix the proxy serves the app
 under, without a trailing slash); a leading ``python`` becomes the project's interpreter.
 """
@@ -253,10 +256,81 @@ def _framework(workspace: Path) -> RunSpec | None:
     return None
 
 
+@dataclass(frozen=True)
+class HowToRun:
+    """How to use a project that is not a web app (a script, a notebook, a Node program)."""
+
+    kind: Literal["script", "notebook", "node"]
+    #: the file to run or open, relative to the workspace
+    path: str
+    #: the command line for a terminal in the workspace; None for a notebook
+    command: str | None
+
+    def sentence(self) -> str:
+        if self.command is None:
+            return f"it is a notebook: open {self.path} and run all its cells"
+        return f"it is a {self.kind}: run `{self.command}` in a terminal in its folder"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_MAIN_GUARD = re.compile(r"^if __name__ == ['\"]__main__['\"]\s*:", re.MULTILINE)
+# A project's own folders that are not its programs.
+_NOT_SOURCE = ("tests", "test", ".venv", "venv", "node_modules", ".ipynb_checkpoints")
+
+
+def _how_for(path: str) -> HowToRun:
+    if path.endswith(".ipynb"):
+        return HowToRun("notebook", path, None)
+    if path.endswith((".js", ".mjs", ".cjs")):
+        return HowToRun("node", path, f"node {shlex.quote(path)}")
+    return HowToRun("script", path, f"python {shlex.quote(path)}")
+
+
+def how_to_run(workspace: Path, *, template_id: str | None = None) -> HowToRun | None:
+    """How to use a project that has no web app to preview, or None when nothing in it runs.
+
+    The template's entry when the template serves nothing (a script, a notebook); else a
+    Python file with a ``__main__`` guard (``main.py`` and ``cli.py`` first), a notebook, a
+    lone Python file, or the ``main`` of a ``package.json``, at the top of the workspace.
+    """
+    if template_id:
+        try:
+            template = get_template(template_id)
+        except NotFound:
+            template = None
+        serves = template is None or template.run is not None
+        if not serves and template and (workspace / template.entry).is_file():
+            return _how_for(template.entry)
+    top = sorted(p.name for p in workspace.iterdir() if p.is_file()) if workspace.is_dir() else []
+    scripts = [name for name in top if name.endswith(".py") and name not in _NOT_SOURCE]
+    preferred = sorted(scripts, key=lambda name: (name not in ("main.py", "cli.py"), name))
+    for name in preferred:
+        if _MAIN_GUARD.search(_read(workspace / name)):
+            return _how_for(name)
+    notebooks = [name for name in top if name.endswith(".ipynb")]
+    if notebooks:
+        return _how_for(notebooks[0])
+    if len(scripts) == 1:
+        return _how_for(scripts[0])
+    package = _read(workspace / "package.json")
+    if package:
+        try:
+            main = json.loads(package).get("main")
+        except (ValueError, AttributeError):
+            main = None
+        if isinstance(main, str) and (workspace / main).is_file():
+            return _how_for(main)
+    return None
+
+
 def detect_run(
     workspace: Path, *, template_id: str | None = None, command: str | None = None
 ) -> RunSpec:
-    """The run spec for a project; raises InvalidInput when nothing says how to serve it."""
+    """The run spec for a project; raises InvalidInput when nothing says how to serve it
+    (with ``details.not_a_web_app`` and ``details.how_to_run`` when the project is a script
+    or a notebook, so a client can offer "how to run it" instead of a preview)."""
     if command is not None:
         return _override(validate_command(command))
     spec = _procfile(workspace)
@@ -265,6 +339,10 @@ def detect_run(
     if spec is None:
         spec = _framework(workspace)
     if spec is None:
+        how = how_to_run(workspace, template_id=template_id)
+        if how is not None:
+            msg = f"this project is not a web app, so there is no preview: {how.sentence()}"
+            raise InvalidInput(msg, field="command", not_a_web_app=True, how_to_run=how.to_json())
         msg = (
             "cannot tell how to run this project: add a Procfile with a 'web:' line, an "
             "app.py (Flask, FastAPI or Streamlit), a package.json start script or an "

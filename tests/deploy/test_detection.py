@@ -115,6 +115,40 @@ def test_nothing_to_run_says_what_would_work(tmp_path: Path) -> None:
         detect_run(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("template_id", "how"),
+    [
+        ("python-script", {"kind": "script", "path": "main.py", "command": "python main.py"}),
+        ("data-notebook", {"kind": "notebook", "path": "analysis.ipynb", "command": None}),
+    ],
+)
+def test_a_template_that_serves_nothing_is_not_a_web_app_and_says_how_to_run_it(
+    tmp_path: Path, template_id: str, how: dict[str, object]
+) -> None:
+    with pytest.raises(InvalidInput, match="not a web app") as info:
+        detect_run(_template(tmp_path, template_id), template_id=template_id)
+    assert info.value.details["not_a_web_app"] is True
+    assert info.value.details["how_to_run"] == how
+    assert str(how["command"] or how["path"]) in info.value.message
+
+
+def test_a_script_or_notebook_without_a_template_is_not_a_web_app(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "report.py").write_text("print(1)\n\nif __name__ == '__main__':\n    pass\n")
+    with pytest.raises(InvalidInput) as info:
+        detect_run(tmp_path)
+    assert info.value.details["how_to_run"]["command"] == "python report.py"
+    (tmp_path / "report.py").unlink()
+    (tmp_path / "explore.ipynb").write_text("{}")
+    with pytest.raises(InvalidInput) as info:
+        detect_run(tmp_path)
+    assert info.value.details["how_to_run"] == {
+        "kind": "notebook",
+        "path": "explore.ipynb",
+        "command": None,
+    }
+
+
 @pytest.mark.parametrize("command", ["", "   ", "a\nb", "a\x00b", "x" * 3000, 42])
 def test_bad_commands_are_refused(command: object) -> None:
     with pytest.raises(InvalidInput):

@@ -336,6 +336,18 @@ async def test_bad_requests_and_strangers(ecode_api: Any, deploy: Any) -> None:
     assert r.status == 401
 
 
+async def test_a_script_project_gets_how_to_run_it_instead_of_a_preview(
+    ecode_api: Any, deploy: Any
+) -> None:
+    project = await _project(ecode_api, "Counter", template="python-script")
+    r = await ecode_api("POST", f"projects/{project['id']}/deployments", body={})
+    assert r.status == 400, r.body
+    error = r.body["error"]
+    assert "not a web app" in error["message"] and "python main.py" in error["message"]
+    assert error["details"]["not_a_web_app"] is True
+    assert error["details"]["how_to_run"]["command"] == "python main.py"
+
+
 async def test_idle_previews_are_stopped(
     ecode_api: Any,
     app_fetch: Any,
