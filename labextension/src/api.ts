@@ -65,7 +65,11 @@ export interface ICreateProjectRequest {
   template?: string;
   prompt?: string;
   model?: string;
+  /** build (default), plan (the plan waits for approval first) or ask (read-only). */
+  mode?: RunMode;
 }
+
+export type RunMode = 'build' | 'plan' | 'ask';
 
 /** Token counts of a run or a model call. */
 export interface IUsage {

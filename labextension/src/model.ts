@@ -216,6 +216,9 @@ export class ProjectsModel {
       if (model) {
         body.model = model;
       }
+      if (request.mode && request.mode !== 'build') {
+        body.mode = request.mode;
+      }
     }
     const project = await createProject(body);
     // Show the new project at once, even if the refresh below is slow or fails.

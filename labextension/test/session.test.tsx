@@ -4,6 +4,7 @@ import { createRoot } from 'react-dom/client';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 
 import { DeployTab } from '../src/components/tabs/DeployTab';
+import { ProjectsModel } from '../src/model';
 import { ProjectSession } from '../src/session';
 
 (
@@ -117,5 +118,27 @@ describe('a release the server cannot tell how to run', () => {
     act(() => root.unmount());
     container.remove();
     session.dispose();
+  });
+});
+
+describe('a new project with "plan first"', () => {
+  it('asks the server for a plan-mode run, and only with a prompt', async () => {
+    const lists: Record<string, unknown> = {
+      projects: { projects: [], next_cursor: null },
+      templates: { templates: [] },
+      prices: { models: [] }
+    };
+    const calls = stubServer(call =>
+      call.method === 'POST'
+        ? [201, { ...PROJECT, id: 'p2' }]
+        : [200, lists[call.url.split('/').pop() ?? ''] ?? {}]
+    );
+    const model = new ProjectsModel();
+    await model.create({ prompt: 'a todo API', mode: 'plan' });
+    await model.create({ name: 'Empty', mode: 'plan' });
+    const posted = calls.filter(c => c.method === 'POST').map(c => c.body);
+    expect(posted[0]).toMatchObject({ prompt: 'a todo API', mode: 'plan' });
+    // No prompt, no run: no mode either.
+    expect(posted[1]).toEqual({ name: 'Empty' });
   });
 });

@@ -61,6 +61,8 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
   const [modelName, setModelName] = React.useState<string | null>(null);
   const [name, setName] = React.useState('');
   const [template, setTemplate] = React.useState('');
+  // Plan first: the agent's plan waits in the feed for approval before anything is written.
+  const [planFirst, setPlanFirst] = React.useState(false);
   const [busy, setBusy] = React.useState(false);
   const [error, setError] = React.useState<string | null>(null);
   const [invalidField, setInvalidField] = React.useState<string | null>(null);
@@ -114,7 +116,8 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
         name: name.trim() || undefined,
         template: template || undefined,
         prompt: text || undefined,
-        model: text ? chosen : undefined
+        model: text ? chosen : undefined,
+        mode: planFirst ? 'plan' : undefined
       });
       setPrompt('');
       setName('');
@@ -262,6 +265,17 @@ export function PromptForm(props: IPromptFormProps): JSX.Element {
             {selected.description}
           </p>
         )}
+        <label className="jp-EcodeField-check" htmlFor={`${idPrefix}-plan`}>
+          <input
+            id={`${idPrefix}-plan`}
+            name="plan-first"
+            type="checkbox"
+            checked={planFirst}
+            onChange={event => setPlanFirst(event.target.checked)}
+            disabled={busy}
+          />{' '}
+          Plan first: approve the agent's plan before anything is written
+        </label>
       </details>
       <div className="jp-EcodeCreateForm-actions">
         <button
