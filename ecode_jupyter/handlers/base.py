@@ -3,6 +3,11 @@
 Unauthenticated calls get 401, forbidden 403; any manager error (an ``EcodeError``) becomes
 ``{"error": {"code", "message"}}`` with its status. Unexpected errors are logged with their
 traceback on the server and answered with a plain 500 that carries no traceback or secret.
+
+Bodies are streamed in (``stream_request_body``) so that their size is known before they are
+held: a ``Content-Length`` over ``max_body_bytes`` is answered 413 before any of the body is
+read, and a chunked body is refused as soon as it passes the limit. Tornado would otherwise
+buffer up to the server's ``max_body_size`` (512 MB in Jupyter) before a handler runs.
 """
 
 from __future__ import annotations
@@ -79,14 +84,28 @@ def _check_text(text: str) -> None:
         raise InvalidInput(msg) from None
 
 
+@web.stream_request_body
 class EcodeHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
+    # The most one request's body may hold; an endpoint that takes bigger bodies raises it.
+    max_body_bytes = MAX_BODY_BYTES
+    _body_size = 0
+    _body_refused = False
+    _body_parts: list[bytes] | None = None
 
     @property
     def ecode(self) -> EcodeContext:
         return cast(EcodeContext, self.settings["ecode"])
 
     async def prepare(self) -> None:  # type: ignore[override]
+        # Streamed mode leaves request.body empty: data_received collects the parts and they
+        # are joined once the body is complete. Tornado resumes the handler (and calls
+        # post/put) from this same future, after callbacks added earlier, such as this one.
+        self.request.body = b""
+        self._body_parts = []
+        body_done = getattr(self.request, "_body_future", None)
+        if body_done is not None:
+            body_done.add_done_callback(lambda _: self._join_body())
         try:
             await super().prepare()
         except web.HTTPError as exc:
@@ -97,6 +116,44 @@ class EcodeHandler(APIHandler):
         if self.current_user is None:
             msg = "authentication required: log in or send 'Authorization: token …'"
             raise NotAuthenticated(msg)
+        self._check_declared_length()
+
+    def _check_declared_length(self) -> None:
+        """413 from ``Content-Length`` alone, before a byte of the body is read (the answer
+        goes out and the connection closes; tornado then drops what the client still sends)."""
+        declared = self.request.headers.get("Content-Length")
+        if declared is None:
+            return
+        try:
+            length = int(declared)
+        except ValueError:
+            msg = "Content-Length must be a whole number"
+            raise InvalidInput(msg) from None
+        if length > self.max_body_bytes:
+            raise PayloadTooLarge(self._too_large())
+
+    def _too_large(self) -> str:
+        return f"request body is larger than {self.max_body_bytes} bytes"
+
+    def data_received(self, chunk: bytes) -> None:
+        """Collect the body up to ``max_body_bytes``; past it (a chunked body, which declares
+        no length), answer 413 at once and keep nothing more."""
+        if self._body_refused or self._body_parts is None:
+            return
+        self._body_size += len(chunk)
+        if self._body_size > self.max_body_bytes:
+            self._body_refused = True
+            self._body_parts = None
+            if not self._finished:
+                error = PayloadTooLarge(self._too_large())
+                self.send_error(error.status, exc_info=(type(error), error, None))
+            return
+        self._body_parts.append(chunk)
+
+    def _join_body(self) -> None:
+        if self._body_parts:
+            self.request.body = b"".join(self._body_parts)
+        self._body_parts = None
 
     def get_login_url(self) -> str:
         msg = "authentication required: log in or send 'Authorization: token …'"
@@ -126,7 +183,7 @@ class EcodeHandler(APIHandler):
     def json_body(self) -> dict[str, Any]:
         """The request body as a JSON object, or a clear 400/413."""
         body = self.request.body or b""
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > MAX_BODY_BYTES:  # a subclass may take bigger bodies, JSON never
             msg = f"request body is larger than {MAX_BODY_BYTES} bytes"
             raise PayloadTooLarge(msg)
         if not body.strip():

@@ -132,11 +132,17 @@ class DeployPreviews:
 class McpHandler(EcodeHandler):
     """Bridges one HTTP request to the MCP session manager (see the module docstring)."""
 
+    # write_file takes up to 10 MB of text (workspace/writer.py) and JSON escapes can grow
+    # it several times over; the REST API's 1 MiB would refuse such a call.
+    max_body_bytes = 32 * 1024 * 1024
+
     def initialize(self) -> None:
         self._client_gone = asyncio.Event()
 
     def on_connection_close(self) -> None:
         self._client_gone.set()
+        # The base releases a request still waiting for the rest of its streamed body.
+        super().on_connection_close()
 
     def compute_etag(self) -> str | None:
         return None  # a streamed response has no single body to hash
