@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from ecode_jupyter.cli import main
+from ecode_jupyter.pytest_plugin import ecode_token_for
 from ecode_jupyter.testing import ScriptedToolCall, ScriptedTurn, text_turn, tool_turn
 
 from .conftest import RunScript
@@ -200,3 +205,28 @@ def _stored_bytes(root: Path) -> int:
     return sum(
         p.stat().st_size for p in root.rglob("*") if p.is_file() and p.name != "statcache.json"
     )
+
+
+async def test_the_cli_lists_checkpoints_and_undoes_a_run_through_the_server(
+    ecode_api: Any,
+    ecode_workspace_root: Path,
+    run_script: RunScript,
+    jp_http_port: int,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pid, ws = await _project(ecode_api, ecode_workspace_root)
+    before = _files(ws)
+    run = await run_script(pid, five_file_run())
+    monkeypatch.setenv("ECODE_TOKEN", ecode_token_for("alice"))
+    server = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+
+    # main() runs its own event loop: off this test's loop, as from a terminal.
+    assert await asyncio.to_thread(main, ["--server", server, "checkpoints", pid]) == 0
+    listing = capsys.readouterr().out
+    assert "step" in listing and "start" in listing and "notes.md" in listing
+    assert await asyncio.to_thread(main, ["--server", server, "undo", run["id"]]) == 0
+    out = capsys.readouterr().out
+    assert "put back  main.py" in out and "put back  made.txt" in out
+    assert _files(ws) == before
