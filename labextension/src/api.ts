@@ -274,11 +274,15 @@ export async function listRuns(projectId: string, limit = 20): Promise<IRun[]> {
 export async function startRun(
   projectId: string,
   prompt: string,
-  model?: string
+  model?: string,
+  mode?: RunMode
 ): Promise<IRun> {
-  const body: { prompt: string; model?: string } = { prompt };
+  const body: { prompt: string; model?: string; mode?: RunMode } = { prompt };
   if (model) {
     body.model = model;
+  }
+  if (mode && mode !== 'build') {
+    body.mode = mode;
   }
   return requestAPI<IRun>(
     `projects/${encodeURIComponent(projectId)}/runs`,

@@ -221,10 +221,14 @@ export class ProjectSession implements IDisposable {
     this._emit();
   }
 
-  /** Start a new run on this project with a prompt. */
-  async startRun(prompt: string, model?: string): Promise<api.IRun | null> {
+  /** Start a new run on this project with a prompt (mode: build, plan or ask). */
+  async startRun(
+    prompt: string,
+    model?: string,
+    mode?: api.RunMode
+  ): Promise<api.IRun | null> {
     return this._guard('run', async () => {
-      const run = await api.startRun(this._project.id, prompt, model);
+      const run = await api.startRun(this._project.id, prompt, model, mode);
       this.follow(run);
       return run;
     });

@@ -142,3 +142,22 @@ describe('a new project with "plan first"', () => {
     expect(posted[1]).toEqual({ name: 'Empty' });
   });
 });
+
+describe('a follow-up run in a mode', () => {
+  it('sends the mode, and none for a plain build', async () => {
+    const calls = stubServer(call =>
+      call.method === 'POST'
+        ? [201, { id: 'r1', project_id: 'p1', status: 'queued' }]
+        : [200, { events: [] }]
+    );
+    const session = new ProjectSession(PROJECT);
+    await session.startRun('what does app.py do?', undefined, 'ask');
+    await session.startRun('add a test');
+    const posted = calls.filter(c => c.method === 'POST').map(c => c.body);
+    expect(posted).toEqual([
+      { prompt: 'what does app.py do?', mode: 'ask' },
+      { prompt: 'add a test' }
+    ]);
+    session.dispose();
+  });
+});

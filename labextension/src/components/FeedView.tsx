@@ -7,6 +7,7 @@ import * as React from 'react';
 
 import { FeedRow, IFeedState, isFinished, planChecklist } from '../feedState';
 import { formatCredits, formatTokens, OFFLINE_NOTICE } from '../format';
+import { RunMode } from '../api';
 import { ProjectSession } from '../session';
 import { ApprovalBox } from './ApprovalBox';
 import { FeedRowView, openFileKeys } from './FeedRows';
@@ -114,6 +115,8 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
   });
   const [prompt, setPrompt] = React.useState('');
   const [sending, setSending] = React.useState(false);
+  // build: make the change; plan: the plan waits for approval; ask: only look and answer
+  const [mode, setMode] = React.useState<RunMode>('build');
   const project = session.project;
   const feed = session.feed;
   const running = state !== null && !isFinished(state);
@@ -129,7 +132,7 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
       return;
     }
     setSending(true);
-    const run = await session.startRun(text, props.model || undefined);
+    const run = await session.startRun(text, props.model || undefined, mode);
     setSending(false);
     if (run) {
       setPrompt('');
@@ -261,6 +264,20 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
             }
           }}
         />
+        <label htmlFor={`${idPrefix}-mode`} className="jp-EcodeVisuallyHidden">
+          How the agent should go about it
+        </label>
+        <select
+          id={`${idPrefix}-mode`}
+          className="jp-mod-styled jp-EcodeFeed-mode"
+          value={mode}
+          disabled={sending || running}
+          onChange={event => setMode(event.target.value as RunMode)}
+        >
+          <option value="build">Build</option>
+          <option value="plan">Plan first</option>
+          <option value="ask">Only answer</option>
+        </select>
         <button
           type="submit"
           className="jp-mod-styled jp-mod-accept jp-EcodeButton jp-EcodeButton-small"
