@@ -92,3 +92,18 @@ async def test_an_unauthenticated_big_body_is_401_before_the_body(
     )
     status, body = await _answer_to(jp_http_port, head)
     assert status == 401 and body["error"]["code"] == "not_authenticated"
+
+
+async def test_the_mcp_endpoint_takes_bigger_bodies_up_to_its_own_limit(
+    http_server_client: Any, jp_http_port: int, jp_base_url: str
+) -> None:
+    # write_file over MCP carries up to 10 MB of text: 2 MiB passes the size check (the MCP
+    # SDK then answers the body itself), 40 MiB is refused before it is read.
+    accept = "Accept: application/json, text/event-stream"
+    body = b'{"jsonrpc": "2.0", "method": "ping", "padding": "' + b"x" * (2 << 20) + b'"}'
+    head = _head(jp_base_url, "mcp", accept, f"Content-Length: {len(body)}")
+    status, _ = await _answer_to(jp_http_port, head, body)
+    assert status != 413 and status < 500
+    head = _head(jp_base_url, "mcp", accept, "Content-Length: 41943040")
+    status, answer = await _answer_to(jp_http_port, head)
+    assert status == 413 and answer["error"]["code"] == "payload_too_large"
