@@ -43,6 +43,7 @@ from .handlers import checkpoints as checkpoint_handlers
 from .handlers import deploy as deploy_handlers
 from .handlers import gpus as gpu_handlers
 from .handlers import kernels as kernel_handlers
+from .handlers import openapi as openapi_handlers
 from .handlers.app_router import KeyedAppRouter
 from .handlers.base import fallback_handlers
 from .hub import SERVER as HUB_SERVER
@@ -78,6 +79,7 @@ HANDLER_MODULES = [
     kernel_handlers,
     gpu_handlers,
     checkpoint_handlers,
+    openapi_handlers,
 ]
 
 
