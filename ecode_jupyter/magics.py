@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from IPython import display as ipython_display
 from IPython.core.error import UsageError
@@ -67,6 +68,8 @@ USAGE = """\
 %ecode status [RUN]           the current (or given) run: status, usage, cost
 %ecode watch [RUN]            follow a run's progress again (e.g. after --detach)
 %ecode cancel [RUN]           cancel the current (or given) run
+%ecode undo [RUN]             put back the files the current (or given) run changed,
+                              keeping edits made since (overlaps are shown, not lost)
 %ecode credits                your credit balance
 %ecode model [NAME|default]   show or set this session's default model
 %ecode connect [URL [TOKEN]]  show or set the server (default: from the environment)
@@ -81,6 +84,7 @@ SUBCOMMANDS: dict[str, tuple[int, int]] = {
     "status": (0, 1),
     "watch": (0, 1),
     "cancel": (0, 1),
+    "undo": (0, 1),
     "credits": (0, 0),
     "model": (0, 1),
     "connect": (0, 2),
@@ -143,6 +147,21 @@ def subcommand_of(line: str) -> list[str] | None:
         return None
     least, most = SUBCOMMANDS[words[0]]
     return words if least <= len(words) - 1 <= most else None
+
+
+def undo_text(run_id: str, result: dict[str, Any]) -> str:
+    """What ``%ecode undo`` prints: each file put back or merged, and each conflict with
+    its merge (conflict markers), so the person can finish it by hand."""
+    lines = [f"ecode: undid run {run_id}"]
+    lines += [f"  put back  {path}" for path in result.get("restored", [])]
+    lines += [f"  merged    {path}  (your edits kept)" for path in result.get("merged", [])]
+    for conflict in result.get("conflicts", []):
+        lines.append(f"  conflict  {conflict['path']}: {conflict['reason']}")
+        if conflict.get("merge"):
+            lines.append(conflict["merge"].rstrip("\n"))
+    if len(lines) == 1:
+        lines.append("  nothing to put back: the files are already as they were")
+    return "\n".join(lines)
 
 
 def name_from_prompt(prompt: str) -> str:
@@ -551,6 +570,11 @@ class EcodeMagics(Magics):
         run_id = self._run_ref(ref)
         run = self.client().cancel_run(run_id)
         print(f"ecode: asked to cancel run {run_id} (status: {run.get('status', 'cancelling')})")
+
+    def _cmd_undo(self, ref: str | None = None) -> None:
+        run_id = self._run_ref(ref)
+        result = self.client().post(f"runs/{quote(run_id, safe='')}/undo")
+        print(undo_text(run_id, result))
 
     # -- account --------------------------------------------------------------------------
 
