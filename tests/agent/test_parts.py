@@ -213,6 +213,22 @@ async def test_offline_turns_name_their_plan_item_and_a_failed_install_stops_the
     assert isinstance(done[-1], TurnEnd) and done[-1].stop_reason == "end_turn"
 
 
+async def test_a_failed_npm_install_stops_the_run_before_the_tests() -> None:
+    provider = OfflineProvider(get_template("express-api"), project_name="Todo", slug="todo")
+    history = [Message.user("an express api")]
+    for result in (json.dumps({"entries": []}), "written"):
+        await _turn(provider, history, TOOLS)
+        history.append(Message.tool_result("r", result))
+    install = await _turn(provider, history, TOOLS)
+    assert [e.call.name for e in install if isinstance(e, ToolCallReady)] == ["run_command"]
+    # npm ran and failed: the command's result is not a tool error, its exit code says it.
+    history.append(Message.tool_result("r", "exit code 1\n--- output ---\nnpm ERR! network"))
+    assert provider.next_plan_item(history) == 1
+    stop = await _turn(provider, history, TOOLS)
+    assert isinstance(stop[-1], TurnEnd) and stop[-1].stop_reason == "cannot_build"
+    assert provider.cannot_build_reason == "install_failed"
+
+
 async def test_a_follow_up_the_offline_provider_cannot_do_says_so() -> None:
     provider = OfflineProvider(
         get_template("flask-api"), project_name="Todo", slug="todo", follow_up=True

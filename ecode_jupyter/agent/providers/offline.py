@@ -181,6 +181,21 @@ def parse_missing(result_text: str) -> list[str] | None:
     return None
 
 
+_EXIT_CODE = re.compile(r"^exit code (-?\d+)")
+
+
+def _failed(messages: list[Message]) -> bool:
+    """Whether the last tool call failed: an error result, or a command (npm install) that
+    exited non-zero or timed out."""
+    last = messages[-1] if messages else None
+    if last is None or last.role != "tool":
+        return False
+    if last.is_error:
+        return True
+    status = _EXIT_CODE.match(last.text)
+    return status is not None and (status.group(1) != "0" or "(timed out)" in last.text[:60])
+
+
 def _existing_paths(result_text: str) -> set[str] | None:
     try:
         listing = json.loads(result_text)
@@ -363,8 +378,7 @@ class OfflineProvider(Provider):
                     item=ITEM_TEST,
                 )
         if self._phase == 5:
-            last = messages[-1] if messages else None
-            if self._item == ITEM_INSTALL and last is not None and last.is_error:
+            if self._item == ITEM_INSTALL and _failed(messages):
                 # The install failed (or was cut off): the project cannot run, and running
                 # its tests would only repeat that. Continuing the run tries again.
                 return _Turn(
