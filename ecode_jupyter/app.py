@@ -713,6 +713,8 @@ class EcodeApp(ExtensionApp):
                 self.settings["ecode_placement"], Path(self.workspace_root).expanduser()
             )
             deploy.previews_here = False
+            # Previews run in the project's server, asked through its tools (hub/previews.py).
+            deploy.remote_previews = context.extras["tools"].preview
         context.extras["deploy"] = deploy
         self.ecode = context
         self.settings.update({"ecode": context})
@@ -769,9 +771,23 @@ class EcodeApp(ExtensionApp):
             None,
             project_id=self.hub_project_id or None,
         )
-        self._hub_tools = ToolLayer(access, live=live, launcher=launcher, kernels=kernels)
+        # Previews run here, where the files are, and this server serves them through the
+        # hub's proxy; its bookkeeping is a private database of its own (hub/previews.py).
+        from .hub.previews import create_server_previews
+
+        local, previews = create_server_previews(self, access, link.owner, launcher)
+        self._hub_local = local
+        self._hub_tools = ToolLayer(
+            access, live=live, launcher=launcher, kernels=kernels, preview_backend=previews
+        )
         self.settings.update(
-            {"ecode_link": link, "ecode_access": access, "ecode_tools": self._hub_tools}
+            {
+                "ecode_link": link,
+                "ecode_access": access,
+                "ecode_tools": self._hub_tools,
+                # The app proxy (handlers/deploy.py AppProxyHandler) finds the apps here.
+                "ecode": local,
+            }
         )
         self.log.info("ecode: the ecode API of this server is the hub service at %s", link.url)
 
@@ -860,6 +876,10 @@ class EcodeApp(ExtensionApp):
             from .hub.server import server_handlers
 
             self.handlers.extend(server_handlers())
+            # This server's previews (hub/previews.py): the app proxy's URLs and its fast
+            # lane for keyed requests, as on a server of its own.
+            self.handlers.extend(deploy_handlers.app_handlers)
+            self._install_app_router(lambda: cast(Any, self._hub_local.extras.get("deploy")))
             return
         if self.hub_role == HUB_SERVICE:
             # The REST contract without what needs a project's files here: the MCP endpoint
@@ -880,6 +900,9 @@ class EcodeApp(ExtensionApp):
         for module in HANDLER_MODULES:
             self.handlers.extend(module.default_handlers)
         self.handlers.extend(fallback_handlers)
+        self._install_app_router(lambda: cast(Any, self.ecode.extras.get("deploy")))
+
+    def _install_app_router(self, manager: Any) -> None:
         # Keyed requests to running apps skip the request-handler machinery: the router is
         # asked first and lets everything else through (handlers/app_router.py).
         serverapp = self.serverapp
@@ -887,7 +910,7 @@ class EcodeApp(ExtensionApp):
         web_app = serverapp.web_app
         router = KeyedAppRouter(
             serverapp.base_url,
-            manager=lambda: cast(Any, self.ecode.extras.get("deploy")),
+            manager=manager,
             accepted_hosts=lambda: deploy_handlers.accepted_hosts(web_app),
             settings=web_app.settings,
         )
@@ -911,7 +934,9 @@ class EcodeApp(ExtensionApp):
                 asyncio.create_task(asyncio.to_thread(remove_interrupted_writes, Path(root)))
             )
         if self.hub_role == HUB_SERVER:
-            return  # nothing else of its own to start or tidy: the service holds the state
+            # Apps a crash of this server left running are stopped, their rows marked.
+            await self._hub_local.extras["deploy"].start()
+            return  # nothing else of its own: the service holds the shared state
         # Runs this server left running when it last stopped are marked interrupted.
         await self.ecode.extras["agent"].start()
         deploy = self.ecode.extras.get("deploy")
@@ -952,6 +977,8 @@ class EcodeApp(ExtensionApp):
     async def stop_extension(self) -> None:
         if self.hub_role == HUB_SERVER:
             await self._hub_tools.stop()
+            await self._hub_local.extras["deploy"].stop_all()
+            await asyncio.to_thread(self._hub_local.db.dispose)
             return
         gateway = getattr(self, "_gateway", None)
         if gateway is not None:

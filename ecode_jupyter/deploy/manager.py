@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
@@ -59,6 +59,9 @@ from .orphans import APP_MARKER, app_marker, identity_tag, kill_orphan_apps
 from .proxy import URL_SEGMENT
 from .releases import BlobStore, SnapshotLimits, walk_files
 from .supervisor import AppLaunch, Supervisor, SupervisorOptions
+
+if TYPE_CHECKING:
+    from ..tools.preview import PreviewBackend
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +173,9 @@ class DeployManager:
         # server; and previews are not run here (they belong to the project's server).
         self.before_snapshot: Callable[[ProjectContext], Awaitable[None]] | None = None
         self.previews_here = True
+        # On the hub's service: previews are run by the project's server, asked through its
+        # tools (hub/remote.py RemotePreviews); this manager then only checks the role.
+        self.remote_previews: PreviewBackend | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -423,11 +429,12 @@ class DeployManager:
         itself) unless ``restart`` is asked.
         """
         project = await self.projects.project_context(user, project_id, Role.editor)
-        if not self.previews_here:
-            msg = (
-                "previews run in the project's own server, which on this hub is not built yet; "
-                "make a release instead (it runs on the ecode service)"
+        if self.remote_previews is not None:
+            return await self.remote_previews.start(
+                user, project.id, command if isinstance(command, str) else None, restart
             )
+        if not self.previews_here:
+            msg = "previews are not run on this server; make a release instead"
             raise NotBuilt(msg)
         spec = await asyncio.to_thread(
             detect_run, project.workspace, template_id=project.template, command=command
@@ -481,6 +488,8 @@ class DeployManager:
     async def preview_status(self, user: EcodeUser, project_id: Any) -> dict[str, Any]:
         """The preview's state, URL, a live health probe and the tail of its log."""
         project = await self.projects.project_context(user, project_id, Role.editor)
+        if self.remote_previews is not None:
+            return await self.remote_previews.status(user, project.id)
         app = self._slots.get((project.id, "preview"))
         if app is None:
             return {

@@ -712,3 +712,6 @@ default_handlers = [
     (r"/api/ecode/deployments/(?P<deployment_id>[^/]+)/logs", DeploymentLogsHandler),
     (APP_PATH, AppProxyHandler),
 ]
+# The app proxy alone: what a hub user's or project's server serves of deploy (its previews;
+# the REST API goes to the ecode service there, hub/previews.py).
+app_handlers = [(APP_PATH, AppProxyHandler)]

@@ -46,14 +46,9 @@ log = logging.getLogger(__name__)
 
 #: tools that only read; any other needs the editor role (query_database: unless write=true)
 READ_ONLY_TOOLS = frozenset({"list_files", "read_file", "search_files", "read_notebook"})
-#: tools that need the preview machinery of a server that owns the project's apps; a user's
-#: server on the hub has none yet (projects as servers of their own bring it), so the model
-#: is not offered them
-UNAVAILABLE_TOOLS = frozenset(
-    # list_projects / resolve_project: the service's MCP endpoint forwards every call to a
-    # project's server, and these name none (not built there yet).
-    {"start_preview", "preview_status", "check_app", "list_projects", "resolve_project"}
-)
+#: tools not offered through the service: its MCP endpoint forwards every call to a
+#: project's server, and these name no project (not built there yet)
+UNAVAILABLE_TOOLS = frozenset({"list_projects", "resolve_project"})
 # How long a hub user's model (admin flag, groups) and a server's state are trusted.
 HUB_CACHE_S = 10.0
 HTTP_TIMEOUT_S = 600.0
@@ -179,12 +174,12 @@ class RemoteToolLayer:
     #: :meth:`call` takes the run's ``approver`` (the project's approval policy applies here)
     supports_approvals = True
 
-    #: the agent asks for previews only where a layer has a preview backend
-    preview = None
-
     def __init__(self, context: EcodeContext, placement: ProjectPlacement) -> None:
         from ..tools.server import ToolLayer
 
+        # Previews run in the project's server (hub/previews.py), asked for with its tools;
+        # the agent's verification starts and checks them where a layer has this.
+        self.preview = RemotePreviews(self)
         self.context = context
         self.placement = placement
         self.directory = placement.directory
@@ -262,6 +257,33 @@ class RemoteToolLayer:
     async def stop(self) -> None:
         await self._links.close_all()
         await self.directory.aclose()
+
+
+class RemotePreviews:
+    """A project's preview, run and served by the project's server (hub/previews.py).
+
+    Asked for with that server's ``start_preview`` / ``preview_status`` tools, so the caller's
+    role is checked, the call audited and counted, and the project's secrets sent along, as
+    for every tool call (:meth:`RemoteToolLayer.call`). The answer's URLs are that server's
+    (``/user/{owner}/{server}/ecode/apps/@owner/slug/...``): the hub's proxy takes a browser
+    there, and that server's login lets in its owner and the members it is shared with.
+    """
+
+    def __init__(self, tools: RemoteToolLayer) -> None:
+        self.tools = tools
+
+    async def start(
+        self, user: EcodeUser, project_id: str, command: str | None, restart: bool
+    ) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"project": project_id, "restart": restart}
+        if command is not None:
+            arguments["command"] = command
+        result = await self.tools.call("start_preview", arguments, user)
+        return dict(result.structured_content or {})
+
+    async def status(self, user: EcodeUser, project_id: str) -> dict[str, Any]:
+        result = await self.tools.call("preview_status", {"project": project_id}, user)
+        return dict(result.structured_content or {})
 
 
 class _McpLink:

@@ -279,7 +279,9 @@ class WorkspaceHandler(EcodeHandler):
                     render_template(template, staging, project_name=name, slug=slug)
                 os.replace(staging, workspace)
             marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps({"template": template_id}))
+            # Name and slug too: this server's previews are served under the slug
+            # (hub/previews.py), and the service's database is not here to ask.
+            marker.write_text(json.dumps({"template": template_id, "name": name, "slug": slug}))
 
         await asyncio.to_thread(make)
         self.finish_json({"id": project_id, "created": True}, status=201)

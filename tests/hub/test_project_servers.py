@@ -185,9 +185,10 @@ def feed_of_service(hub: Hub, run_id: str) -> list[dict[str, Any]]:
     return list(resp.json()["events"])
 
 
-# A live app that says what it can see: the ecode service's secrets and data must be out of
-# its reach, though it runs on the service's machine (in the sandbox).
-LIVE_APP = """
+# An app that says what it can see, run as a live release on the service's machine and as a
+# preview in a project's server (both in the sandbox): the folder named by PROBE_DIR (the
+# service's data, a server's runtime folder) must be out of its reach, like every credential.
+PROBE_APP = """
 import json, os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -199,16 +200,18 @@ def listing(path):
         return None
 
 
-class Live(BaseHTTPRequestHandler):
+class Probe(BaseHTTPRequestHandler):
     def do_GET(self):
+        probe = os.environ["PROBE_DIR"]
         seen = {
             "version": open("version.txt").read().strip(),
             "env": dict(os.environ),
-            "service_db": os.path.exists(
-                os.path.join(os.environ["PROBE_SERVICE_DIR"], "ecode.sqlite")
-            ),
-            "service_dir": listing(os.environ["PROBE_SERVICE_DIR"]),
+            "service_db": os.path.exists(os.path.join(probe, "ecode.sqlite")),
+            "probe_dir": listing(probe),
+            "probe_exists": os.path.exists(probe),
             "uid": os.getuid(),
+            "cookie": self.headers.get("Cookie"),
+            "authorization": self.headers.get("Authorization"),
         }
         body = json.dumps(seen).encode()
         self.send_response(200)
@@ -221,7 +224,7 @@ class Live(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Live).serve_forever()
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Probe).serve_forever()
 """
 
 
@@ -245,7 +248,7 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
     workspace = hub.workspace("alice", pid)
     owner = workspace.stat()
     for name, text in {
-        "app.py": LIVE_APP,
+        "app.py": PROBE_APP,
         "Procfile": "web: python app.py\n",
         "version.txt": "v1\n",
     }.items():
@@ -254,7 +257,7 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
     # The probe's one secret: where the service keeps its data (it must not be visible).
     secret = hub.ecode(
         "PUT",
-        f"projects/{pid}/secrets/PROBE_SERVICE_DIR",
+        f"projects/{pid}/secrets/PROBE_DIR",
         user="alice",
         body={"value": str(hub.service_dir)},
     )
@@ -285,7 +288,7 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
     # The service's database is absent; of its folder only the way to the release's own
     # folder exists inside (bubblewrap makes the mount point's parents).
     assert seen["service_db"] is False
-    assert seen["service_dir"] in (None, [], ["data"]), seen["service_dir"]
+    assert seen["probe_dir"] in (None, [], ["data"]), seen["probe_dir"]
     assert seen["uid"] != 0
 
     # alice logs off: every server of hers stops. The release answers on.
@@ -317,11 +320,6 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
     )
     assert mine.status_code == 200 and mine.json()["version"] == "v1", mine.text
 
-    # Previews belong to the project's server: the service says plainly it does not run them.
-    preview = hub.ecode("POST", f"projects/{pid}/deployments", user="alice", via="service", body={})
-    assert preview.status_code == 501, preview.text
-    assert preview.json()["error"]["code"] == "not_built"
-
     hub.hub_api("POST", "users/alice/server")
     eventually(
         lambda: bool(
@@ -330,6 +328,91 @@ def test_a_live_release_runs_in_the_service_and_outlives_its_owners_servers(hub:
         "alice's own server starting",
         timeout=120,
     )
+
+
+def test_a_preview_runs_in_the_project_server_and_only_its_members_open_it(hub: Hub) -> None:
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Preview On Hub"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    name = f"ecode-{slug}"
+    workspace = hub.workspace("alice", pid)
+    owner = workspace.stat()
+    for file, text in {
+        "app.py": PROBE_APP,
+        "Procfile": "web: python app.py\n",
+        "version.txt": "v1\n",
+    }.items():
+        (workspace / file).write_text(text)
+        os.chown(workspace / file, owner.st_uid, owner.st_gid)
+    # A project secret reaches the app; where alice's servers keep their private files
+    # (Jupyter's runtime folder, this server's preview bookkeeping among them) must not.
+    runtime = hub.homes["alice"] / ".local" / "share" / "jupyter" / "runtime"
+    for secret, value in {"PROBE_SECRET": "s3cret-value", "PROBE_DIR": str(runtime)}.items():
+        put = hub.ecode(
+            "PUT", f"projects/{pid}/secrets/{secret}", user="alice", body={"value": value}
+        )
+        assert put.status_code == 200, put.text
+
+    # Asked for through alice's own server (as Lab's Preview tab does): the service checks
+    # her role and has the project's server run it.
+    started = hub.ecode(
+        "POST", f"projects/{pid}/deployments", user="alice", body={"kind": "preview"}
+    )
+    assert started.status_code == 201, started.text
+    preview = started.json()
+    assert preview["status"] == "running", preview
+    prefix = f"/user/alice/{name}/ecode/apps/@alice/{slug}/"
+    assert preview["url"].startswith(prefix + "~"), preview["url"]
+    assert preview["entry_url"] == prefix
+
+    def get(path: str, user: str | None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"token {hub.tokens[user]}"} if user else {}
+        return hub.client.get(f"{hub.url}{path.lstrip('/')}", headers=headers, **kwargs)
+
+    answer = get(preview["url"], "alice")
+    assert answer.status_code == 200, answer.text
+    seen = answer.json()
+    assert seen["version"] == "v1"
+    # The app's pages run in an opaque origin: they cannot script the hub's or Jupyter's pages.
+    assert "sandbox" in answer.headers["Content-Security-Policy"]
+    # Nothing of the hub, the server or the service in the app's reach: no token, no cookie,
+    # no credential header, not the server's private folder; the project's secret, yes.
+    own = {"ECODE_APP", "ECODE_BASE_PATH"}  # the app's mark and its path behind the proxy
+    leaked = [k for k in seen["env"] if k.startswith(("JUPYTERHUB", "JPY_", "ECODE_"))]
+    assert set(leaked) <= own, leaked
+    assert seen["authorization"] is None and seen["cookie"] is None
+    assert seen["env"]["PROBE_SECRET"] == "s3cret-value"
+    assert (runtime / f"ecode-server-{name}" / "previews.sqlite").is_file()  # it is there,
+    assert seen["probe_exists"] is False  # but not in the app's reach
+    assert MODEL_KEY not in answer.text
+
+    # The plain URL (an API client's; a browser is sent on to the keyed one): the owner gets
+    # the app, a stranger is not let in at all, nor is someone without a login.
+    assert get(prefix, "alice").json()["version"] == "v1"
+    stranger = get(prefix, "bob", follow_redirects=False)
+    assert stranger.status_code in (302, 401, 403), stranger.text
+    assert "v1" not in stranger.text
+    assert get(prefix, None, follow_redirects=False).status_code in (302, 401, 403)
+
+    # A viewer opens the preview (as the project server's member) but cannot start one.
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "viewer"})
+    assert added.status_code == 200, added.text
+    eventually(
+        lambda: get(prefix, "bob", follow_redirects=False).status_code == 200,
+        "bob opening the preview",
+        hub=hub,
+    )
+    assert get(prefix, "bob").json()["version"] == "v1"
+    refused = hub.ecode("POST", f"projects/{pid}/deployments", user="bob", body={"kind": "preview"})
+    assert refused.status_code == 403, refused.text
+
+    # The preview runs the project's folder itself (the app reads the file per request), and
+    # asking again keeps it (the same deployment) instead of starting a second copy.
+    (workspace / "version.txt").write_text("v2\n")
+    again = hub.ecode("POST", f"projects/{pid}/deployments", user="alice", body={"kind": "preview"})
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == preview["id"]
+    assert get(again.json()["url"], "alice").json()["version"] == "v2"
 
 
 def test_jupyter_ecode_in_a_users_kernel_talks_to_the_service(hub: Hub) -> None:
@@ -395,7 +478,9 @@ def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
 
     alice = asyncio.run(session("alice"))
     assert {"read_file", "write_file", "run_command"} <= alice["tools"]
-    assert "start_preview" not in alice["tools"]
+    # Previews too: they run in the project's server (list_projects names no project yet).
+    assert {"start_preview", "preview_status", "check_app"} <= alice["tools"]
+    assert "list_projects" not in alice["tools"]
     assert alice["write"][0] is False, alice
     assert alice["read"][0] is False and "written by alice" in alice["read"][1], alice
     # The file is in alice's workspace, written by the project's server (her account).
