@@ -597,12 +597,14 @@ class AgentManager:
             # tools; "Undo this run" and "restore to step N" go back to these.
             on_step: StepHook | None = None
             checkpoints = self.ctx.extras.get("checkpoints")
+            checkpointed = [0]  # the steps with a checkpoint, for a run cut off mid-step
             if checkpoints is not None:
                 await checkpoints.take_quietly(
                     project, kind="start", run_id=ref.id, step=0, actor=user.username
                 )
 
                 async def checkpoint(step: int, tools: list[str], reported: list[str]) -> None:
+                    checkpointed.append(step)
                     await checkpoints.take_quietly(
                         project,
                         kind="step",
@@ -639,7 +641,27 @@ class AgentManager:
                 mode=ref.mode,
                 approver=approver,
             )
-            return await loop.run()
+            result: LoopResult | None = None
+            try:
+                result = await loop.run()
+                return result
+            finally:
+                if (
+                    checkpoints is not None
+                    and (result is None or result.status != "completed")
+                    and loop.step > checkpointed[-1]
+                ):
+                    # Cut off mid-step (cancelled, timed out, crashed): what its tools did is
+                    # the run's too, so undo reverts it ("interrupted" counts as running code).
+                    await checkpoints.take_quietly(
+                        project,
+                        kind="step",
+                        run_id=ref.id,
+                        step=loop.step,
+                        tools=["interrupted"],
+                        reported=loop.files_changed,
+                        actor=user.username,
+                    )
         finally:
             await provider.aclose()
 

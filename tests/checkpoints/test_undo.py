@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from agent.feed import events, wait_final
+from agent.scripts import use_loopback
 
 from ecode_jupyter.cli import main
 from ecode_jupyter.pytest_plugin import ecode_token_for
@@ -230,3 +232,42 @@ async def test_the_cli_lists_checkpoints_and_undoes_a_run_through_the_server(
     out = capsys.readouterr().out
     assert "put back  main.py" in out and "put back  made.txt" in out
     assert _files(ws) == before
+
+
+async def test_a_run_cancelled_mid_step_is_undone_too(
+    ecode_api: Any,
+    ecode_workspace_root: Path,
+    ecode_anthropic_loopback: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pid, ws = await _project(ecode_api, ecode_workspace_root)
+    server = ecode_anthropic_loopback(
+        [
+            ScriptedTurn(
+                tool_calls=[
+                    ScriptedToolCall("write_file", {"path": "half.py", "content": "x = 1\n"}),
+                    ScriptedToolCall("run_command", {"command": "sleep 60"}),
+                ]
+            ),
+            text_turn("Done."),
+        ]
+    )
+    use_loopback("anthropic", server, monkeypatch)
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "go"})
+    run_id = started.body["id"]
+    while not any(
+        e["type"] == "command.output"
+        or e["type"] == "tool.call"
+        and e["data"]["name"] == "run_command"
+        for e in await events(ecode_api, run_id)
+    ):
+        await asyncio.sleep(0.05)
+    assert (ws / "half.py").exists()
+    await ecode_api("POST", f"runs/{run_id}/cancel")
+    assert (await wait_final(ecode_api, run_id))["status"] == "cancelled"
+
+    undone = await ecode_api("POST", f"runs/{run_id}/undo")
+
+    assert undone.status == 200, undone.body
+    assert undone.body["restored"] == ["half.py"]
+    assert not (ws / "half.py").exists()
