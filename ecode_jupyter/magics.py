@@ -5,8 +5,8 @@ does, unless the user asks to change a project: ``--project REF`` (``.`` for the
 or, for every later prompt, ``%ecode use REF`` — then follows the run's progress feed and
 renders it live in the cell output until the run ends; Ctrl-C (interrupt) asks the server to cancel
 the run. ``%%ecode`` takes the prompt from the cell body. Other subcommands: ``projects``,
-``use``, ``runs``, ``status``, ``watch``, ``cancel``, ``credits``, ``model``, ``connect``,
-``help``.
+``use``, ``runs``, ``status``, ``watch``, ``cancel``, ``approve``, ``credits``, ``model``,
+``connect``, ``help``.
 
 The magics speak to the Jupyter server over its REST and WebSocket API (``client/``), found
 from the kernel's environment or the running-server list (``client/discovery.py``).
@@ -70,6 +70,11 @@ USAGE = """\
 %ecode cancel [RUN]           cancel the current (or given) run
 %ecode undo [RUN]             put back the files the current (or given) run changed,
                               keeping edits made since (overlaps are shown, not lost)
+%ecode approve [RUN] ID [deny|always]
+                              answer the approval request ID of the current (or given) run:
+                              allow (default), deny, or always allow it in this project
+%ecode undo [RUN]             put back the files the current (or given) run changed,
+                              keeping edits made since (overlaps are shown, not lost)
 %ecode credits                your credit balance
 %ecode model [NAME|default]   show or set this session's default model
 %ecode connect [URL [TOKEN]]  show or set the server (default: from the environment)
@@ -84,6 +89,8 @@ SUBCOMMANDS: dict[str, tuple[int, int]] = {
     "status": (0, 1),
     "watch": (0, 1),
     "cancel": (0, 1),
+    "undo": (0, 1),
+    "approve": (1, 3),
     "undo": (0, 1),
     "credits": (0, 0),
     "model": (0, 1),
@@ -570,6 +577,25 @@ class EcodeMagics(Magics):
         run_id = self._run_ref(ref)
         run = self.client().cancel_run(run_id)
         print(f"ecode: asked to cancel run {run_id} (status: {run.get('status', 'cancelling')})")
+
+    def _cmd_undo(self, ref: str | None = None) -> None:
+        run_id = self._run_ref(ref)
+        result = self.client().post(f"runs/{quote(run_id, safe='')}/undo")
+        print(undo_text(run_id, result))
+
+    def _cmd_approve(self, *words: str) -> None:
+        # The decision may be written as the CLI's flags too (--deny, --always).
+        decision = "allow"
+        if words and words[-1].lstrip("-") in ("allow", "deny", "always"):
+            decision, words = words[-1].lstrip("-"), words[:-1]
+        if len(words) not in (1, 2):
+            msg = "usage: %ecode approve [RUN] APPROVAL_ID [deny|always]"
+            raise UsageError(msg)
+        run_id = self._run_ref(words[0] if len(words) == 2 else None)
+        path = f"runs/{quote(run_id, safe='')}/approvals/{quote(words[-1], safe='')}"
+        answer = self.client().post(path, {"decision": decision})
+        what = answer.get("tool") or answer.get("kind") or "the request"
+        print(f"ecode: {answer.get('status', decision)}: {what} (run {run_id})")
 
     def _cmd_undo(self, ref: str | None = None) -> None:
         run_id = self._run_ref(ref)

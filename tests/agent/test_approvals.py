@@ -240,3 +240,41 @@ async def test_the_cli_answers_an_approval_through_the_server(
     # Answered already: the CLI says so and exits non-zero.
     assert await asyncio.to_thread(main, argv) == 1
     assert "denied already" in capsys.readouterr().out
+
+
+async def test_percent_ecode_approve_answers_from_a_notebook(
+    ecode_api: Any, model: Any, jp_http_port: int, jp_base_url: str, tmp_path: Any
+) -> None:
+    from jupyter_client.manager import AsyncKernelManager
+    from magics.kernel import CellOutput, kernel_env
+
+    pid = await _project_with_policy(ecode_api, ASK_CURL)
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "fetch it"})
+    run_id = started.body["id"]
+    asked = await _wait_for_request(ecode_api, run_id)
+    env = kernel_env(
+        ECODE_SERVER_URL=f"http://127.0.0.1:{jp_http_port}{jp_base_url}",
+        ECODE_TOKEN=ecode_token_for("alice"),
+    )
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(env=env, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+
+    async def cell(code: str) -> CellOutput:
+        out = CellOutput()
+        reply = await kc.execute_interactive(code, output_hook=out.hook, timeout=120)
+        out.status = reply["content"]["status"]
+        return out
+
+    try:
+        await kc.wait_for_ready(timeout=60)
+        assert (await cell("%load_ext ecode_jupyter")).status == "ok"
+        answered = await cell(f"%ecode approve {run_id} {asked['approval_id']} deny")
+        assert answered.status == "ok", answered.everything()
+        assert f"ecode: denied: run_command (run {run_id})" in answered.stdout
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    assert (await wait_final(ecode_api, run_id))["status"] == "completed"
+    assert model.requests[2].tool_results()[0].content.startswith("policy_denied:")
