@@ -30,6 +30,7 @@ class FeedPrinter:
         self._lines: dict[str, int] = {}
         self._text_open = False
         self._streamed: set[int] = set()
+        self._run_id = ""
 
     def _end_text(self) -> None:
         if self._text_open:
@@ -39,6 +40,7 @@ class FeedPrinter:
     def handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         data = event.get("data") or {}
+        self._run_id = str(event.get("run_id") or self._run_id)
         if kind != "message.delta":
             self._end_text()
         handler = getattr(self, "_" + kind.replace(".", "_"), None)
@@ -130,6 +132,22 @@ class FeedPrinter:
             for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
         )
         self.status += f" · {tokens} tokens · {credits(int(total.get('cost_micros', 0)))} credits"
+
+    def _approval_requested(self, data: dict[str, Any]) -> None:
+        # The run waits: say for what, and how to answer from another terminal.
+        what = data.get("message") or data.get("tool") or "the plan"
+        answer = f"jupyter ecode approve {self._run_id} {data.get('approval_id', '?')}"
+        self.console.print(
+            f"[bold yellow]waiting for approval:[/bold yellow] {escape(str(what))}\n"
+            f"  answer with [bold]{escape(answer)}[/bold] (--deny to refuse, --always to "
+            "allow it from now on)"
+        )
+        self.status = "waiting for approval"
+
+    def _approval_resolved(self, data: dict[str, Any]) -> None:
+        by = f" by {data['by']}" if data.get("by") else ""
+        self.console.print(f"approval: {escape(str(data.get('decision', '?')))}{escape(by)}")
+        self.status = "running"
 
     def _run_completed(self, data: dict[str, Any]) -> None:
         self.console.print(f"[bold green]✓ {escape(data.get('message', 'completed'))}[/bold green]")

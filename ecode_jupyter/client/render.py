@@ -91,8 +91,8 @@ def run_html(progress: RunProgress, project_label: str | None = None) -> str:
     if progress.approval:
         how = "approve it in the JupyterLab sidebar"
         if progress.approval_id and progress.run_id:
-            command = f"!jupyter ecode approve {progress.run_id} {progress.approval_id}"
-            how += f", or run <code>{escape(command)}</code> (<code>--deny</code> to refuse)"
+            command = f"%ecode approve {progress.run_id} {progress.approval_id}"
+            how += f", or run <code>{escape(command)}</code> (add <code>deny</code> to refuse)"
         parts.append(
             '<div style="color:#b06000"><b>Waiting for approval:</b> '
             f"{escape(progress.approval)} — {how}.</div>"
@@ -148,8 +148,8 @@ def run_text(progress: RunProgress, project_label: str | None = None) -> str:
     if progress.approval:
         lines.append(f"waiting for approval: {progress.approval}")
         if progress.approval_id and progress.run_id:
-            answer = f"jupyter ecode approve {progress.run_id} {progress.approval_id}"
-            lines.append(f"  answer: {answer} (--deny to refuse)")
+            answer = f"%ecode approve {progress.run_id} {progress.approval_id}"
+            lines.append(f"  answer: {answer} (add deny to refuse)")
     if not progress.finished:
         lines.extend(f"  {_tool_text(t)}" for t in list(progress.tools)[-3:])
         lines.extend(f"  | {line}" for line in list(progress.output)[-5:])

@@ -278,3 +278,24 @@ async def test_percent_ecode_approve_answers_from_a_notebook(
         await km.shutdown_kernel(now=True)
     assert (await wait_final(ecode_api, run_id))["status"] == "completed"
     assert model.requests[2].tool_results()[0].content.startswith("policy_denied:")
+
+
+def test_jupyter_ecode_new_says_what_waits_and_how_to_answer() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from ecode_jupyter.cli.progress import FeedPrinter
+
+    out = StringIO()
+    printer = FeedPrinter(Console(file=out, width=200, color_system=None))
+    asked = {"approval_id": "a1", "tool": "run_command", "message": "run_command `curl x`"}
+    printer.handle({"run_id": "r1", "type": "approval.requested", "data": asked})
+    assert printer.status == "waiting for approval"
+    printer.handle(
+        {"run_id": "r1", "type": "approval.resolved", "data": {"decision": "deny", "by": "ann"}}
+    )
+    text = out.getvalue()
+    assert "waiting for approval: run_command `curl x`" in text
+    assert "jupyter ecode approve r1 a1" in text and "approval: deny by ann" in text
+    assert printer.status == "running"

@@ -164,7 +164,7 @@ def test_a_pending_approval_says_how_to_answer_it_until_resolved() -> None:
     progress.apply(
         event(2, "approval.requested", "r1", approval_id="a1", message="run_command `curl x`")
     )
-    assert "jupyter ecode approve r1 a1" in run_html(progress)
-    assert "answer: jupyter ecode approve r1 a1" in run_text(progress)
+    assert "%ecode approve r1 a1" in run_html(progress)
+    assert "answer: %ecode approve r1 a1" in run_text(progress)
     progress.apply(event(3, "approval.resolved", "r1", approval_id="a1", decision="allow"))
     assert progress.approval is None and "approve" not in run_text(progress)
