@@ -152,13 +152,17 @@ def allow_rule_for(tool: str, arguments: dict[str, Any]) -> Rule:
     """The rule "always allow" adds: this tool with exactly this subject (a command, a path),
     or the whole tool when a call has no subject."""
     subjects = call_subjects(tool, arguments)
-    subject = subjects[0] if subjects and subjects[0] else None
+    if not subjects:
+        return Rule(tool=tool, action=ALLOW)
     # fnmatch would read *, ? and [ in the subject as patterns, and | splits alternatives.
-    if subject is not None:
-        subject = re.sub(r"([*?\[])", r"[\1]", subject).replace("|", "?")
-        if len(subject) > MAX_PATTERN_CHARS:
-            subject = None
-    return Rule(tool=tool, action=ALLOW, match=subject)
+    subject = re.sub(r"([*?\[])", r"[\1]", subjects[0]).replace("|", "?")
+    if len(subject) > MAX_PATTERN_CHARS:
+        # Too long to keep whole: its beginning, never the whole tool (which "always" on one
+        # long command would otherwise allow). Cut before a partly kept [x] escape.
+        head = subject[: MAX_PATTERN_CHARS - 4]
+        subject = head[: head.rfind("[")] if head.count("[") > head.count("]") else head
+        subject += "*"
+    return Rule(tool=tool, action=ALLOW, match=subject or None)
 
 
 class PolicyManager:
