@@ -11,15 +11,21 @@ When no template fits the prompt (it names a stack none is built on: Vue, Next.j
 a GPU, ...) the first turn says so and ends with the ``cannot_build`` stop reason: the run ends
 failed (``no_template``), with nothing built, instead of an unrelated project.
 
-Turns, each answering the previous tool results::
+Turns, each answering the previous tool results (the plan item each works on, for clients'
+checklists, in brackets)::
 
-    1  plan text            + list_files (what is there already)
-    2  write_file × missing template files
-    3  run_command: which of the template's requirements are missing
+    1  plan text            + list_files (what is there already)             [write]
+    2  write_file × missing template files                                   [write]
+    3  run_command: which of the template's requirements the project's own
+       .venv lacks (with installs off: the server's python)                  [install]
        (a Node template: run_command ``npm install``, when allowed, and no step 4)
-    4  install_packages (missing ones, when allowed)
-    5  "done" — the agent's verify step then runs the tests
+    4  install_packages: all of them, into .venv, when any is missing        [install]
+    5  "done" — the agent's verify step then runs the tests                  [test]
+       or, when the install failed: says so and the run ends ``install_failed``
     6+ (only if asked to fix something) says it cannot, without a model
+
+A new prompt on a project it has built (``follow_up``) gets one turn saying it cannot change
+the project, and the run ends failed (``offline_cannot_change``) with nothing changed.
 """
 
 from __future__ import annotations
