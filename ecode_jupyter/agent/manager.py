@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,6 +27,7 @@ from ..context import EcodeContext, server_identity
 from ..db.models import Role, Run, utcnow
 from ..exceptions import Conflict, EcodeError, InvalidInput, ModelNotAllowed, NotFound
 from ..identity import EcodeUser
+from ..pages import decode_cursor, encode_cursor
 from ..projects import validation as v
 from ..projects.manager import ProjectContext
 from ..projects.templating import get_template
@@ -477,6 +478,19 @@ class AgentManager:
     ) -> list[dict[str, Any]]:
         project = await self.ctx.projects.project_context(user, project_id, Role.viewer)
         return await self.db.run(lambda s: store.list_runs(s, project.id, limit))
+
+    async def list_runs_page(
+        self, user: EcodeUser, project_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``list_runs`` (newest first) and the next page's cursor (None after
+        the last)."""
+        after: tuple[datetime, str] | None = None
+        if cursor:
+            when, run_id = decode_cursor(cursor, datetime, str)
+            after = (when, run_id)
+        project = await self.ctx.projects.project_context(user, project_id, Role.viewer)
+        runs, last = await self.db.run(lambda s: store.list_runs_page(s, project.id, limit, after))
+        return runs, encode_cursor(*last) if last else None
 
     async def authorize_feed(self, user: EcodeUser, run_id: Any) -> store.RunRef:
         """The run, if ``user`` may read its feed (viewer on the project)."""

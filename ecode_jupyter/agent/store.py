@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..agent.providers.base import Usage
@@ -158,6 +158,22 @@ def list_runs(session: Session, project_id: str, limit: int) -> list[dict[str, A
         select(Run).where(Run.project_id == project_id).order_by(Run.created_at.desc()).limit(limit)
     )
     return [run_to_json(r) for r in rows]
+
+
+def list_runs_page(
+    session: Session, project_id: str, limit: int, after: tuple[datetime, str] | None
+) -> tuple[list[dict[str, Any]], tuple[datetime, str] | None]:
+    """Newest first, after the run whose (created_at, id) is ``after``; and the key of this
+    page's last run when more follow."""
+    stmt = select(Run).where(Run.project_id == project_id)
+    if after is not None:
+        when, run_id = after
+        stmt = stmt.where(or_(Run.created_at < when, and_(Run.created_at == when, Run.id < run_id)))
+    stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    page = rows[:limit]
+    more = len(rows) > limit and bool(page)
+    return [run_to_json(r) for r in page], (page[-1].created_at, page[-1].id) if more else None
 
 
 def count_runs(session: Session, project_id: str) -> int:

@@ -14,8 +14,14 @@ class MembersHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
-        members = await self.ecode.projects.list_members(self.ecode_user, project_id)
-        self.finish_json({"members": members})
+        # Oldest membership first, in pages (a project shared with a whole school is large).
+        members, next_cursor = await self.ecode.projects.list_members_page(
+            self.ecode_user,
+            project_id,
+            limit=self.query_int("limit", 200, lo=1, hi=1000),
+            cursor=self.get_query_argument("cursor", None),
+        )
+        self.finish_json({"members": members, "next_cursor": next_cursor})
 
 
 class MemberHandler(EcodeHandler):

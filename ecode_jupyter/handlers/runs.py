@@ -47,9 +47,12 @@ class ProjectRunsHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
+        # Newest first, in pages: `next_cursor` (None after the last) goes back as `cursor`.
         limit = self.query_int("limit", 50, lo=1, hi=500)
-        runs = await _agent(self.ecode).list_runs(self.ecode_user, project_id, limit=limit)
-        self.finish_json({"runs": runs})
+        runs, next_cursor = await _agent(self.ecode).list_runs_page(
+            self.ecode_user, project_id, limit=limit, cursor=self.get_query_argument("cursor", None)
+        )
+        self.finish_json({"runs": runs, "next_cursor": next_cursor})
 
     @web.authenticated
     @authorized

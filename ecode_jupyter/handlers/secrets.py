@@ -14,8 +14,13 @@ class SecretsHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
-        names = await self.ecode.secrets.list_secrets(self.ecode_user, project_id)
-        self.finish_json({"secrets": names})
+        names, next_cursor = await self.ecode.secrets.list_secrets_page(
+            self.ecode_user,
+            project_id,
+            limit=self.query_int("limit", 200, lo=1, hi=1000),
+            cursor=self.get_query_argument("cursor", None),
+        )
+        self.finish_json({"secrets": names, "next_cursor": next_cursor})
 
 
 class SecretHandler(EcodeHandler):

@@ -27,6 +27,7 @@ from ..db import Database
 from ..db.models import Project, ProjectMember, Role, User, utcnow
 from ..exceptions import Conflict, Forbidden, InvalidInput, NotFound, SlugTaken
 from ..identity import EcodeUser
+from ..pages import decode_cursor, encode_cursor
 from . import validation as v
 
 log = logging.getLogger(__name__)
@@ -534,6 +535,36 @@ class ProjectManager:
                 {"user": m.username, "role": m.role, "added_at": m.added_at.isoformat()}
                 for m in rows
             ]
+
+        return await self.db.run(query)
+
+    async def list_members_page(
+        self, user: EcodeUser, project_id: Any, *, limit: int = 200, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``list_members`` (oldest membership first) and the next page's cursor
+        (None after the last)."""
+        after = decode_cursor(cursor, datetime, str) if cursor else None
+
+        def query(session: Session) -> tuple[list[dict[str, Any]], str | None]:
+            self._load(session, user, project_id, Role.viewer, deleted=False)
+            stmt = select(ProjectMember).where(ProjectMember.project_id == project_id)
+            if after is not None:
+                when, name = after
+                stmt = stmt.where(
+                    or_(
+                        ProjectMember.added_at > when,
+                        and_(ProjectMember.added_at == when, ProjectMember.username > name),
+                    )
+                )
+            stmt = stmt.order_by(ProjectMember.added_at, ProjectMember.username).limit(limit + 1)
+            rows = list(session.scalars(stmt))
+            page, more = rows[:limit], len(rows) > limit
+            items = [
+                {"user": m.username, "role": m.role, "added_at": m.added_at.isoformat()}
+                for m in page
+            ]
+            last = page[-1] if page else None
+            return items, encode_cursor(last.added_at, last.username) if more and last else None
 
         return await self.db.run(query)
 

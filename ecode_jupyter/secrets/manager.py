@@ -23,6 +23,7 @@ from ..db import Database
 from ..db.models import ProjectSecret, Role, utcnow
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser
+from ..pages import decode_cursor, encode_cursor
 from ..projects.manager import ProjectManager
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,28 @@ class SecretsManager:
                 }
                 for r in rows
             ]
+
+        return await self.db.run(query)
+
+    async def list_secrets_page(
+        self, user: EcodeUser, project_id: Any, *, limit: int = 200, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of ``list_secrets`` (by name) and the next page's cursor (None after the
+        last)."""
+        after = decode_cursor(cursor, str) if cursor else None
+        await self.projects.get_project(user, project_id, Role.viewer)
+
+        def query(session: Session) -> tuple[list[dict[str, Any]], str | None]:
+            stmt = select(ProjectSecret).where(ProjectSecret.project_id == project_id)
+            if after is not None:
+                stmt = stmt.where(ProjectSecret.name > after[0])
+            rows = list(session.scalars(stmt.order_by(ProjectSecret.name).limit(limit + 1)))
+            page, more = rows[:limit], len(rows) > limit
+            items = [
+                {"name": r.name, "updated_at": r.updated_at.isoformat(), "updated_by": r.updated_by}
+                for r in page
+            ]
+            return items, encode_cursor(page[-1].name) if more and page else None
 
         return await self.db.run(query)
 

@@ -7,8 +7,9 @@ stopping at a 404. Runs use a model server that is not there: a run fails at its
 call instead of building an app on 2 cores.
 
 Figures of a run are in its output (``-s``): operations, test cases, and any 5xx with the
-curl command that reproduces it. ``ECODE_FUZZ_EXAMPLES`` (default 25) and ``ECODE_FUZZ_SEED``
-change its size and its cases.
+curl command that reproduces it. ``ECODE_FUZZ_EXAMPLES`` (default 25), ``ECODE_FUZZ_SEED``
+and ``ECODE_FUZZ_USER`` (default admin; alice is a stranger to the pinned project) change its
+size, its cases and who calls.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ async def test_no_operation_answers_a_server_error(
         "--url",
         f"http://127.0.0.1:{jp_http_port}{jp_base_url}api/ecode",
         "--header",
-        f"Authorization: token {ecode_token_for('admin')}",
+        f"Authorization: token {ecode_token_for(os.environ.get('ECODE_FUZZ_USER', 'admin'))}",
         "--checks",
         "not_a_server_error",
         "--phases",
