@@ -131,8 +131,16 @@ class ProjectTemplate:
         return _argv(self.test, python)
 
     def to_json(self) -> dict[str, Any]:
-        """What the REST template list shows."""
-        return {"id": self.id, "title": self.title, "description": self.description}
+        """What the REST template list shows. ``serves``: whether a project of it is a web app
+        with a preview; one that is not (a script, a notebook) is used by opening or running
+        ``entry``, so a client offers that instead of "Start preview"."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "serves": self.run is not None,
+            "entry": self.entry,
+        }
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,12 @@ def test_templates_are_listed_in_id_order() -> None:
         "id": "flask-api",
         "title": "Flask API",
         "description": templates[3].description,
+        "serves": True,
+        "entry": "app.py",
     }
+    # A script's template is no web app: clients offer how to run it, not a preview.
+    script = next(t for t in templates if t.id == "python-script").to_json()
+    assert (script["serves"], script["entry"]) == (False, "main.py")
     assert list_templates() == templates  # cached, and a fresh list each call
     assert list_templates() is not templates
 
