@@ -497,3 +497,100 @@ def test_an_outside_agent_uses_the_tools_through_the_service(hub: Hub) -> None:
     # The write is in the audit trail, as alice's.
     audit = hub.ecode("GET", f"audit?project={pid}", user="admin").json()["events"]
     assert ("alice", "tool.write_file") in {(e["actor"], e["action"]) for e in audit}
+
+
+def test_members_and_the_agent_edit_one_document_in_one_room(hub: Hub) -> None:
+    # The point of a project's own server: alice and bob open the same file in the same
+    # collaboration room (the project server's), each sees the other's typing, and the
+    # agent's edit (a tool call from the service) arrives live in both.
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    import httpx2
+    from httpx_ws import aconnect_ws
+    from jupyter_ydoc import YUnicode
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from pycrdt import Provider, Text
+    from pycrdt.websocket.websocket import HttpxWebsocket
+
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "One Room"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    name = f"ecode-{slug}"
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "editor"})
+    assert added.status_code == 200, added.text
+    opened = hub.ecode("POST", f"projects/{pid}/server", user="alice")
+    assert opened.status_code == 200 and opened.json()["ready"], opened.text
+    alice = project_server(hub, "alice", "alice", name)
+    put = alice(
+        "PUT", "api/contents/notes.md", json={"type": "file", "format": "text", "content": "a\n"}
+    )
+    assert put.status_code in (200, 201), put.text
+    bob = project_server(hub, "bob", "alice", name)
+    eventually(lambda: bob("GET", "api/contents/notes.md").status_code == 200, "bob in", hub=hub)
+    ws_base = "ws" + hub.url[len("http") :] + f"user/alice/{name}/"
+
+    @asynccontextmanager
+    async def room(user: str, doc: YUnicode) -> Any:
+        session = project_server(hub, user, "alice", name)(
+            "PUT",
+            "api/collaboration/session/notes.md",
+            json={"format": "text", "type": "file"},
+        )
+        assert session.status_code in (200, 201), session.text
+        info = session.json()
+        room_id = f"text:file:{info['fileId']}"
+        url = f"{ws_base}api/collaboration/room/{room_id}?sessionId={info['sessionId']}"
+        headers = {"Authorization": f"token {hub.tokens[user]}"}
+        async with (
+            aconnect_ws(url, headers=headers) as ws,
+            Provider(doc.ydoc, HttpxWebsocket(ws, room_id)) as provider,
+        ):
+            await asyncio.wait_for(provider.synced.wait(), 30)
+            yield room_id
+
+    async def until(check: Any, what: str) -> None:
+        for _ in range(600):
+            if check():
+                return
+            await asyncio.sleep(0.05)
+        pytest.fail(f"never happened: {what}")
+
+    async def agent_edit() -> tuple[bool, str]:
+        headers = {"Authorization": f"token {hub.tokens['alice']}"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=120) as http,
+            Client(
+                streamable_http_client(f"{hub.url}services/ecode/api/ecode/mcp", http_client=http)
+            ) as client,
+        ):
+            done = await client.call_tool(
+                "edit_file",
+                {"project": pid, "path": "notes.md", "old_text": "a\n", "new_text": "A\n"},
+            )
+            from tools.conftest import text_of
+
+            return done.is_error, text_of(done)
+
+    async def scenario() -> None:
+        alice_doc, bob_doc = YUnicode(), YUnicode()
+        async with room("alice", alice_doc) as a_room, room("bob", bob_doc) as b_room:
+            assert a_room == b_room  # one room, the project server's
+            await until(lambda: bob_doc.get() == "a\n", "bob sees the file")
+            alice_text = alice_doc.ydoc.get("source", type=Text)
+            alice_text.insert(len(str(alice_text).encode()), "typed by alice\n")
+            await until(lambda: "typed by alice" in bob_doc.get(), "bob sees alice's typing")
+            bob_text = bob_doc.ydoc.get("source", type=Text)
+            bob_text.insert(len(str(bob_text).encode()), "typed by bob\n")
+            await until(lambda: "typed by bob" in alice_doc.get(), "alice sees bob's typing")
+            is_error, text = await agent_edit()
+            assert not is_error, text
+            assert '"live": true' in text, text  # written through the room, not behind it
+            expected = "A\ntyped by alice\ntyped by bob\n"
+            await until(lambda: alice_doc.get() == expected, "alice sees the agent's edit")
+            await until(lambda: bob_doc.get() == expected, "bob sees the agent's edit")
+        # Nobody's keystroke lost on disk either (the tool's write saves the room).
+        assert (hub.workspace("alice", pid) / "notes.md").read_text() == expected
+
+    asyncio.run(scenario())
