@@ -299,3 +299,39 @@ def test_jupyter_ecode_new_says_what_waits_and_how_to_answer() -> None:
     assert "waiting for approval: run_command `curl x`" in text
     assert "jupyter ecode approve r1 a1" in text and "approval: deny by ann" in text
     assert printer.status == "running"
+
+
+async def test_an_answer_from_another_process_reaches_the_waiting_run(
+    ecode_api: Any,
+    model: Any,
+    ecode_database_url: str,
+    ecode_workspace_root: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # `jupyter ecode approve` on the database: its own AgentManager, not the server's, so the
+    # waiting run learns of the answer only by reading the row (as from another process).
+    for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("ECODE_WORKSPACE_ROOT", str(ecode_workspace_root))
+    pid = await _project_with_policy(ecode_api, ASK_CURL)
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "fetch it"})
+    run_id = started.body["id"]
+    asked = await _wait_for_request(ecode_api, run_id)
+    argv = [
+        "--database-url",
+        ecode_database_url,
+        "--user",
+        "alice",
+        "--json",
+        "approve",
+        run_id,
+        asked["approval_id"],
+    ]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "allowed"
+    assert (await wait_final(ecode_api, run_id))["status"] == "completed"
+    assert not model.requests[2].tool_results()[0].is_error
+    resolved = of_type(await events(ecode_api, run_id), "approval.resolved")
+    assert [(e["data"]["decision"], e["data"]["by"]) for e in resolved] == [("allow", "alice")]
