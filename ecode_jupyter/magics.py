@@ -72,9 +72,6 @@ USAGE = """\
                               keeping edits made since (overlaps are shown, not lost)
 %ecode approve [RUN] ID [deny|always]
                               answer the approval request ID of the current (or given) run:
-                              allow (default), deny, or always allow it in this project
-%ecode undo [RUN]             put back the files the current (or given) run changed,
-                              keeping edits made since (overlaps are shown, not lost)
 %ecode credits                your credit balance
 %ecode model [NAME|default]   show or set this session's default model
 %ecode connect [URL [TOKEN]]  show or set the server (default: from the environment)
@@ -91,7 +88,6 @@ SUBCOMMANDS: dict[str, tuple[int, int]] = {
     "cancel": (0, 1),
     "undo": (0, 1),
     "approve": (1, 3),
-    "undo": (0, 1),
     "credits": (0, 0),
     "model": (0, 1),
     "connect": (0, 2),
@@ -596,11 +592,6 @@ class EcodeMagics(Magics):
         answer = self.client().post(path, {"decision": decision})
         what = answer.get("tool") or answer.get("kind") or "the request"
         print(f"ecode: {answer.get('status', decision)}: {what} (run {run_id})")
-
-    def _cmd_undo(self, ref: str | None = None) -> None:
-        run_id = self._run_ref(ref)
-        result = self.client().post(f"runs/{quote(run_id, safe='')}/undo")
-        print(undo_text(run_id, result))
 
     # -- account --------------------------------------------------------------------------
 
