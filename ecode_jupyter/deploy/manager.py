@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,6 +46,7 @@ from ..db import Database
 from ..db.models import Project, ProjectMember, Role, utcnow
 from ..exceptions import Conflict, EcodeError, InvalidInput, NotBuilt, NotFound
 from ..identity import EcodeUser
+from ..pages import decode_cursor, encode_cursor
 from ..projects.manager import ProjectContext, ProjectManager
 from ..secrets.manager import SecretsManager
 from ..tools.context import project_environment
@@ -664,22 +665,26 @@ class DeployManager:
         used = await self.db.run(manifests)
         return await asyncio.to_thread(self.store.collect, used, grace_s)
 
-    async def list_releases(self, user: EcodeUser, project_id: Any) -> list[dict[str, Any]]:
+    async def list_releases_page(
+        self, user: EcodeUser, project_id: Any, *, limit: int = 200, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest release first, in pages: the next page's cursor, or None after the last."""
+        after = decode_cursor(cursor, int)[0] if cursor else None
         project = await self.projects.project_context(user, project_id, Role.viewer)
 
         def query(session: Session) -> list[Release]:
-            rows = list(
-                session.scalars(
-                    select(Release)
-                    .where(Release.project_id == project.id)
-                    .order_by(Release.number.desc())
-                )
-            )
+            stmt = select(Release).where(Release.project_id == project.id)
+            if after is not None:
+                stmt = stmt.where(Release.number < after)
+            rows = list(session.scalars(stmt.order_by(Release.number.desc()).limit(limit + 1)))
             for row in rows:
                 session.expunge(row)
             return rows
 
-        return [self._release_json(r) for r in await self.db.run(query)]
+        rows = await self.db.run(query)
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].number) if len(rows) > limit and page else None
+        return [self._release_json(r) for r in page], next_cursor
 
     async def get_release(
         self, user: EcodeUser, project_id: Any, release_id: Any
@@ -749,27 +754,37 @@ class DeployManager:
             log.exception("could not resume the live release of project %s", project_id)
 
     # -- listing and stopping ----------------------------------------------------------------
-    async def list_deployments(
-        self, user: EcodeUser, project_id: Any, limit: int = 50
-    ) -> list[dict[str, Any]]:
+    async def list_deployments_page(
+        self, user: EcodeUser, project_id: Any, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first, in pages: the next page's cursor (the last one's time and id), or
+        None after the last page."""
+        after = decode_cursor(cursor, datetime, str) if cursor else None
         project = await self.projects.project_context(user, project_id, Role.viewer)
         visibility = await self._visibility(project.id)
         show = may_view_app(visibility, project.role)
 
         def query(session: Session) -> list[Deployment]:
-            rows = list(
-                session.scalars(
-                    select(Deployment)
-                    .where(Deployment.project_id == project.id)
-                    .order_by(Deployment.created_at.desc())
-                    .limit(limit)
+            stmt = select(Deployment).where(Deployment.project_id == project.id)
+            if after is not None:
+                when, last_id = after
+                stmt = stmt.where(
+                    or_(
+                        Deployment.created_at < when,
+                        and_(Deployment.created_at == when, Deployment.id < last_id),
+                    )
                 )
-            )
+            stmt = stmt.order_by(Deployment.created_at.desc(), Deployment.id.desc())
+            rows = list(session.scalars(stmt.limit(limit + 1)))
             for row in rows:
                 session.expunge(row)
             return rows
 
-        rows = await self.db.run(query)
+        found = await self.db.run(query)
+        rows = found[:limit]
+        last = rows[-1] if rows else None
+        more = len(found) > limit and last is not None
+        next_cursor = encode_cursor(last.created_at, last.id) if more and last else None
         out = []
         for row in rows:
             app = self._apps.get(row.id)
@@ -777,7 +792,7 @@ class DeployManager:
                 out.append(await self._app_json(app, project.role, show_url=show))
             else:
                 out.append(self._row_json(row))
-        return out
+        return out, next_cursor
 
     async def get_deployment(
         self, user: EcodeUser, project_id: Any, deployment_id: Any

@@ -101,8 +101,14 @@ class DeploymentsHandler(DeployHandler):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
-        deployments = await self.deploy.list_deployments(self.ecode_user, project_id)
-        self.finish_json({"deployments": deployments})
+        # Newest first, in pages: `next_cursor` (None after the last) goes back as `cursor`.
+        deployments, next_cursor = await self.deploy.list_deployments_page(
+            self.ecode_user,
+            project_id,
+            limit=self.query_int("limit", 50, lo=1, hi=500),
+            cursor=self.get_query_argument("cursor", None),
+        )
+        self.finish_json({"deployments": deployments, "next_cursor": next_cursor})
 
     @web.authenticated
     @authorized
@@ -158,8 +164,13 @@ class ReleasesHandler(DeployHandler):
     @web.authenticated
     @authorized
     async def get(self, project_id: str) -> None:
-        releases = await self.deploy.list_releases(self.ecode_user, project_id)
-        self.finish_json({"releases": releases})
+        releases, next_cursor = await self.deploy.list_releases_page(
+            self.ecode_user,
+            project_id,
+            limit=self.query_int("limit", 200, lo=1, hi=1000),
+            cursor=self.get_query_argument("cursor", None),
+        )
+        self.finish_json({"releases": releases, "next_cursor": next_cursor})
 
     @web.authenticated
     @authorized

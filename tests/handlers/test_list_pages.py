@@ -111,3 +111,23 @@ async def test_the_audit_trail_comes_in_pages(ecode_api: Any) -> None:
     whole = await ecode_api("GET", "audit", user="admin")
     assert [e["id"] for e in whole.body["events"]] == ids
     await _bad_paging_is_400(ecode_api, "audit", user="admin")
+
+
+async def test_releases_and_deployments_come_in_pages_newest_first(ecode_api: Any) -> None:
+    created = await ecode_api("POST", "projects", body={"name": "Shipped", "template": "flask-api"})
+    assert created.status == 201, created.body
+    pid = created.body["id"]
+    numbers, deployments = [], []
+    for _ in range(3):
+        release = await ecode_api("POST", f"projects/{pid}/releases", body={})
+        assert release.status == 201, release.body
+        numbers.append(release.body["release"]["number"])
+        deployments.append(release.body["id"])
+    releases = await _all_pages(ecode_api, f"projects/{pid}/releases", "releases")
+    assert [r["number"] for r in releases] == numbers[::-1]
+    listed = await _all_pages(ecode_api, f"projects/{pid}/deployments", "deployments")
+    assert [d["id"] for d in listed] == deployments[::-1]
+    await _bad_paging_is_400(ecode_api, f"projects/{pid}/releases")
+    await _bad_paging_is_400(ecode_api, f"projects/{pid}/deployments")
+    stopped = await ecode_api("DELETE", f"projects/{pid}/deployments")
+    assert stopped.status == 200, stopped.body
