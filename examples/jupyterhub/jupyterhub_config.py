@@ -161,3 +161,31 @@ def ecode_project_server(spawner):
 
 c.Spawner.pre_spawn_hook = ecode_project_server
 c.JupyterHub.allow_named_servers = True
+
+# -- idle project servers stop by themselves ---------------------------------------------------
+# jupyterhub-idle-culler (pip install jupyterhub-idle-culler) stops servers idle for an hour,
+# named ones (the projects' servers) included; the next open starts them again with their
+# files, and the preview and kernels restart on demand. Releases run in the ecode service and
+# are not affected. Left out when the package is not installed.
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("jupyterhub_idle_culler") is not None:
+    c.JupyterHub.services.append(
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                "--timeout=3600",
+                "--cull-every=300",
+            ],
+        }
+    )
+    c.JupyterHub.load_roles.append(
+        {
+            "name": "idle-culler",
+            "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        }
+    )
