@@ -57,6 +57,10 @@ export interface ITemplate {
   id: string;
   title: string;
   description: string;
+  /** Whether its projects are web apps with a preview (false: a script, a notebook). */
+  serves?: boolean;
+  /** Its main file: what to run or open when it serves nothing. */
+  entry?: string;
 }
 
 /** Body of `POST api/ecode/projects`; a prompt starts an agent run at once. */

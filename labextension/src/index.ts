@@ -140,7 +140,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
       openFile: path => void commands.execute('docmanager:open', { path }),
       confirm,
-      workspaceFolder: () => model.settings.workspaceFolder
+      workspaceFolder: () => model.settings.workspaceFolder,
+      templates: () => model.templates
     };
 
     // -- changed files in the file browser ---------------------------------------------

@@ -6,7 +6,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { getProjectServer, openProjectServer } from './api';
+import { getProjectServer, ITemplate, openProjectServer } from './api';
 import { CheckpointList } from './components/CheckpointList';
 import { GpuBadge } from './components/GpuBadge';
 import {
@@ -18,7 +18,7 @@ import { ITab, TabList, TabPanel } from './components/Tabs';
 import { DeployTab } from './components/tabs/DeployTab';
 import { FeaturesTab } from './components/tabs/FeaturesTab';
 import { FilesTab } from './components/tabs/FilesTab';
-import { PreviewTab } from './components/tabs/PreviewTab';
+import { howToRunFor, PreviewTab } from './components/tabs/PreviewTab';
 import { isFinished } from './feedState';
 import { formatCredits } from './format';
 import { ecodeIcon } from './icons';
@@ -41,6 +41,8 @@ export interface IProjectViewActions {
   confirm: (title: string, body: string) => Promise<boolean>;
   /** The folder under the server root holding workspaces (a setting). */
   workspaceFolder: () => string;
+  /** The templates the server offers (to tell a script's project from a web app's). */
+  templates?: () => readonly ITemplate[];
 }
 
 const PROJECT_SERVER_API: IProjectServerApi = {
@@ -120,7 +122,14 @@ function ProjectViewBody(props: {
             />
           </>
         )}
-        {tab === 'preview' && <PreviewTab session={session} />}
+        {tab === 'preview' && (
+          <PreviewTab
+            session={session}
+            howToRun={howToRunFor(project, actions.templates?.() ?? [])}
+            workspace={workspace}
+            openFile={actions.openFile}
+          />
+        )}
         {tab === 'features' && (
           <FeaturesTab state={state} runs={session.runs} />
         )}

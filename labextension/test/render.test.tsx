@@ -8,6 +8,7 @@ import { FeedList } from '../src/components/FeedView';
 import { FeedRowView } from '../src/components/FeedRows';
 import { PlanChecklist } from '../src/components/Plan';
 import {
+  howToRunFor,
   PREVIEW_SANDBOX,
   PreviewTab,
   previewSandbox
@@ -452,6 +453,77 @@ describe('the preview tab', () => {
     expect(container.querySelector('iframe')).toBeNull();
     expect(container.textContent).toContain('Start preview');
     expect(container.textContent).toContain('No preview is running.');
+    session.dispose();
+  });
+
+  const templates = [
+    {
+      id: 'flask-api',
+      title: 'Flask',
+      description: '',
+      serves: true,
+      entry: 'app.py'
+    },
+    {
+      id: 'python-script',
+      title: 'Script',
+      description: '',
+      serves: false,
+      entry: 'main.py'
+    },
+    {
+      id: 'data-notebook',
+      title: 'Notebook',
+      description: '',
+      serves: false,
+      entry: 'analysis.ipynb'
+    },
+    { id: 'old-server', title: 'Old', description: '' }
+  ];
+
+  it('knows a script or notebook project from its template', () => {
+    const of = (template: string | null) =>
+      howToRunFor({ ...project, template }, templates);
+    expect(of('python-script')).toEqual({
+      kind: 'script',
+      path: 'main.py',
+      command: 'python main.py'
+    });
+    expect(of('data-notebook')).toEqual({
+      kind: 'notebook',
+      path: 'analysis.ipynb',
+      command: null
+    });
+    // A web app, no template, or a server that does not say: the preview as before.
+    expect(of('flask-api')).toBeNull();
+    expect(of(null)).toBeNull();
+    expect(of('old-server')).toBeNull();
+  });
+
+  it('says how to run a script instead of offering a preview that fails', () => {
+    const session = new ProjectSession(project);
+    const opened: string[] = [];
+    render(
+      <PreviewTab
+        session={session}
+        howToRun={{
+          kind: 'script',
+          path: 'main.py',
+          command: 'python main.py'
+        }}
+        workspace="ecode-projects/p1"
+        openFile={path => opened.push(path)}
+      />
+    );
+    expect(container.textContent).not.toContain('Start preview');
+    expect(container.textContent).toContain('not a web app');
+    expect(container.textContent).toContain('python main.py');
+    expect(container.textContent).toContain('ecode-projects/p1');
+    const open = Array.from(container.querySelectorAll('button')).find(b =>
+      b.textContent?.includes('Open main.py')
+    )!;
+    act(() => open.click());
+    expect(opened).toEqual(['ecode-projects/p1/main.py']);
     session.dispose();
   });
 });

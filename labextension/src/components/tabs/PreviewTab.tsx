@@ -5,8 +5,71 @@
  */
 import * as React from 'react';
 
+import { IProject, ITemplate } from '../../api';
 import { ProjectSession } from '../../session';
 import { CommandForm } from '../CommandForm';
+
+/** How to use a project that is not a web app, instead of previewing it. */
+export interface IHowToRun {
+  kind: 'script' | 'notebook';
+  /** The file to run or open, relative to the workspace. */
+  path: string;
+  /** The command for a terminal in the workspace; null for a notebook. */
+  command: string | null;
+}
+
+/**
+ * How to run a project whose template serves nothing (the server's `serves: false`), or
+ * null: a web app, no template, or a server that does not say.
+ */
+export function howToRunFor(
+  project: IProject,
+  templates: readonly ITemplate[]
+): IHowToRun | null {
+  const template = templates.find(t => t.id === project.template);
+  if (!template || template.serves !== false || !template.entry) {
+    return null;
+  }
+  const path = template.entry;
+  return path.endsWith('.ipynb')
+    ? { kind: 'notebook', path, command: null }
+    : { kind: 'script', path, command: `python ${path}` };
+}
+
+/** Instead of a preview that can only fail: what to open or run. */
+function HowToRun(props: {
+  how: IHowToRun;
+  workspace: string;
+  openFile?: (path: string) => void;
+}): JSX.Element {
+  const { how, workspace, openFile } = props;
+  const full = workspace ? `${workspace}/${how.path}` : how.path;
+  return (
+    <div className="jp-EcodePreview-howto" role="note">
+      <p>
+        This project is a {how.kind}, not a web app: there is nothing to
+        preview.
+      </p>
+      {how.command ? (
+        <p>
+          Run it in a terminal in its folder (<code>{workspace || '.'}</code>):{' '}
+          <code>{how.command}</code>
+        </p>
+      ) : (
+        <p>Open the notebook and run all its cells.</p>
+      )}
+      {openFile && (
+        <button
+          type="button"
+          className="jp-mod-styled jp-mod-accept jp-EcodeButton jp-EcodeButton-small"
+          onClick={() => openFile(full)}
+        >
+          Open {how.path}
+        </button>
+      )}
+    </div>
+  );
+}
 
 /** The frame's sandbox: the app may script itself and post forms, not reach Jupyter. */
 export const PREVIEW_SANDBOX = 'allow-scripts allow-forms allow-popups';
@@ -36,8 +99,15 @@ export function previewSandbox(
     : PREVIEW_SANDBOX;
 }
 
-export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
-  const { session } = props;
+export function PreviewTab(props: {
+  session: ProjectSession;
+  /** Set for a project that is not a web app: shown instead of "Start preview". */
+  howToRun?: IHowToRun | null;
+  /** The project's folder under the server root (for "how to run it"). */
+  workspace?: string;
+  openFile?: (path: string) => void;
+}): JSX.Element {
+  const { session, howToRun } = props;
   const [reloads, setReloads] = React.useState(0);
   const preview = session.preview;
   const starting = session.busy.has('preview');
@@ -71,7 +141,7 @@ export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
             </a>
           </>
         )}
-        {canEdit && (
+        {canEdit && (preview || !howToRun) && (
           <button
             type="button"
             className="jp-mod-styled jp-mod-accept jp-EcodeButton jp-EcodeButton-small"
@@ -114,6 +184,12 @@ export function PreviewTab(props: { session: ProjectSession }): JSX.Element {
           src={preview.url}
           sandbox={previewSandbox(preview.url, preview.own_origin)}
           referrerPolicy="no-referrer"
+        />
+      ) : howToRun && !preview ? (
+        <HowToRun
+          how={howToRun}
+          workspace={props.workspace ?? ''}
+          openFile={props.openFile}
         />
       ) : (
         <p className="jp-EcodeField-help jp-EcodePreview-empty">
