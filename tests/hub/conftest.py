@@ -82,6 +82,10 @@ _PROBE_CODE = "open('secret_len.txt', 'w').write(str(len(os.environ.get('GREETIN
 SECRET_PROBE = f'python -c "import os; {_PROBE_CODE}"'
 
 
+# A prompt containing this makes the model change nothing (see model_turns).
+KEEP_TEMPLATE = "keep the template as it is"
+
+
 def model_turns(request: LoopbackRequest) -> ScriptedTurn:
     """The loopback model of the hub tests: a small Python project with a passing test.
 
@@ -89,6 +93,10 @@ def model_turns(request: LoopbackRequest) -> ScriptedTurn:
     """
     messages = request.json.get("messages") or []
     step = sum(1 for m in messages if m.get("role") == "assistant")
+    if KEEP_TEMPLATE in json.dumps(messages[:1]):
+        # The template is the app: done at once, so the run's own verification (tests, the
+        # preview, the page in a browser) is what the test watches.
+        return text_turn("The template already does it.")
     if step == 0:
         return ScriptedTurn(
             text="Plan:\n1. Write the app.\n2. Write a test.\n3. Run the tests.\n",

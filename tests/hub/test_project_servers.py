@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import MODEL_KEY, Hub
+from .conftest import KEEP_TEMPLATE, MODEL_KEY, Hub
 
 pytestmark = pytest.mark.hub
 
@@ -594,3 +594,33 @@ def test_members_and_the_agent_edit_one_document_in_one_room(hub: Hub) -> None:
         assert (hub.workspace("alice", pid) / "notes.md").read_text() == expected
 
     asyncio.run(scenario())
+
+
+def test_a_run_verifies_its_app_in_the_project_server(hub: Hub) -> None:
+    # The agent runs in the service; its verification runs the template's tests, starts the
+    # preview and opens its first page in a browser, all in the project's server.
+    created = hub.ecode(
+        "POST", "projects", user="alice", body={"name": "Verified App", "template": "flask-api"}
+    )
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    started = hub.ecode(
+        "POST", f"projects/{pid}/runs", user="alice", via="service", body={"prompt": KEEP_TEMPLATE}
+    )
+    assert started.status_code == 201, started.text
+    run = wait_run_via_service(hub, started.json()["id"])
+    feed = feed_of_service(hub, run["id"])
+    assert run["status"] == "completed", [(e["type"], e["data"]) for e in feed[-12:]]
+    results = {e["data"]["name"]: e["data"] for e in feed if e["type"] == "tool.result"}
+    assert results["start_preview"]["ok"], results["start_preview"]
+    assert results["check_app"]["ok"], results["check_app"]
+    assert '"passed": true' in results["check_app"]["output"], results["check_app"]["output"]
+    preview = run["summary"]["preview"]
+    assert preview["status"] == "running"
+    assert preview["url"].startswith(f"/user/alice/ecode-{slug}/ecode/apps/@alice/{slug}/~")
+    # The app answers there, for alice, through the hub's proxy.
+    answer = hub.client.get(
+        f"{hub.url}{preview['url'].lstrip('/')}",
+        headers={"Authorization": f"token {hub.tokens['alice']}"},
+    )
+    assert answer.status_code == 200, answer.text
