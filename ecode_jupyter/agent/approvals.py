@@ -42,10 +42,16 @@ PENDING = "pending"
 _STATUS = {"allow": "allowed", "always": "allowed", "deny": "denied"}
 
 
+#: the longest plan a person may send back edited
+MAX_PLAN_CHARS = 20_000
+
+
 @dataclass(frozen=True)
 class Answer:
     decision: str  # allow, deny, always
     by: str | None
+    #: a plan approval's plan as the person edited it (None: approved as written)
+    plan: str | None = None
 
 
 def approval_to_json(row: RunApproval) -> dict[str, Any]:
@@ -148,6 +154,7 @@ class ApprovalBroker:
                 "tool": tool,
                 "decision": answer.decision,
                 "by": answer.by,
+                "edited": answer.plan is not None,
             },
         )
         return answer
@@ -159,7 +166,10 @@ class ApprovalBroker:
         def read(session: Session) -> Answer | None:
             row = session.get(RunApproval, approval_id)
             if row is not None and row.status != PENDING and row.decision in DECISIONS:
-                return Answer(row.decision, row.decided_by)
+                edited = (row.arguments or {}).get("edited_plan")
+                return Answer(
+                    row.decision, row.decided_by, edited if isinstance(edited, str) else None
+                )
             return None
 
         while True:
@@ -190,16 +200,24 @@ class ApprovalBroker:
         return await self.db.run(close)
 
     async def decide(
-        self, user: EcodeUser, run_id: str, approval_id: Any, decision: Any
+        self, user: EcodeUser, run_id: str, approval_id: Any, decision: Any, plan: Any = None
     ) -> dict[str, Any]:
         """Answer a pending question of ``run_id`` (the caller is authorized already).
 
         ``always`` also puts an allow rule for this exact call first in the project's policy,
-        in the same transaction; every answer is audited with who gave it.
+        in the same transaction; every answer is audited with who gave it. A plan may be
+        approved as the person edited it (``plan``); the run then carries out that one.
         """
         if decision not in DECISIONS:
             msg = f"decision must be one of {', '.join(DECISIONS)}"
             raise InvalidInput(msg, field="decision")
+        if plan is not None:
+            if not isinstance(plan, str) or not plan.strip() or len(plan) > MAX_PLAN_CHARS:
+                msg = f"plan must be the edited plan's text, at most {MAX_PLAN_CHARS} characters"
+                raise InvalidInput(msg, field="plan")
+            if decision == "deny":
+                msg = "an edited plan goes with allow, not deny"
+                raise InvalidInput(msg, field="plan")
         if not isinstance(approval_id, str) or not approval_id.isalnum():
             msg = "no such approval"
             raise NotFound(msg)
@@ -209,6 +227,9 @@ class ApprovalBroker:
             if row is None or row.run_id != run_id:
                 msg = "no such approval"
                 raise NotFound(msg)
+            if plan is not None and row.kind != KIND_PLAN:
+                msg = "only a plan's approval takes an edited plan"
+                raise InvalidInput(msg, field="plan")
             run = session.get(Run, run_id)
             if row.status == PENDING and (run is None or run.status not in ACTIVE_STATUSES):
                 # Its run ended without closing the question (its server stopped): nobody
@@ -223,6 +244,9 @@ class ApprovalBroker:
                     decision=decision,
                     decided_by=user.username,
                     decided_at=utcnow(),
+                    arguments={**(row.arguments or {}), "edited_plan": plan.strip()}
+                    if plan is not None
+                    else row.arguments,
                 )
             )
             if not getattr(result, "rowcount", 0):
@@ -245,6 +269,7 @@ class ApprovalBroker:
                     "approval_id": row.id,
                     "kind": row.kind,
                     "decision": decision,
+                    "edited": plan is not None,
                     "call": describe_call(row.tool, dict(row.arguments or {}))
                     if row.tool
                     else "the plan",

@@ -41,7 +41,7 @@ from ..exceptions import ApprovalTimedOut, CostCapReached, InsufficientCredits, 
 from ..projects.templating import ProjectTemplate
 from .events import MESSAGE_DELTA, PLAN, STEP_STARTED, USAGE, VERIFY_RESULT, RunFeed
 from .metering import Metering
-from .modes import ASK, BUILD, PLAN_APPROVED, PLAN_NOT_YET
+from .modes import ASK, BUILD, PLAN_APPROVED, PLAN_APPROVED_AS_EDITED, PLAN_NOT_YET
 from .modes import PLAN as PLAN_MODE
 from .providers.base import (
     FINISHED_STOP_REASONS,
@@ -376,7 +376,23 @@ class AgentLoop:
             raise RunStopped(msg, reason="plan_rejected")
         self._plan_approved = True
         self._nudges = 0
-        self.messages.append(Message.user(PLAN_APPROVED))
+        if answer.plan is None:
+            self.messages.append(Message.user(PLAN_APPROVED))
+            return
+        # Edited by the person: the feed (and Features) show that plan, and the model gets it.
+        await self.feed.emit(
+            PLAN,
+            {
+                "step": self.step,
+                "text": answer.plan,
+                "steps": plan_steps(answer.plan),
+                "provider": self.provider.name,
+                "model": self.provider.model,
+                "ai": self.provider.name != "offline",
+                "edited_by": answer.by,
+            },
+        )
+        self.messages.append(Message.user(PLAN_APPROVED_AS_EDITED.format(plan=answer.plan)))
 
     async def _call_tools(self, turn: TurnResult) -> None:
         cut = turn.stop_reason == STOP_MAX_TOKENS

@@ -443,12 +443,13 @@ class AgentManager:
     # -- approvals -----------------------------------------------------------------------
 
     async def decide_approval(
-        self, user: EcodeUser, run_id: Any, approval_id: Any, decision: Any
+        self, user: EcodeUser, run_id: Any, approval_id: Any, decision: Any, plan: Any = None
     ) -> dict[str, Any]:
         """Answer a run's approval request: editors and owners of its project only (a
-        stranger gets 404, a viewer 403). Audited with who answered."""
+        stranger gets 404, a viewer 403). Audited with who answered. ``plan``: a plan
+        approved as the person edited it."""
         ref = await self._authorized_ref(user, run_id, Role.editor)
-        return await self.approvals.decide(user, ref.id, approval_id, decision)
+        return await self.approvals.decide(user, ref.id, approval_id, decision, plan)
 
     async def list_approvals(self, user: EcodeUser, run_id: Any) -> list[dict[str, Any]]:
         """A run's approval requests and their answers (whoever may read its feed)."""

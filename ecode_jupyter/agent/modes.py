@@ -25,6 +25,10 @@ ASK_ONLY = (
     "read-only tools you have and answer. Do not try to change anything."
 )
 PLAN_APPROVED = "The plan is approved. Carry it out now with the tools, then stop."
+PLAN_APPROVED_AS_EDITED = (
+    "The plan is approved as the user edited it; follow this version, not yours:\n\n{plan}\n\n"
+    "Carry it out now with the tools, then stop."
+)
 PLAN_NOT_YET = "not run: the plan must be approved first; answer with the plan only"
 
 

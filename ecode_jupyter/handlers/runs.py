@@ -118,17 +118,18 @@ class RunApprovalsHandler(EcodeHandler):
 
 
 class RunApprovalHandler(EcodeHandler):
-    """``{"decision": "allow" | "deny" | "always"}`` answers the run's approval request."""
+    """``{"decision": "allow" | "deny" | "always"}`` answers the run's approval request; a
+    plan's approval may carry the plan as edited (``"plan": "..."``)."""
 
     @web.authenticated
     @authorized
     async def post(self, run_id: str, approval_id: str) -> None:
         body = self.json_body()
-        if set(body) != {"decision"}:
-            msg = 'body must be {"decision": "allow" | "deny" | "always"}'
+        if "decision" not in body or set(body) - {"decision", "plan"}:
+            msg = 'body must be {"decision": "allow" | "deny" | "always", "plan"?: "..."}'
             raise InvalidInput(msg, field="decision")
         approval = await _agent(self.ecode).decide_approval(
-            self.ecode_user, run_id, approval_id, body["decision"]
+            self.ecode_user, run_id, approval_id, body["decision"], body.get("plan")
         )
         self.finish_json(approval)
 

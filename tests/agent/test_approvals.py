@@ -103,6 +103,9 @@ async def test_an_asked_call_waits_and_allow_lets_it_run(ecode_api: Any, model: 
     assert stranger.status == 404, stranger.body
     bad = await ecode_api("POST", url, body={"decision": "maybe"})
     assert bad.status == 400 and "decision" in bad.body["error"]["message"]
+    # Only a plan's approval takes an edited plan.
+    planned = await ecode_api("POST", url, body={"decision": "allow", "plan": "1. x"})
+    assert planned.status == 400 and "plan" in planned.body["error"]["message"]
 
     allowed = await ecode_api("POST", url, body={"decision": "allow"})
     assert allowed.status == 200, allowed.body

@@ -145,3 +145,30 @@ async def test_plan_and_ask_need_a_model(ecode_api: Any, monkeypatch: pytest.Mon
     for mode in ("plan", "ask"):
         resp = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "x", "mode": mode})
         assert resp.status == 400 and "needs a model" in resp.body["error"]["message"]
+
+
+async def test_a_plan_approved_as_edited_is_the_one_carried_out(ecode_api: Any, model: Any) -> None:
+    pid = (await ecode_api("POST", "projects", body={"name": "Edited"})).body["id"]
+    started = await ecode_api(
+        "POST", f"projects/{pid}/runs", body={"prompt": "a tested thing", "mode": "plan"}
+    )
+    run_id = started.body["id"]
+    asked = await _plan_request(ecode_api, run_id)
+    url = f"runs/{run_id}/approvals/{asked['approval_id']}"
+    edited = "1. Write a test.\n2. Keep it to one assert."
+    # An edited plan goes with an approval, and is text.
+    for body in ({"decision": "deny", "plan": edited}, {"decision": "allow", "plan": ""}):
+        bad = await ecode_api("POST", url, body=body)
+        assert bad.status == 400 and bad.body["error"]["details"]["field"] == "plan", bad.body
+    ok = await ecode_api("POST", url, body={"decision": "allow", "plan": edited})
+    assert ok.status == 200 and ok.body["arguments"]["edited_plan"] == edited
+    run = await wait_final(ecode_api, run_id)
+    assert run["status"] == "completed", run
+    told = model.requests[1].json["messages"][-1]["content"][-1]["text"]
+    assert "as the user edited it" in told and edited in told
+    feed = await events(ecode_api, run_id)
+    plans = of_type(feed, "plan")
+    assert [p["data"]["text"] for p in plans] == [PLAN, edited]
+    assert plans[1]["data"]["steps"] == ["Write a test.", "Keep it to one assert."]
+    assert plans[1]["data"]["edited_by"] == "alice"
+    assert of_type(feed, "approval.resolved")[0]["data"]["edited"] is True
