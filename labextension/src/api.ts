@@ -306,15 +306,20 @@ export async function cancelRun(runId: string): Promise<IRun> {
 
 export type ApprovalDecision = 'allow' | 'deny' | 'always';
 
-/** Answer a run's approval request (editors and owners of the project). */
+/**
+ * Answer a run's approval request (editors and owners of the project); a plan may be
+ * approved as edited (`plan`).
+ */
 export async function decideApproval(
   runId: string,
   approvalId: string,
-  decision: ApprovalDecision
+  decision: ApprovalDecision,
+  plan?: string
 ): Promise<void> {
+  const body = plan === undefined ? { decision } : { decision, plan };
   await requestAPI<unknown>(
     `runs/${encodeURIComponent(runId)}/approvals/${encodeURIComponent(approvalId)}`,
-    { method: 'POST', body: JSON.stringify({ decision }) }
+    { method: 'POST', body: JSON.stringify(body) }
   );
 }
 

@@ -243,15 +243,19 @@ export class ProjectSession implements IDisposable {
     }
   }
 
-  /** Answer the followed run's approval request; the feed shows the outcome. */
+  /**
+   * Answer the followed run's approval request (a plan may go with its edited text); the
+   * feed shows the outcome.
+   */
   async decideApproval(
     approvalId: string,
-    decision: api.ApprovalDecision
+    decision: api.ApprovalDecision,
+    plan?: string
   ): Promise<void> {
     const runId = this._feed?.state.runId;
     if (runId) {
       await this._guard('run', async () => {
-        await api.decideApproval(runId, approvalId, decision);
+        await api.decideApproval(runId, approvalId, decision, plan);
       });
     }
   }

@@ -308,7 +308,7 @@ describe('an approval request', () => {
     expect(answers).toEqual(['a1:always', 'a1:deny']);
   });
 
-  it('offers no "always" for a plan, and shows the plan itself', () => {
+  it('offers no "always" for a plan, and sends the plan as edited', async () => {
     const state = applyEvents(initialFeedState('r1'), [
       ev(1, 'approval.requested', {
         approval_id: 'p1',
@@ -317,20 +317,39 @@ describe('an approval request', () => {
         message: 'the plan'
       })
     ]);
+    const answers: (string | undefined)[][] = [];
     render(
       <ApprovalBox
         approval={state.approval!}
-        onDecide={async () => undefined}
+        onDecide={async (id, decision, plan) => {
+          answers.push([id, decision, plan]);
+        }}
       />
     );
     expect(container.textContent).toContain('Approve the plan');
-    expect(container.querySelector('pre')?.textContent).toBe(
-      '1. Write app.py\n2. Test it'
-    );
+    const box = container.querySelector('textarea') as HTMLTextAreaElement;
+    expect(box.value).toBe('1. Write app.py\n2. Test it');
     const labels = [...container.querySelectorAll('button')].map(
       b => b.textContent
     );
     expect(labels).toEqual(['Approve', 'Deny']);
+    const approve = container.querySelector('button') as HTMLButtonElement;
+    // Unchanged: approved as written.
+    await act(async () => approve.click());
+    // Edited, the way React sees typing: the native setter, then an input event.
+    const setValue = Object.getOwnPropertyDescriptor(
+      HTMLTextAreaElement.prototype,
+      'value'
+    )!.set!;
+    act(() => {
+      setValue.call(box, '1. Write app.py only');
+      box.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    await act(async () => approve.click());
+    expect(answers).toEqual([
+      ['p1', 'allow', undefined],
+      ['p1', 'allow', '1. Write app.py only']
+    ]);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
  * What a run waits for a person to answer: the exact tool call (its arguments) or the plan,
  * with Approve / Deny / Always allow. "Always allow" adds an allow rule for this call to the
- * project's policy, so it is not offered for a plan.
+ * project's policy, so it is not offered for a plan; a plan can be edited before it is
+ * approved, and the run then carries out the edited one.
  */
 import * as React from 'react';
 
@@ -10,8 +11,15 @@ import { IApproval } from '../feedState';
 
 export interface IApprovalBoxProps {
   approval: IApproval;
-  /** Sends the answer; the box stays until the feed says it was resolved. */
-  onDecide: (approvalId: string, decision: ApprovalDecision) => Promise<void>;
+  /**
+   * Sends the answer (with the plan as edited, when it was); the box stays until the feed
+   * says it was resolved.
+   */
+  onDecide: (
+    approvalId: string,
+    decision: ApprovalDecision,
+    plan?: string
+  ) => Promise<void>;
 }
 
 /** The call's arguments as a person reads them: strings as they are, the rest as JSON. */
@@ -29,15 +37,21 @@ export function ApprovalBox(props: IApprovalBoxProps): JSX.Element {
   const { approval, onDecide } = props;
   const [sending, setSending] = React.useState<ApprovalDecision | null>(null);
   const isPlan = approval.kind === 'plan';
+  const plan = isPlan ? String(approval.arguments.plan ?? '') : '';
+  const [edited, setEdited] = React.useState(plan);
   const decide = async (decision: ApprovalDecision) => {
     setSending(decision);
+    // Only an approval carries an edit, and only when there is one.
+    const changed =
+      isPlan && decision !== 'deny' && edited.trim() && edited !== plan
+        ? edited
+        : undefined;
     try {
-      await onDecide(approval.id, decision);
+      await onDecide(approval.id, decision, changed);
     } finally {
       setSending(null);
     }
   };
-  const plan = isPlan ? String(approval.arguments.plan ?? '') : '';
   return (
     <section
       className="jp-EcodeApproval"
@@ -56,9 +70,20 @@ export function ApprovalBox(props: IApprovalBoxProps): JSX.Element {
           </>
         )}
       </p>
-      <pre className="jp-EcodeApproval-call" tabIndex={0}>
-        {isPlan ? plan : formatArguments(approval.arguments)}
-      </pre>
+      {isPlan ? (
+        <textarea
+          className="jp-mod-styled jp-EcodeApproval-call jp-EcodeApproval-plan"
+          aria-label="The plan (edit it before approving, if you like)"
+          rows={Math.min(12, Math.max(3, plan.split('\n').length))}
+          value={edited}
+          disabled={sending !== null}
+          onChange={event => setEdited(event.target.value)}
+        />
+      ) : (
+        <pre className="jp-EcodeApproval-call" tabIndex={0}>
+          {formatArguments(approval.arguments)}
+        </pre>
+      )}
       <div className="jp-EcodeApproval-actions">
         <button
           type="button"

@@ -225,7 +225,9 @@ export function FeedView(props: IFeedViewProps): JSX.Element {
       {running && state?.approval && (
         <ApprovalBox
           approval={state.approval}
-          onDecide={(id, decision) => session.decideApproval(id, decision)}
+          onDecide={(id, decision, plan) =>
+            session.decideApproval(id, decision, plan)
+          }
         />
       )}
       {plan.length > 0 && (
