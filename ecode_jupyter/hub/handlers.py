@@ -54,7 +54,10 @@ class ProjectServerHandler(EcodeHandler):
     @authorized
     async def post(self, project_id: str) -> None:
         project = await self.ecode.projects.project_context(self.ecode_user, project_id)
-        await self.placement.server_for(project.id, project.owner, project.slug)
+        url = await self.placement.server_for(project.id, project.owner, project.slug)
+        # Someone is about to work there: the project's secrets as they are now, for the
+        # kernels they start (a secret changed since the server started is caught up).
+        await self.placement.send_env(url, project.id)
         state = await self.servers.state(project.owner, server_name(project.slug))
         self.finish_json(self._model(project.owner, project.slug, state))
 

@@ -446,8 +446,29 @@ class ProjectPlacement:
             return self.servers.url(owner, name)
         members = await self.context.projects.member_roles(project_id)
         url = await self.servers.ensure_running(owner, name, project_id, members, template)
+        await self.send_env(url, project_id)
         self._ready_until[(owner, name)] = time.monotonic() + HUB_CACHE_S
         return url
+
+    async def send_env(self, server: str, project_id: str) -> None:
+        """The project's secrets to its server, for the kernels its members start there.
+
+        Sent whenever the service (re)confirms the server runs, so a server that restarted
+        or a secret that changed is caught up by the next open or tool call.
+        """
+        env = await self.context.secrets.project_env(project_id)
+        headers = {PROJECT_ENV_HEADER: base64.b64encode(json.dumps(env).encode()).decode()}
+        resp = await self.directory.http.put(
+            f"{server}api/ecode/hub/workspaces/{project_id}/env", headers=headers
+        )
+        if resp.status_code != 204:
+            # Kernels there start without the secrets until the next try; tools still get
+            # them with every call.
+            log.warning(
+                "sending project %s's environment to its server failed: %s",
+                project_id,
+                resp.status_code,
+            )
 
     async def sync_members(self, project_id: str) -> None:
         """After a change of members: the project server's shares say the same (if it exists)."""

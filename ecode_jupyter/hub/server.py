@@ -160,6 +160,15 @@ class HubServerAccess:
 
     def __init__(self, workspace_root: Path) -> None:
         self.workspace_root = workspace_root
+        # Each project's environment (its secrets, DATABASE_URL's folder aside) as the service
+        # last sent it: with a changing tool call, or when it started or opened this server
+        # (``PUT hub/workspaces/{id}/env``). Kernels and commands that the owner or a
+        # project's editors start here get it too, as they would on a server of their own.
+        # Memory only: a restarted server gets it again on the next open or tool call.
+        self._env: dict[str, dict[str, str]] = {}
+
+    def remember_env(self, project_id: str, env: Mapping[str, str]) -> None:
+        self._env[project_id] = dict(env)
 
     def workspace(self, project_id: str) -> Path:
         if not isinstance(project_id, str) or not PROJECT_ID.match(project_id):
@@ -172,7 +181,14 @@ class HubServerAccess:
         if not workspace.is_dir():
             msg = "no such project in this server (its workspace folder is missing)"
             raise NotFound(msg)
-        secrets = dict(user.project_env) if isinstance(user, ServiceCaller) and write else {}
+        secrets: dict[str, str] = {}
+        if write and isinstance(user, ServiceCaller):
+            secrets = dict(user.project_env)
+            self.remember_env(project_id, secrets)  # the freshest: a secret may have changed
+        elif write:
+            # The owner, or an editor of a project's server (viewers start nothing here:
+            # hub/auth.py ProjectAuthorizer), as the service last sent it.
+            secrets = dict(self._env.get(project_id, {}))
         return ToolProject(
             id=project_id,
             workspace=workspace.resolve(),
@@ -285,6 +301,30 @@ class WorkspaceHandler(EcodeHandler):
 
         await asyncio.to_thread(make)
         self.finish_json({"id": project_id, "created": True}, status=201)
+
+
+class WorkspaceEnvHandler(EcodeHandler):
+    """``PUT /api/ecode/hub/workspaces/{id}/env``: the project's environment, from the service.
+
+    Sent in the ``X-Ecode-Project-Env`` header as with tool calls (never in a body that a
+    proxy might log), by the service only: it is what the project's kernels and commands
+    started here by its members get.
+    """
+
+    @web.authenticated
+    @authorized
+    async def put(self, project_id: str) -> None:
+        caller = _caller_for(self, self.settings["ecode_link"])
+        if not isinstance(caller, ServiceCaller):
+            msg = "only the ecode service sends a project's environment"
+            raise Forbidden(msg)
+        access: HubServerAccess = self.settings["ecode_access"]
+        if not access.workspace(project_id).is_dir():
+            msg = "no such project in this server (its workspace folder is missing)"
+            raise NotFound(msg)
+        access.remember_env(project_id, caller.project_env)
+        self.set_status(204)
+        self.finish()
 
 
 class WorkspaceArchiveHandler(EcodeHandler):
@@ -561,6 +601,7 @@ def server_handlers() -> list[tuple[str, Any]]:
     return [
         (r"/api/ecode/mcp/?", HubServerMcpHandler),
         (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)/archive", WorkspaceArchiveHandler),
+        (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)/env", WorkspaceEnvHandler),
         (r"/api/ecode/hub/workspaces/(?P<project_id>[^/]+)", WorkspaceHandler),
         (r"/api/ecode/(?P<path>.*)", ServiceProxyHandler),
     ]

@@ -624,3 +624,87 @@ def test_a_run_verifies_its_app_in_the_project_server(hub: Hub) -> None:
         headers={"Authorization": f"token {hub.tokens['alice']}"},
     )
     assert answer.status_code == 200, answer.text
+
+
+def _execute(hub: Hub, user: str, server: str, kernel_id: str, code: str) -> str:
+    """Run ``code`` in a kernel of ``server`` over its WebSocket, as Lab does; its stdout."""
+    import asyncio
+    import uuid
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def run() -> str:
+        session = uuid.uuid4().hex
+        url = (
+            "ws" + hub.url[len("http") :] + f"{server}/api/kernels/{kernel_id}/channels"
+            f"?session_id={session}"
+        )
+        conn = await websocket_connect(
+            HTTPRequest(url, headers={"Authorization": f"token {hub.tokens[user]}"})
+        )
+        msg_id = uuid.uuid4().hex
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "session": session}
+        header |= {"username": user, "version": "5.3", "date": ""}
+        content = {"code": code, "silent": False, "store_history": False, "allow_stdin": False}
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        conn.write_message(json.dumps({**message, "channel": "shell", "buffers": []}))
+        out = ""
+        try:
+            while True:
+                raw = await asyncio.wait_for(conn.read_message(), 60)
+                assert raw is not None, "the kernel WebSocket closed"
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                if msg["msg_type"] == "stream":
+                    out += msg["content"]["text"]
+                elif msg["msg_type"] == "error":
+                    out += f"{msg['content']['ename']}: {msg['content']['evalue']}"
+                elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return out
+        finally:
+            conn.close()
+
+    return asyncio.run(run())
+
+
+def test_an_editors_kernel_in_the_project_server_has_the_projects_secrets(hub: Hub) -> None:
+    # "The project's secrets in its environment": a notebook in the project's server uses
+    # them as on a server of its own, for its owner and editors (viewers run no kernels).
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Kernel Secrets"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    name = f"ecode-{slug}"
+    secret = hub.ecode(
+        "PUT", f"projects/{pid}/secrets/API_TOKEN", user="alice", body={"value": "tok-123456"}
+    )
+    assert secret.status_code == 200, secret.text
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "editor"})
+    assert added.status_code == 200, added.text
+    opened = hub.ecode("POST", f"projects/{pid}/server", user="alice")
+    assert opened.status_code == 200 and opened.json()["ready"], opened.text
+    bob = project_server(hub, "bob", "alice", name)
+    eventually(lambda: bob("GET", "api/contents").status_code == 200, "bob in", hub=hub)
+    kernel = bob("POST", "api/kernels", json={"name": "ecode-python"})
+    assert kernel.status_code == 201, kernel.text
+    try:
+        out = _execute(
+            hub,
+            "bob",
+            f"user/alice/{name}",
+            kernel.json()["id"],
+            "import os; print(os.environ.get('API_TOKEN'), os.environ.get('JUPYTERHUB_API_TOKEN'))",
+        )
+        # The secret, and not the server's hub token (the kernel is sandboxed, env from
+        # nothing: hub/server.py, kernels/provisioner.py).
+        assert out.strip() == "tok-123456 None", out
+    finally:
+        bob("DELETE", f"api/kernels/{kernel.json()['id']}")
+    # Only the service sends a project's environment to its server.
+    for user in ("bob", "alice"):  # an editor, and the owner herself
+        forged = hub.client.put(
+            f"{hub.url}user/alice/{name}/api/ecode/hub/workspaces/{pid}/env",
+            headers={"Authorization": f"token {hub.tokens[user]}", "X-Ecode-Project-Env": "e30="},
+        )
+        assert forged.status_code == 403, forged.text
