@@ -293,6 +293,32 @@ class EcodeApp(ExtensionApp):
         1800.0, help="Seconds one run may take in all. Default: 1800 s."
     ).tag(config=True)
 
+    approval_admin_rules = List(
+        Dict(),
+        help="""Approval rules every project's policy starts with, which its own rules cannot
+        override (an admin's ceiling), e.g. [{"tool": "run_command", "match": "curl *|wget *",
+        "action": "ask"}]; same form as PUT projects/{id}/policy. Default []: none.""",
+    ).tag(config=True)
+
+    approval_default_rules = List(
+        Dict(),
+        help="""Approval rules applied after every project's own (defaults a project's rules
+        may override), e.g. [{"tool": "install_packages", "action": "ask"}]. Default []: a
+        call no rule fits runs.""",
+    ).tag(config=True)
+
+    @validate("approval_admin_rules", "approval_default_rules")
+    def _validate_approval_rules(self, proposal: Any) -> list[dict[str, Any]]:
+        from .exceptions import InvalidInput
+        from .projects.policy import parse_rules
+
+        try:
+            rules = parse_rules({"rules": list(proposal["value"])})
+        except InvalidInput as exc:
+            msg = f"c.EcodeApp.{proposal['trait'].name}: {exc.message}"
+            raise TraitError(msg) from None
+        return [rule.to_json() for rule in rules]
+
     approval_timeout_s = Float(
         600.0,
         help="""Seconds an agent run waits for a person to answer an approval request (a tool
@@ -614,6 +640,8 @@ class EcodeApp(ExtensionApp):
             max_projects_per_user=int(self.max_projects_per_user),
             auto_upgrade=self.db_auto_upgrade,
         )
+        # An admin's approval rules around every project's own (projects/policy.py).
+        context.policies.configure(self.approval_admin_rules, self.approval_default_rules)
         # Credits around every model call (billing/): the agent, REST and the CLI use it.
         context.extras["billing"] = make_billing_manager(
             context.db,

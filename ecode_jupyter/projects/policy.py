@@ -172,6 +172,15 @@ class PolicyManager:
     def __init__(self, db: Database, projects: ProjectManager) -> None:
         self.db = db
         self.projects = projects
+        #: an admin's rules before every project's own (a ceiling they cannot override) and
+        #: after them (defaults); c.EcodeApp.approval_admin_rules / approval_default_rules
+        self.admin_rules: list[Rule] = []
+        self.default_rules: list[Rule] = []
+
+    def configure(self, admin: Any, defaults: Any) -> None:
+        """Set the admin's rules (raises InvalidInput, naming the rule, on a bad one)."""
+        self.admin_rules = parse_rules({"rules": list(admin or [])})
+        self.default_rules = parse_rules({"rules": list(defaults or [])})
 
     async def get_policy(self, user: EcodeUser, project_id: Any) -> dict[str, Any]:
         """The project's rules; members who may change things (editors and up) read them."""
@@ -201,8 +210,10 @@ class PolicyManager:
         return await self.db.run(write)
 
     async def rules_for(self, project_id: str) -> list[Rule]:
-        """The project's rules, without authorization (the tool layer checks the caller)."""
-        return await self.db.run(lambda s: self.rules_in(s, project_id))
+        """The rules that decide a call on the project, in order: the admin's, the project's,
+        the defaults. Without authorization (the tool layer checks the caller)."""
+        own = await self.db.run(lambda s: self.rules_in(s, project_id))
+        return [*self.admin_rules, *own, *self.default_rules]
 
     @staticmethod
     def rules_in(session: Session, project_id: str) -> list[Rule]:
@@ -228,12 +239,14 @@ class PolicyManager:
             row.updated_at = utcnow()
         session.flush()
 
-    @staticmethod
-    def _to_json(session: Session, project_id: str) -> dict[str, Any]:
+    def _to_json(self, session: Session, project_id: str) -> dict[str, Any]:
         row = session.get(ApprovalPolicy, project_id)
         return {
             "project_id": project_id,
             "rules": [r.to_json() for r in rules_from_json(row.rules if row else [])],
+            # The admin's, read-only here: they apply before and after the project's rules.
+            "admin_rules": [r.to_json() for r in self.admin_rules],
+            "default_rules": [r.to_json() for r in self.default_rules],
             "updated_at": row.updated_at.isoformat() if row else None,
             "updated_by": row.updated_by if row else None,
         }
