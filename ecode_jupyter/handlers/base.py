@@ -216,6 +216,14 @@ class EcodeHandler(APIHandler):
             raise InvalidInput(msg, field=name)
         return value
 
+    def allowed_methods(self) -> list[str]:
+        """The HTTP methods this handler implements (tornado's defaults answer 405)."""
+        return [
+            method.upper()
+            for method in ("get", "post", "put", "patch", "delete")
+            if getattr(type(self), method) is not getattr(web.RequestHandler, method)
+        ]
+
     def finish_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -261,6 +269,9 @@ class EcodeHandler(APIHandler):
         else:
             status = 500
             body = {"error": {"code": "internal", "message": "internal server error"}}
+        if status == 405:
+            # RFC 9110: a 405 lists the methods the resource has (clients and fuzzers read it).
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if status == 401:
             # RFC 9110: a 401 says how to authenticate. MCP clients read it to learn that a
             # token (Authorization: Bearer or token) is what this server wants.

@@ -65,7 +65,7 @@ def _pin(document: dict[str, Any], values: dict[str, str]) -> None:
                 if value is None:
                     params.append(param)
                     continue
-                schema = {"type": "string", "enum": [value, "missing-id"]}
+                schema = {"type": "string", "enum": [value, "missing0"]}
                 params.append({"name": name, "in": "path", "required": True, "schema": schema})
             operation["parameters"] = params
 

@@ -74,3 +74,15 @@ async def test_openapi_json_is_served_to_users_only(ecode_api: Any, jp_base_url:
     assert "/projects/{project_id}/runs" in resp.body["paths"]
     anonymous = await ecode_api("GET", "openapi.json", user=None)
     assert anonymous.status == 401 and anonymous.error_code == "not_authenticated"
+
+
+async def test_a_method_a_route_lacks_is_405_naming_those_it_has(ecode_api: Any) -> None:
+    for method, path, allowed in [
+        ("PUT", "projects", "GET, POST"),
+        ("DELETE", "templates", "GET"),
+        ("TRACE", "billing/budgets", "PUT"),
+    ]:
+        resp = await ecode_api(method, path)
+        assert resp.status == 405, (method, path, resp.body)
+        assert resp.error_code == "method_not_allowed"
+        assert resp.headers.get("Allow") == allowed, (method, path)
