@@ -1,6 +1,7 @@
-"""The app-building eval (benchmarks/eval/run.py) end to end on a few specs with the offline
-provider: the table, the JSON report, and honest results (a spec its templates fit passes, a
-stack it has no template for fails with the reason). The rest run with the benchmark command."""
+"""The app-building eval (``jupyter ecode eval``, ecode_jupyter/evals/) end to end on a few specs
+with the offline provider: the table, the JSON report, and honest results (a spec its templates
+fit passes, a stack it has no template for fails with the reason). The rest run with the
+command itself."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from ecode_jupyter.testing.browser import CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = json.loads((REPO / "benchmarks" / "eval" / "specs.json").read_text())["specs"]
+SPECS = json.loads((REPO / "ecode_jupyter" / "evals" / "specs.json").read_text())["specs"]
 
 
 def test_the_specs_are_data_across_the_stacks() -> None:
@@ -36,7 +37,9 @@ def test_the_eval_runs_specs_through_a_real_server_and_reports(tmp_path: Path) -
     done = subprocess.run(
         [
             sys.executable,
-            str(REPO / "benchmarks" / "eval" / "run.py"),
+            "-m",
+            "ecode_jupyter.cli",
+            "eval",
             "--specs",
             "flask-todo-api",
             "nextjs-blog",

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 SUBCOMMAND_MODULES = ["projects", "db", "settings"]
 # Optional subcommands of later concerns; absent modules are simply not offered.
-OPTIONAL_MODULES = ["new", "runs", "credits", "approve", "undo"]
+OPTIONAL_MODULES = ["new", "runs", "credits", "approve", "undo", "eval"]
 
 Handler = Callable[[argparse.Namespace, Console], Coroutine[Any, Any, int]]
 
