@@ -59,7 +59,8 @@ USAGE = """\
 %%ecode [options]             the same, with the cell body as the prompt
   options (before the prompt): --new NAME (a new project), --project REF (a change to that
   project; `--project .` the current one),
-  --model NAME, --template ID (with a new project), --detach (start and return);
+  --model NAME, --template ID (with a new project), --detach (start and return),
+  --mode plan (the plan waits for %ecode approve) or --mode ask (only answers, changes nothing);
   `%ecode -- PROMPT` makes a prompt that starts like a subcommand a prompt
 %ecode projects               your projects (* marks the current one)
 %ecode use REF                make a project current, and prompts changes to it (id, slug,
@@ -92,9 +93,13 @@ SUBCOMMANDS: dict[str, tuple[int, int]] = {
     "model": (0, 1),
     "connect": (0, 2),
 }
-_VALUE_OPTIONS = frozenset({"new", "project", "model", "template"})
+_VALUE_OPTIONS = frozenset({"new", "project", "model", "template", "mode"})
 _FLAG_OPTIONS = frozenset({"detach"})
 _VALUE = re.compile(r"""\s*(?:=\s*)?(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+))""")
+
+
+class _AwaitingApproval(Exception):
+    """The followed run waits for a person's answer (raised to stop following it)."""
 
 
 @dataclass
@@ -103,6 +108,8 @@ class RunOptions:
     project: str | None = None
     model: str | None = None
     template: str | None = None
+    #: build (default), plan or ask: the server says what it accepts
+    mode: str | None = None
     detach: bool = False
 
 
@@ -434,6 +441,7 @@ class EcodeMagics(Magics):
                 prompt=prompt,
                 model=model,
                 template=opts.template,
+                mode=opts.mode,
             )
             run = project.pop("run", None)
             self.project = project
@@ -450,7 +458,7 @@ class EcodeMagics(Magics):
                 raise UsageError(msg)
             ref = None if opts.project == "." else opts.project
             project = self._current_project(ref)
-            run = client.start_run(project["id"], prompt, model)
+            run = client.start_run(project["id"], prompt, model, opts.mode)
             self.project = project
         self.run_id = str(run["id"])
         if opts.detach:
@@ -471,8 +479,22 @@ class EcodeMagics(Magics):
         )
         view.show()
         interrupted = False
+
+        def tick() -> None:
+            view.flush()
+            # Waiting for a person: this cell would hold the kernel, so no other cell could
+            # answer. Stop following (the run goes on waiting) and say how to answer.
+            if progress.approval_id is not None:
+                raise _AwaitingApproval
+
         try:
-            follow_events(client.server, progress.run_id, view.on_event, tick=view.flush)
+            follow_events(client.server, progress.run_id, view.on_event, tick=tick)
+        except _AwaitingApproval:
+            view.note(
+                f"the run waits for your approval: `%ecode approve {progress.run_id} "
+                f"{progress.approval_id}` (add deny to refuse), or answer in the JupyterLab "
+                "sidebar; `%ecode watch` follows the run again"
+            )
         except KeyboardInterrupt:
             interrupted = True
             self._cancel_and_wait(client, view)

@@ -197,17 +197,23 @@ class EcodeClient:
         prompt: str | None = None,
         model: str | None = None,
         template: str | None = None,
+        mode: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name}
-        for key, value in (("prompt", prompt), ("model", model), ("template", template)):
+        pairs = (("prompt", prompt), ("model", model), ("template", template), ("mode", mode))
+        for key, value in pairs:
             if value:
                 body[key] = value
         return dict(self.post("projects", body))
 
-    def start_run(self, project_id: str, prompt: str, model: str | None = None) -> dict[str, Any]:
+    def start_run(
+        self, project_id: str, prompt: str, model: str | None = None, mode: str | None = None
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"prompt": prompt}
         if model:
             body["model"] = model
+        if mode:
+            body["mode"] = mode
         return dict(self.post(f"projects/{quote(project_id, safe='')}/runs", body))
 
     def list_runs(self, project_id: str) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ that only look. A bad mode is a 400, and so is a mode the offline provider canno
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -172,3 +173,46 @@ async def test_a_plan_approved_as_edited_is_the_one_carried_out(ecode_api: Any, 
     assert plans[1]["data"]["steps"] == ["Write a test.", "Keep it to one assert."]
     assert plans[1]["data"]["edited_by"] == "alice"
     assert of_type(feed, "approval.resolved")[0]["data"]["edited"] is True
+
+
+async def test_percent_ecode_mode_plan_stops_following_at_the_plan_and_approve_goes_on(
+    ecode_api: Any, model: Any, jp_http_port: int, jp_base_url: str, tmp_path: Any
+) -> None:
+    from jupyter_client.manager import AsyncKernelManager
+    from magics.kernel import CellOutput, kernel_env
+
+    from ecode_jupyter.pytest_plugin import ecode_token_for
+
+    env = kernel_env(
+        ECODE_SERVER_URL=f"http://127.0.0.1:{jp_http_port}{jp_base_url}",
+        ECODE_TOKEN=ecode_token_for("alice"),
+    )
+    km = AsyncKernelManager(kernel_name="python3")
+    await km.start_kernel(env=env, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+
+    async def cell(code: str) -> CellOutput:
+        out = CellOutput()
+        reply = await kc.execute_interactive(code, output_hook=out.hook, timeout=120)
+        out.status = reply["content"]["status"]
+        assert out.status == "ok", out.everything()
+        return out
+
+    try:
+        await kc.wait_for_ready(timeout=60)
+        await cell("%load_ext ecode_jupyter")
+        # The cell returns at the plan instead of holding the kernel, saying how to answer.
+        planned = await cell("%ecode --mode plan a tested thing")
+        waiting = re.search(r"%ecode approve (\w+) (\w+)", planned.everything())
+        assert waiting and "the run waits for your approval" in planned.everything()
+        run_id = waiting[1]
+        assert (await ecode_api("GET", f"runs/{run_id}")).body["status"] == "running"
+        approved = await cell(f"%ecode approve {waiting[2]}")
+        assert f"ecode: allowed: plan (run {run_id})" in approved.stdout
+        await cell("%ecode watch")
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel(now=True)
+    run = await wait_final(ecode_api, run_id)
+    assert (run["status"], run["mode"]) == ("completed", "plan"), run
