@@ -19,7 +19,8 @@ from rich.console import Console
 
 from ..agent.config import create_agent_manager
 from ..agent.events import FeedEvent
-from ..agent.manager import AgentManager
+from ..agent.manager import AgentManager, check_mode
+from ..agent.modes import validate_mode
 from ..context import EcodeContext
 from ..identity import EcodeUser
 from . import remote
@@ -37,6 +38,12 @@ def register(subs: Any) -> None:
     p.add_argument("--template", help="start from this template (see `projects templates`)")
     p.add_argument("--model", help="model (or provider:model, or `offline`) for the agent")
     p.add_argument("--name", help="project name (default: from the prompt)")
+    p.add_argument(
+        "--mode",
+        choices=["build", "plan", "ask"],
+        help="plan: the plan waits for `jupyter ecode approve` before anything is written; "
+        "ask: only answer (default: build)",
+    )
     p.set_defaults(handler=_new)
 
 
@@ -57,7 +64,12 @@ def tool_layer_for(ctx: EcodeContext) -> Any:
     from ..tools.http import DatabaseAudit
     from ..tools.server import ToolLayer
 
-    return ToolLayer(ManagerProjectAccess(ctx.projects, ctx.secrets), audit=DatabaseAudit(ctx.db))
+    # The project's approval policy holds here as on the server.
+    return ToolLayer(
+        ManagerProjectAccess(ctx.projects, ctx.secrets),
+        audit=DatabaseAudit(ctx.db),
+        policy=ctx.policies,
+    )
 
 
 async def follow(agent: AgentManager, run_id: str, printer: FeedPrinter, console: Console) -> None:
@@ -112,8 +124,9 @@ async def _new(args: argparse.Namespace, console: Console) -> int:
     run: dict[str, Any] | None = None
     try:
         await agent.start()
-        # A model that cannot run (unknown, unpriced) is refused before a project is made.
-        await agent.choose(user, args.model)
+        # A model that cannot run (unknown, unpriced) is refused before a project is made,
+        # and so is a mode it cannot serve.
+        check_mode(validate_mode(args.mode), await agent.choose(user, args.model))
         project = await ctx.projects.create_project(
             user,
             name=args.name or name_from_prompt(args.prompt),
@@ -125,7 +138,7 @@ async def _new(args: argparse.Namespace, console: Console) -> int:
         # With --json, stdout carries only the JSON result; the progress goes to stderr.
         live = Console(stderr=True) if args.json else console
         live.print(f"project [bold]{project['name']}[/bold] → {workspace}")
-        run = await agent.start_run(user, project["id"], args.prompt, args.model)
+        run = await agent.start_run(user, project["id"], args.prompt, args.model, mode=args.mode)
         printer = FeedPrinter(live)
         try:
             await follow(agent, run["id"], printer, live)

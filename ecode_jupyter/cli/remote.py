@@ -160,6 +160,8 @@ def new_project(
     run_body: dict[str, Any] = {"prompt": args.prompt}
     if args.model:
         run_body["model"] = args.model
+    if getattr(args, "mode", None):
+        run_body["mode"] = args.mode
     run = client.post(f"projects/{quote(project['id'], safe='')}/runs", run_body)
     where = f"@{project['owner']}/{project['slug']}"
     console.print(f"project {where} ({project['id']}), run {run['id']}")
