@@ -13,6 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from ecode_jupyter.testing import (
+    AnthropicLoopback,
+    LoopbackRequest,
+    ScriptedToolCall,
+    ScriptedTurn,
+    text_turn,
+)
 from ecode_jupyter.testing.browser import CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,3 +71,88 @@ def test_the_eval_runs_specs_through_a_real_server_and_reports(tmp_path: Path) -
     # No template is built on Next.js: nothing built, and the report says why.
     assert not nextjs["passed"] and nextjs["reason"] == "no_template"
     assert report["summary"]["pass_rate"] == 0.5 and report["summary"]["specs"] == 2
+
+
+# A scripted model for the eval (the Anthropic wire format on loopback): it builds the text
+# statistics script with a test, and for the weather notebook writes one that misses the
+# spec's data. The eval must pass the first and fail the second on its own checks.
+TEXTSTATS = (
+    "def word_frequencies(text):\n"
+    "    return {w: text.split().count(w) for w in set(text.split())}\n"
+)
+TEXTSTATS_TEST = (
+    "from textstats import word_frequencies\n\n\n"
+    "def test_counts():\n    assert word_frequencies('a b a') == {'a': 2, 'b': 1}\n"
+)
+NOTEBOOK = json.dumps(
+    {
+        "cells": [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": "Weather"}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+)
+
+
+def scripted(request: LoopbackRequest) -> ScriptedTurn:
+    messages = request.json.get("messages") or []
+    first = json.dumps(messages[:1])
+    if any(m.get("role") == "assistant" for m in messages):
+        return text_turn("Done.")
+    if "word counts" in first:
+        return ScriptedTurn(
+            tool_calls=[
+                ScriptedToolCall("write_file", {"path": "textstats.py", "content": TEXTSTATS}),
+                ScriptedToolCall(
+                    "write_file", {"path": "tests/test_textstats.py", "content": TEXTSTATS_TEST}
+                ),
+            ]
+        )
+    return ScriptedTurn(
+        tool_calls=[ScriptedToolCall("write_file", {"path": "analysis.ipynb", "content": NOTEBOOK})]
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"Chromium not found at {CHROMIUM}")
+def test_the_eval_measures_a_scripted_model_over_its_wire_format(tmp_path: Path) -> None:
+    model = AnthropicLoopback(scripted, api_key="sk-ant-eval-loopback")
+    model.start()
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env |= {"ANTHROPIC_API_KEY": "sk-ant-eval-loopback", "ANTHROPIC_BASE_URL": model.base_url}
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ecode_jupyter.cli",
+                "eval",
+                "--provider",
+                "anthropic",
+                "--specs",
+                "script-text-stats",
+                "notebook-weather",
+                "--report",
+                str(report_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=280,
+            env={**env, "JUPYTER_PLATFORM_DIRS": "1"},
+            check=False,
+        )
+    finally:
+        model.stop()
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(report_path.read_text())
+    stats, weather = report["results"]
+    # Built by the model, verified by the suite (its own pytest run), checked by the eval.
+    assert stats["passed"] and stats["status"] == "completed", stats
+    assert stats["turns"] == 2 and stats["credits"] > 0
+    # Built, even "completed", but not what the spec asked for: the eval's check says so.
+    assert not weather["passed"], weather
+    assert weather["checks"][0]["ok"] is False
+    assert report["summary"]["pass_rate"] == 0.5 and report["provider"] == "anthropic"
+    # Both conversations went over the real SDK to the loopback model.
+    assert len(model.requests) >= 4
