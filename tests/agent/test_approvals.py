@@ -95,6 +95,12 @@ async def test_an_asked_call_waits_and_allow_lets_it_run(ecode_api: Any, model: 
     assert (await ecode_api("GET", f"runs/{run_id}")).body["status"] == "running"
     assert len(model.requests) == 2
 
+    # Whoever may read the feed may list what waits (a client that reconnects asks here).
+    listed = await ecode_api("GET", f"runs/{run_id}/approvals", user="bob")
+    assert [(a["id"], a["status"]) for a in listed.body["approvals"]] == [
+        (asked["approval_id"], "pending")
+    ]
+    assert (await ecode_api("GET", f"runs/{run_id}/approvals", user="carol")).status == 404
     url = f"runs/{run_id}/approvals/{asked['approval_id']}"
     # A viewer may watch but not decide; a stranger does not learn the run exists.
     viewer = await ecode_api("POST", url, user="bob", body={"decision": "allow"})
