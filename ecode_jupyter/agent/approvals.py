@@ -44,6 +44,8 @@ _STATUS = {"allow": "allowed", "always": "allowed", "deny": "denied"}
 
 #: the longest plan a person may send back edited
 MAX_PLAN_CHARS = 20_000
+# Beyond the approval timeout while a run waits: its own expiry must come first.
+_DEADLINE_SLACK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -299,18 +301,34 @@ class ApprovalBroker:
 
 
 class RunApprover:
-    """One run's :class:`~ecode_jupyter.tools.context.Approver`, and its plan's question."""
+    """One run's :class:`~ecode_jupyter.tools.context.Approver`, and its plan's question.
+
+    While it waits, the run's wall-time deadline (set by the loop) is pushed past the longest
+    wait, and afterwards moved on by the time waited: a person's pace is not the run's.
+    """
 
     def __init__(self, broker: ApprovalBroker, feed: RunFeed, project_id: str) -> None:
         self.broker = broker
         self.feed = feed
         self.project_id = project_id
+        self.deadline: asyncio.Timeout | None = None
+
+    async def _ask(self, **question: Any) -> Answer:
+        deadline = self.deadline
+        before = deadline.when() if deadline is not None else None
+        started = asyncio.get_running_loop().time()
+        if deadline is not None and before is not None:
+            deadline.reschedule(before + self.broker.timeout_s + _DEADLINE_SLACK_S)
+        try:
+            return await self.broker.ask(self.feed, self.project_id, **question)
+        finally:
+            if deadline is not None and before is not None:
+                waited = asyncio.get_running_loop().time() - started
+                deadline.reschedule(before + waited)
 
     async def approve(self, tool: str, arguments: dict[str, Any]) -> str:
         shown = {k: v for k, v in arguments.items() if k not in ("project", "project_id")}
-        answer = await self.broker.ask(
-            self.feed,
-            self.project_id,
+        answer = await self._ask(
             kind=KIND_TOOL,
             tool=tool,
             arguments=shown,
@@ -319,9 +337,7 @@ class RunApprover:
         return answer.decision
 
     async def approve_plan(self, plan: str) -> Answer:
-        return await self.broker.ask(
-            self.feed,
-            self.project_id,
+        return await self._ask(
             kind=KIND_PLAN,
             tool=None,
             arguments={"plan": plan},

@@ -287,7 +287,10 @@ class AgentLoop:
 
     async def run(self) -> LoopResult:
         try:
-            async with asyncio.timeout(self.limits.max_wall_time_s):
+            async with asyncio.timeout(self.limits.max_wall_time_s) as deadline:
+                if self.approver is not None:
+                    # Time spent waiting for a person does not count against the run.
+                    self.approver.deadline = deadline
                 return await self._run()
         except TimeoutError:
             minutes = self.limits.max_wall_time_s / 60
