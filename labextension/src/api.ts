@@ -63,6 +63,33 @@ export interface ITemplate {
   entry?: string;
 }
 
+/**
+ * How to use a project that is not a web app, instead of previewing it (a template's
+ * `serves: false`, or `details.how_to_run` of the server's "not a web app" refusal).
+ */
+export interface IHowToRun {
+  kind: 'script' | 'notebook' | 'node';
+  /** The file to run or open, relative to the workspace. */
+  path: string;
+  /** The command for a terminal in the workspace; null for a notebook. */
+  command: string | null;
+}
+
+/** `details.how_to_run` of an error, when it is one. */
+export function howToRunOf(details: unknown): IHowToRun | null {
+  const how = (details as { how_to_run?: unknown } | null)?.how_to_run as
+    Partial<IHowToRun> | undefined;
+  if (
+    !how ||
+    !['script', 'notebook', 'node'].includes(how.kind ?? '') ||
+    typeof how.path !== 'string'
+  ) {
+    return null;
+  }
+  const command = typeof how.command === 'string' ? how.command : null;
+  return { kind: how.kind as IHowToRun['kind'], path: how.path, command };
+}
+
 /** Body of `POST api/ecode/projects`; a prompt starts an agent run at once. */
 export interface ICreateProjectRequest {
   name: string;

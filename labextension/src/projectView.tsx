@@ -125,7 +125,10 @@ function ProjectViewBody(props: {
         {tab === 'preview' && (
           <PreviewTab
             session={session}
-            howToRun={howToRunFor(project, actions.templates?.() ?? [])}
+            howToRun={
+              howToRunFor(project, actions.templates?.() ?? []) ??
+              session.howToRun
+            }
             workspace={workspace}
             openFile={actions.openFile}
           />

@@ -156,6 +156,14 @@ export class ProjectSession implements IDisposable {
     return this._commandNeeded;
   }
 
+  /**
+   * How to run the project instead, once the server refused a preview because it is not a
+   * web app (a script, a notebook); null otherwise.
+   */
+  get howToRun(): api.IHowToRun | null {
+    return this._howToRun;
+  }
+
   /** The command the project's app last ran with (a starting point for the user). */
   get lastCommand(): string {
     return this._deployments.find(d => d.command)?.command ?? '';
@@ -289,6 +297,7 @@ export class ProjectSession implements IDisposable {
         async () => {
           await api.startPreview(this._project.id, restart, command);
           this._commandNeeded = null;
+          this._howToRun = null;
           await this.refreshDeploy();
         },
         error => this._noteCommand(error, 'preview')
@@ -352,6 +361,11 @@ export class ProjectSession implements IDisposable {
     if ((error as { field?: unknown }).field === 'command') {
       this._commandNeeded = action;
     }
+    const details = (error as { details?: { not_a_web_app?: unknown } })
+      .details;
+    if (details?.not_a_web_app === true) {
+      this._howToRun = api.howToRunOf(details);
+    }
   }
 
   /** Run `fn`; a failure is kept (as advice) under `area` instead of thrown. */
@@ -407,6 +421,7 @@ export class ProjectSession implements IDisposable {
   private _busy: ReadonlySet<string> = new Set();
   private _loaded = false;
   private _commandNeeded: 'preview' | 'release' | null = null;
+  private _howToRun: api.IHowToRun | null = null;
   private _disposed = false;
   private _changed = new Signal<this, void>(this);
   private _feedChanged = new Signal<this, IFeedState | null>(this);

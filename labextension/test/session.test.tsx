@@ -161,3 +161,43 @@ describe('a follow-up run in a mode', () => {
     session.dispose();
   });
 });
+
+describe('a preview of a project that is not a web app', () => {
+  it('keeps how to run it instead of only an error', async () => {
+    stubServer(call => {
+      if (call.method === 'POST' && call.url.endsWith('/deployments')) {
+        return [
+          400,
+          {
+            error: {
+              code: 'invalid_input',
+              message:
+                'this project is not a web app, so there is no preview: it is a script: ' +
+                'run `python report.py` in a terminal in its folder',
+              details: {
+                field: 'command',
+                not_a_web_app: true,
+                how_to_run: {
+                  kind: 'script',
+                  path: 'report.py',
+                  command: 'python report.py'
+                }
+              }
+            }
+          }
+        ];
+      }
+      return [200, { deployments: [], releases: [] }];
+    });
+    const session = new ProjectSession(PROJECT);
+    expect(session.howToRun).toBeNull();
+    await session.startPreview();
+    expect(session.howToRun).toEqual({
+      kind: 'script',
+      path: 'report.py',
+      command: 'python report.py'
+    });
+    expect(session.errors.deploy).toMatch(/not a web app/);
+    session.dispose();
+  });
+});

@@ -5,18 +5,15 @@
  */
 import * as React from 'react';
 
-import { IProject, ITemplate } from '../../api';
+import { IHowToRun, IProject, ITemplate } from '../../api';
 import { ProjectSession } from '../../session';
 import { CommandForm } from '../CommandForm';
 
-/** How to use a project that is not a web app, instead of previewing it. */
-export interface IHowToRun {
-  kind: 'script' | 'notebook';
-  /** The file to run or open, relative to the workspace. */
-  path: string;
-  /** The command for a terminal in the workspace; null for a notebook. */
-  command: string | null;
-}
+const KINDS: Record<IHowToRun['kind'], string> = {
+  script: 'a script',
+  notebook: 'a notebook',
+  node: 'a Node program'
+};
 
 /**
  * How to run a project whose template serves nothing (the server's `serves: false`), or
@@ -47,7 +44,7 @@ function HowToRun(props: {
   return (
     <div className="jp-EcodePreview-howto" role="note">
       <p>
-        This project is a {how.kind}, not a web app: there is nothing to
+        This project is {KINDS[how.kind]}, not a web app: there is nothing to
         preview.
       </p>
       {how.command ? (
