@@ -18,6 +18,8 @@ from typing import Any
 from .exceptions import InvalidInput
 
 CURSOR_MAX_CHARS = 1024
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 
 def encode_cursor(*key: str | int | datetime) -> str:
@@ -26,9 +28,10 @@ def encode_cursor(*key: str | int | datetime) -> str:
     return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
+def decode_cursor(cursor: str, *kinds: type, int_max: int = INT64_MAX) -> tuple[Any, ...]:
     """The key ``encode_cursor`` put in ``cursor``, each part checked against ``kinds``
-    (``str``, ``int`` or ``datetime``)."""
+    (``str``, ``int`` or ``datetime``); ints must fit the column they are compared with
+    (``int_max``: ``INT32_MAX`` for an INTEGER column, which is 32 bits on PostgreSQL)."""
     msg = "cursor is not one this API gave out"
     if len(cursor) > CURSOR_MAX_CHARS:
         raise InvalidInput(msg, field="cursor")
@@ -47,8 +50,8 @@ def decode_cursor(cursor: str, *kinds: type) -> tuple[Any, ...]:
             except ValueError:
                 raise InvalidInput(msg, field="cursor") from None
         elif kind is int and isinstance(part, int) and not isinstance(part, bool):
-            # Keys are database ids and sequence numbers: 64-bit columns.
-            if not 0 <= part < 2**63:
+            # Past the column's range PostgreSQL fails the query (a 500), SQLite does not.
+            if not 0 <= part <= int_max:
                 raise InvalidInput(msg, field="cursor")
             key.append(part)
         elif kind is str and isinstance(part, str):

@@ -46,7 +46,7 @@ from ..db import Database
 from ..db.models import Project, ProjectMember, Role, utcnow
 from ..exceptions import Conflict, EcodeError, InvalidInput, NotBuilt, NotFound
 from ..identity import EcodeUser
-from ..pages import decode_cursor, encode_cursor
+from ..pages import INT32_MAX, decode_cursor, encode_cursor
 from ..projects.manager import ProjectContext, ProjectManager
 from ..secrets.manager import SecretsManager
 from ..tools.context import project_environment
@@ -669,7 +669,8 @@ class DeployManager:
         self, user: EcodeUser, project_id: Any, *, limit: int = 200, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest release first, in pages: the next page's cursor, or None after the last."""
-        after = decode_cursor(cursor, int)[0] if cursor else None
+        # Release.number is an INTEGER column (32 bits on PostgreSQL).
+        after = decode_cursor(cursor, int, int_max=INT32_MAX)[0] if cursor else None
         project = await self.projects.project_context(user, project_id, Role.viewer)
 
         def query(session: Session) -> list[Release]:

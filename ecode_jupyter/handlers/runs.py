@@ -25,13 +25,16 @@ from ..agent.store import FINAL_STATUSES
 from ..context import EcodeContext
 from ..exceptions import EcodeError, InvalidInput, NotFound
 from ..identity import EcodeUser, resolve_user
-from .base import AUTH_RESOURCE, MAX_JSON_INT, EcodeHandler
+from .base import AUTH_RESOURCE, EcodeHandler
 
 log = logging.getLogger(__name__)
 
 PROJECT = r"(?P<project_id>[^/]+)"
 RUN = r"(?P<run_id>[^/]+)"
 REPLAY_BATCH = 500
+# run_events.seq is an INTEGER column: 32 bits on PostgreSQL, where a bigger `after` made the
+# query fail (a 500 found by the fuzzer; SQLite's integers are 64-bit and hid it).
+MAX_SEQ = 2**31 - 1
 # How often a feed re-reads the database while no event arrives in-process: a run of this
 # server publishes here at once, and so does one of another server while this one listens for
 # them (PostgreSQL LISTEN, agent/listener.py); otherwise it only shows in the database.
@@ -180,9 +183,8 @@ class RunEventsHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
             except ValueError:
                 msg = "after must be an integer"
                 raise InvalidInput(msg, field="after") from None
-            # A seq is a 64-bit column: a bigger number overflowed the query (a 500).
-            if not 0 <= after <= MAX_JSON_INT:
-                msg = f"after must be between 0 and {MAX_JSON_INT}"
+            if not 0 <= after <= MAX_SEQ:
+                msg = f"after must be between 0 and {MAX_SEQ}"
                 raise InvalidInput(msg, field="after")
             ref = await agent.authorize_feed(self._ecode_user(), run_id)
         except EcodeError as exc:

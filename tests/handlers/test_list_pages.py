@@ -128,6 +128,9 @@ async def test_releases_and_deployments_come_in_pages_newest_first(ecode_api: An
     listed = await _all_pages(ecode_api, f"projects/{pid}/deployments", "deployments")
     assert [d["id"] for d in listed] == deployments[::-1]
     await _bad_paging_is_400(ecode_api, f"projects/{pid}/releases")
+    # A release number is an INTEGER column (32 bits on PostgreSQL).
+    past = await ecode_api("GET", f"projects/{pid}/releases?cursor={_b64([2**31])}")
+    assert past.status == 400 and past.error_code == "invalid_input", past.body
     await _bad_paging_is_400(ecode_api, f"projects/{pid}/deployments")
     stopped = await ecode_api("DELETE", f"projects/{pid}/deployments")
     assert stopped.status == 200, stopped.body

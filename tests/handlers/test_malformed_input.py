@@ -58,7 +58,29 @@ async def test_events_after_a_huge_number_is_400(ecode_api: Any) -> None:
     pid = await _project(ecode_api)
     run = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "a cli script"})
     assert run.status == 201, run.body
-    for after in ("9" * 400, str(2**63), "-1", "x"):
+    # 2**31 and 2**63 - 2: past run_events.seq, an INTEGER (32 bits on PostgreSQL, where the
+    # fuzzer found them answered 500).
+    for after in ("9" * 400, str(2**63), str(2**63 - 2), str(2**31), "-1", "x"):
         resp = await ecode_api("GET", f"runs/{run.body['id']}/events?after={after}")
         assert resp.status == 400, (after, resp.body)
         assert resp.error_code == "invalid_input"
+
+
+async def test_nul_characters_are_400_in_bodies_paths_and_queries(ecode_api: Any) -> None:
+    # PostgreSQL's text columns refuse NUL: each of these was a 500 there (SQLite stored it).
+    pid = await _project(ecode_api)
+    for method, path, body, user in [
+        ("PATCH", f"projects/{pid}", {"description": "a\x00b"}, "alice"),
+        ("POST", "billing/grants", {"user": "bo\x00b", "credits": "1"}, "admin"),
+        (
+            "PUT",
+            f"projects/{pid}/policy",
+            {"rules": [{"tool": "x", "action": "ask", "match": "\x00"}]},
+            "alice",
+        ),
+        ("GET", "by-slug/@al%00ice/inputs", None, "alice"),
+        ("GET", "audit?actor=a%00b", None, "admin"),
+    ]:
+        resp = await ecode_api(method, path, body=body, user=user)
+        assert resp.status == 400, (method, path, resp.body)
+        assert resp.error_code == "invalid_input" and "NUL" in resp.body["error"]["message"]
