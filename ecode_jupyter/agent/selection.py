@@ -35,6 +35,29 @@ _MODEL_HINTS = (
 )
 
 
+class ModelUnavailable(InvalidInput):
+    """A model was asked for by name, and no provider with a key here can run it."""
+
+    status = 409
+    code = "model_unavailable"
+
+
+_KEY_OF = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+
+def _unavailable(model: str, provider: str | None) -> str:
+    if provider:
+        return (
+            f"{model} runs on {provider}, and this server has no {provider} key "
+            f"({_KEY_OF.get(provider, 'its API key')}); pick an available model (GET "
+            "agent/models) or offline, or ask an admin to add the key"
+        )
+    return (
+        f"no model provider is configured on this server, so {model} cannot run; "
+        "pick offline, or ask an admin to add a key"
+    )
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     provider: str
@@ -66,6 +89,10 @@ def choose_model(
         hinted = next((p for prefix, p in _MODEL_HINTS if lowered.startswith(prefix)), None)
         if hinted in available:
             provider = hinted
+        elif requested and model != OFFLINE_MODEL and (hinted or not available):
+            # The person picked this model (and may have confirmed its price): running it on
+            # another provider, or quietly offline, would not be what they chose.
+            raise ModelUnavailable(_unavailable(model, hinted))
         elif available:
             provider = available[0]
         else:

@@ -14,7 +14,7 @@ from ecode_jupyter.agent.loop import plan_steps
 from ecode_jupyter.agent.providers.base import Message, TextDelta, ToolCallReady, ToolSpec, TurnEnd
 from ecode_jupyter.agent.providers.offline import OfflineProvider, parse_missing
 from ecode_jupyter.agent.redaction import Redactor, StreamRedactor
-from ecode_jupyter.agent.selection import choose_model
+from ecode_jupyter.agent.selection import ModelUnavailable, choose_model
 from ecode_jupyter.agent.toolbox import model_schema, render_result, trim_middle
 from ecode_jupyter.exceptions import InvalidInput
 from ecode_jupyter.projects.templating import get_template
@@ -95,6 +95,25 @@ def test_the_model_and_provider_of_a_run(
 ) -> None:
     choice = choose_model(requested, env=env)
     assert (choice.provider, choice.model) == expected
+
+
+@pytest.mark.parametrize(
+    ("requested", "env"),
+    [
+        ("claude-sonnet-4-6", {}),  # no key at all: not quietly offline
+        ("claude-sonnet-4-6", {"OPENAI_API_KEY": "k"}),  # not Claude's name sent to OpenAI
+        ("gpt-5.4", {"ANTHROPIC_API_KEY": "k"}),
+        ("llama3", {}),
+    ],
+)
+def test_a_model_asked_for_by_name_is_run_as_asked_or_refused(
+    requested: str, env: dict[str, str]
+) -> None:
+    with pytest.raises(ModelUnavailable, match=r"cannot run|has no") as refused:
+        choose_model(requested, env=env)
+    assert refused.value.status == 409 and refused.value.code == "model_unavailable"
+    # Nothing asked for: the server's default, offline without a key (README's first command).
+    assert choose_model(None, env=env).provider in ("offline", "openai", "anthropic")
 
 
 def test_a_compatible_server_needs_a_model_name() -> None:
