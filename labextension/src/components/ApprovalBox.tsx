@@ -74,7 +74,7 @@ export function ApprovalBox(props: IApprovalBoxProps): JSX.Element {
         <textarea
           className="jp-mod-styled jp-EcodeApproval-call jp-EcodeApproval-plan"
           aria-label="The plan (edit it before approving, if you like)"
-          rows={Math.min(12, Math.max(3, plan.split('\n').length))}
+          rows={Math.min(12, Math.max(4, plan.split('\n').length + 1))}
           value={edited}
           disabled={sending !== null}
           onChange={event => setEdited(event.target.value)}
