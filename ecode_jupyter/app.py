@@ -595,6 +595,18 @@ class EcodeApp(ExtensionApp):
         this service (and their owner). Default: ecode.""",
     ).tag(config=True)
 
+    hub_project_profiles = List(
+        Unicode(),
+        default_value=[],
+        help="""(service, with hub_project_servers) The spawner profiles a project's server may
+        be started with, as the hub's spawner names them (KubeSpawner `profile_list` slugs, or
+        what the hub's pre_spawn_hook reads from `user_options["profile"]`): the admin's
+        choice of resources (CPU, memory, GPU) per project. An editor picks one when opening
+        the project (`POST projects/{id}/server {"profile": …}`); the first is the default
+        (the agent's starts use it). Empty (default): the spawner's own default, and asking
+        for a profile is refused.""",
+    ).tag(config=True)
+
     hub_project_servers = Bool(
         False,
         help="""(service) Give each project a server of its own: a named server of its owner,
@@ -688,7 +700,7 @@ class EcodeApp(ExtensionApp):
             if self.hub_project_servers:
                 from .hub.projects import ProjectServers
 
-                servers = ProjectServers(directory)
+                servers = ProjectServers(directory, profiles=list(self.hub_project_profiles))
             placement = ProjectPlacement(context, directory, servers)
             if servers is not None:
                 context.projects.member_listeners.append(placement.sync_members)

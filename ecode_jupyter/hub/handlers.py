@@ -1,6 +1,7 @@
 """``/api/ecode/projects/{id}/server`` (the ecode service): a project's own server.
 
-``POST`` opens it (starts it through the hub when it is stopped; any member), ``GET`` tells
+``POST`` opens it (starts it through the hub when it is stopped; any member; an editor may ask
+for one of the admin's profiles, ``{"profile": "gpu"}``), ``GET`` tells
 its state, ``DELETE`` stops it (editors and owners). The answer's ``url`` is the path of the
 project's Lab on the hub (``/user/{owner}/ecode-{slug}/lab``), which the hub's proxy opens to
 the project's members only.
@@ -15,6 +16,7 @@ from jupyter_server.auth.decorator import authorized
 from tornado import web
 
 from ..db.models import Role
+from ..exceptions import InvalidInput
 from ..handlers.base import EcodeHandler
 from .projects import ProjectServers, server_name
 from .remote import ProjectPlacement
@@ -41,6 +43,9 @@ class ProjectServerHandler(EcodeHandler):
             "url": f"{base}user/{owner}/{name}/lab",
             "ready": bool(state and state.get("ready")),
             "pending": (state or {}).get("pending"),
+            # What it was started with, and what may be asked for when it is stopped.
+            "profile": ((state or {}).get("user_options") or {}).get("profile"),
+            "profiles": self.servers.profiles,
         }
 
     @web.authenticated
@@ -53,8 +58,19 @@ class ProjectServerHandler(EcodeHandler):
     @web.authenticated
     @authorized
     async def post(self, project_id: str) -> None:
-        project = await self.ecode.projects.project_context(self.ecode_user, project_id)
-        url = await self.placement.server_for(project.id, project.owner, project.slug)
+        body = self.json_body()
+        unknown = set(body) - {"profile"}
+        if unknown:
+            msg = f"unknown fields: {', '.join(sorted(unknown))}"
+            raise InvalidInput(msg)
+        asked = body.get("profile")
+        # Opening is for every member; choosing the resources it starts with, for editors.
+        need = Role.editor if asked is not None else Role.viewer
+        project = await self.ecode.projects.project_context(self.ecode_user, project_id, need)
+        profile = self.servers.profile_for(asked)
+        url = await self.placement.server_for(
+            project.id, project.owner, project.slug, profile=profile
+        )
         # Someone is about to work there: the project's secrets as they are now, for the
         # kernels they start (a secret changed since the server started is caught up).
         await self.placement.send_env(url, project.id)

@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from ..exceptions import Conflict
+from ..exceptions import Conflict, InvalidInput
 from ..projects.manager import GROUP_PREFIX
 from .auth import WRITE_SCOPE
 from .remote import HubDirectory, ServiceUnavailable
@@ -48,9 +48,25 @@ def share_scopes(owner: str, name: str, role: str) -> list[str]:
 class ProjectServers:
     """The service's hand on project servers (spawn, stop, state, shares)."""
 
-    def __init__(self, directory: HubDirectory) -> None:
+    def __init__(self, directory: HubDirectory, profiles: list[str] | None = None) -> None:
         self.directory = directory
+        #: the spawner profiles an admin allows project servers (the first is the default)
+        self.profiles = list(profiles or [])
         self._spawn_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def profile_for(self, asked: Any) -> str | None:
+        """The profile to start a server with: ``asked`` if the admin allows it, else 400."""
+        if asked is None:
+            return self.profiles[0] if self.profiles else None
+        if not self.profiles:
+            msg = (
+                "this hub offers no profiles for project servers (c.EcodeApp.hub_project_profiles)"
+            )
+            raise InvalidInput(msg, field="profile")
+        if not isinstance(asked, str) or asked not in self.profiles:
+            msg = f"profile must be one of {', '.join(self.profiles)}"
+            raise InvalidInput(msg, field="profile")
+        return asked
 
     @property
     def http(self) -> Any:
@@ -78,18 +94,29 @@ class ProjectServers:
         project_id: str,
         members: dict[str, str],
         template: str | None = None,
+        profile: str | None = None,
     ) -> str:
-        """Start the project's server if it is not running; its base URL once it answers."""
+        """Start the project's server if it is not running; its base URL once it answers.
+
+        ``profile`` (already allowed by :meth:`profile_for`) goes to the spawner in the
+        server's ``user_options``; a running server keeps the profile it was started with.
+        """
         key = (owner, name)
         lock = self._spawn_locks.setdefault(key, asyncio.Lock())
         async with lock:  # one spawn per server however many callers wait for it
             server = await self.state(owner, name)
             if not (server and server.get("ready")):
                 if not (server and server.get("pending")):
+                    options: dict[str, str] = {"ecode_project": project_id}
+                    chosen = profile or self.profile_for(None)
+                    if chosen:
+                        # KubeSpawner's profile_list reads this key; the one-machine example's
+                        # pre_spawn_hook too.
+                        options["profile"] = chosen
                     resp = await self.http.post(
                         self._api(f"users/{owner}/servers/{name}"),
                         # Read by the hub's pre_spawn_hook (examples/jupyterhub/).
-                        json={"ecode_project": project_id},
+                        json=options,
                     )
                     if resp.status_code not in (201, 202, 400):
                         msg = f"the hub refused to start the project's server: {resp.text}"

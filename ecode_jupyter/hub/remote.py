@@ -435,7 +435,12 @@ class ProjectPlacement:
         self._ready_until: dict[tuple[str, str], float] = {}
 
     async def server_for(
-        self, project_id: str, owner: str, slug: str, template: str | None = None
+        self,
+        project_id: str,
+        owner: str,
+        slug: str,
+        template: str | None = None,
+        profile: str | None = None,
     ) -> str:
         if self.servers is None:
             return await self.directory.server_url(owner)
@@ -445,7 +450,9 @@ class ProjectPlacement:
         if self._ready_until.get((owner, name), 0.0) > time.monotonic():
             return self.servers.url(owner, name)
         members = await self.context.projects.member_roles(project_id)
-        url = await self.servers.ensure_running(owner, name, project_id, members, template)
+        url = await self.servers.ensure_running(
+            owner, name, project_id, members, template, profile=profile
+        )
         await self.send_env(url, project_id)
         self._ready_until[(owner, name)] = time.monotonic() + HUB_CACHE_S
         return url

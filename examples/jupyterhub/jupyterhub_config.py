@@ -70,6 +70,9 @@ c.JupyterHub.services = [
             "-m",
             "ecode_jupyter.hub.service",
             "--EcodeApp.hub_project_servers=True",
+            # The resources a project's server may ask for: PROJECT_PROFILES below, the first
+            # the default. An editor picks one when opening a stopped project.
+            *(f"--EcodeApp.hub_project_profiles={name}" for name in ("standard", "large")),
         ],
         "environment": service_env,
         # Users open the service's API through their own server; a browser that visits
@@ -127,6 +130,14 @@ if os.geteuid() == 0:
     c.Spawner.args = ["--allow-root"]
 
 PROJECT_ID = re.compile(r"^[0-9a-f]{32}$")
+# The admin's profiles for project servers (the service offers these names). The local
+# spawners only pass the limits on (MEM_LIMIT, CPU_LIMIT in the server's environment); a
+# spawner with containers or cgroups enforces them (KubeSpawner: use its profile_list with
+# the same slugs instead, see examples/kubernetes/; SystemdSpawner, DockerSpawner).
+PROJECT_PROFILES = {
+    "standard": {"mem_limit": "2G", "cpu_limit": 1.0},
+    "large": {"mem_limit": "8G", "cpu_limit": 4.0},
+}
 
 
 def ecode_project_server(spawner):
@@ -141,6 +152,11 @@ def ecode_project_server(spawner):
     project_id = str((spawner.user_options or {}).get("ecode_project", ""))
     if not PROJECT_ID.match(project_id):
         raise ValueError("an ecode project server needs user_options.ecode_project")
+    profile = (spawner.user_options or {}).get("profile") or "standard"
+    if profile not in PROJECT_PROFILES:
+        raise ValueError(f"unknown project server profile {profile!r}")
+    spawner.mem_limit = PROJECT_PROFILES[profile]["mem_limit"]
+    spawner.cpu_limit = PROJECT_PROFILES[profile]["cpu_limit"]
     account = pwd.getpwnam(spawner.user.name)
     projects = os.path.join(account.pw_dir, "ecode-projects")
     workspace = os.path.join(projects, project_id)

@@ -708,3 +708,37 @@ def test_an_editors_kernel_in_the_project_server_has_the_projects_secrets(hub: H
             headers={"Authorization": f"token {hub.tokens[user]}", "X-Ecode-Project-Env": "e30="},
         )
         assert forged.status_code == 403, forged.text
+
+
+def test_an_editor_opens_a_project_with_one_of_the_admins_profiles(hub: Hub) -> None:
+    # The admin's profiles (the example's "standard" and "large"): an editor picks one when
+    # the project's server starts, it reaches the spawner (which applies its limits), and
+    # nothing else may be asked for.
+    created = hub.ecode("POST", "projects", user="alice", body={"name": "Big Project"})
+    assert created.status_code == 201, created.text
+    pid, slug = created.json()["id"], created.json()["slug"]
+    name = f"ecode-{slug}"
+    added = hub.ecode("PUT", f"projects/{pid}/members/bob", user="alice", body={"role": "viewer"})
+    assert added.status_code == 200, added.text
+    # Creating the project started its server with the default; stop it to pick another.
+    assert hub.ecode("DELETE", f"projects/{pid}/server", user="alice").status_code == 204
+    eventually(
+        lambda: not (hub.hub_api("GET", "users/alice").json()["servers"].get(name) or {}),
+        "the project server stopping",
+        timeout=60,
+    )
+    refused = hub.ecode("POST", f"projects/{pid}/server", user="alice", body={"profile": "huge"})
+    assert refused.status_code == 400, refused.text
+    assert "standard, large" in refused.json()["error"]["message"]
+    viewer = hub.ecode("POST", f"projects/{pid}/server", user="bob", body={"profile": "large"})
+    assert viewer.status_code in (403, 404), viewer.text
+    opened = hub.ecode("POST", f"projects/{pid}/server", user="alice", body={"profile": "large"})
+    assert opened.status_code == 200, opened.text
+    assert opened.json()["ready"] is True
+    assert opened.json()["profile"] == "large"
+    assert opened.json()["profiles"] == ["standard", "large"]
+    server = hub.hub_api("GET", "users/alice").json()["servers"][name]
+    assert server["user_options"]["profile"] == "large"
+    # A viewer still opens it (no profile asked for): the running server is kept as it is.
+    again = hub.ecode("POST", f"projects/{pid}/server", user="bob")
+    assert again.status_code == 200 and again.json()["profile"] == "large", again.text
