@@ -386,7 +386,7 @@ class AgentManager:
         self, user: EcodeUser, run_id: str, *, max_credits: Any = None
     ) -> dict[str, Any]:
         """A new run that picks up an interrupted, failed or cancelled one, with the run's own
-        cost cap or a new one (``max_credits``)."""
+        cost cap or a new one (``max_credits``), in its mode (a plan-first run plans again)."""
         ref = await self._authorized_ref(user, run_id, Role.editor)
         if ref.status not in store.CONTINUABLE_STATUSES:
             msg = (
@@ -403,6 +403,7 @@ class AgentManager:
             continued_from=ref.id,
             max_credits=max_credits,
             max_cost_micros=ref.max_cost_micros,
+            mode=ref.mode,
         )
 
     async def cancel_run(self, user: EcodeUser, run_id: str) -> dict[str, Any]:
@@ -757,7 +758,7 @@ class AgentManager:
                 f"\n\nIts last test run (`{tests.get('command')}`, exit code "
                 f"{tests.get('exit_code')}) ended with:\n{tests['output_tail']}"
             )
-        return [Message.user(text)]
+        return [Message.user(first_prompt(text, ref.mode))]
 
     async def _end(self, feed: RunFeed, result: LoopResult) -> None:
         type_ = RUN_COMPLETED if result.status == store.COMPLETED else RUN_FAILED

@@ -216,3 +216,23 @@ async def test_percent_ecode_mode_plan_stops_following_at_the_plan_and_approve_g
         await km.shutdown_kernel(now=True)
     run = await wait_final(ecode_api, run_id)
     assert (run["status"], run["mode"]) == ("completed", "plan"), run
+
+
+async def test_continuing_a_plan_first_run_plans_again(ecode_api: Any, model: Any) -> None:
+    pid = (await ecode_api("POST", "projects", body={"name": "Again"})).body["id"]
+    started = await ecode_api(
+        "POST", f"projects/{pid}/runs", body={"prompt": "a tested thing", "mode": "plan"}
+    )
+    first = started.body["id"]
+    asked = await _plan_request(ecode_api, first)
+    url = f"runs/{first}/approvals/{asked['approval_id']}"
+    assert (await ecode_api("POST", url, body={"decision": "deny"})).status == 200
+    assert (await wait_final(ecode_api, first))["reason"] == "plan_rejected"
+    again = await ecode_api("POST", f"runs/{first}/continue")
+    assert again.status == 201 and again.body["mode"] == "plan", again.body
+    # Nothing is written before a person approves the continuation's plan either.
+    asked = await _plan_request(ecode_api, again.body["id"])
+    assert asked["kind"] == "plan"
+    assert model.requests[-1].tool_names() == []
+    assert "Plan first" in str(model.requests[-1].json["messages"][0])
+    await ecode_api("POST", f"runs/{again.body['id']}/cancel")
