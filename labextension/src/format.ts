@@ -90,6 +90,31 @@ export interface IErrorLike {
 }
 
 /**
+ * How to tell that a project could not be opened. A view Lab restores from the last session
+ * whose project was deleted (or unshared) elsewhere meanwhile is expected, not an error: a
+ * quiet notice, once, instead of a modal on every load; anything else stays a dialog.
+ */
+export function openFailure(
+  which: string,
+  error: unknown,
+  restoring: boolean
+): { quiet: boolean; title: string; body: string } {
+  const e = (error ?? {}) as IErrorLike;
+  if (restoring && (e.code === 'not_found' || e.status === 404)) {
+    return {
+      quiet: true,
+      title: `${which}`,
+      body: `The project ${which} you had open is gone (deleted, or no longer shared with you); its view was closed.`
+    };
+  }
+  return {
+    quiet: false,
+    title: `Cannot open ${which}`,
+    body: adviceFor(error)
+  };
+}
+
+/**
  * A server error said as what to do next. The server's own message is kept when it is
  * already specific (bad input names the field); the known situations get a next step.
  */

@@ -14,6 +14,7 @@ import {
   ICommandPalette,
   InputDialog,
   MainAreaWidget,
+  Notification,
   showDialog,
   showErrorMessage,
   WidgetTracker
@@ -24,7 +25,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IProject, warmKernels } from './api';
 import { isFinished } from './feedState';
 import { ChangedFileMarker } from './fileMarks';
-import { adviceFor, estimateRunMicros, formatCredits } from './format';
+import { estimateRunMicros, formatCredits, openFailure } from './format';
 import { ecodeIcon } from './icons';
 import { DEFAULT_SETTINGS, IEcodeSettings, ProjectsModel } from './model';
 import { ProjectsPanel } from './panel';
@@ -236,7 +237,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const openProject = async (
       project: IProject | string,
-      options: { activate?: boolean; tab?: ProjectTabId } = {}
+      options: {
+        activate?: boolean;
+        tab?: ProjectTabId;
+        restoring?: boolean;
+      } = {}
     ): Promise<ProjectSession | null> => {
       try {
         const session = await model.open(project);
@@ -247,7 +252,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return session;
       } catch (error) {
         const which = typeof project === 'string' ? project : project.name;
-        void showErrorMessage(`Cannot open ${which}`, adviceFor(error));
+        const failure = openFailure(which, error, options.restoring === true);
+        if (failure.quiet) {
+          Notification.info(failure.body, { autoClose: 8000 });
+        } else {
+          void showErrorMessage(failure.title, failure.body);
+        }
         return null;
       }
     };
@@ -321,6 +331,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const slug = typeof args.slug === 'string' ? args.slug : undefined;
         const options = {
           activate: args.activate !== false,
+          restoring: args.restoring === true,
           tab:
             typeof args.tab === 'string'
               ? (args.tab as ProjectTabId)
@@ -393,6 +404,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         args: widget => ({
           id: widget.content.session.id,
           activate: false,
+          restoring: true,
           tab: widget.content.tab
         }),
         name: widget => widget.content.session.id

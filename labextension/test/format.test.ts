@@ -6,6 +6,7 @@ import {
   estimateRunMicros,
   formatCredits,
   formatTokens,
+  openFailure,
   runEndAdvice
 } from '../src/format';
 import { EcodeApiError, errorFromResponse, websocketURL } from '../src/handler';
@@ -149,5 +150,30 @@ describe('small helpers', () => {
     expect(websocketURL('runs/r1/events', { after: 0 }, withToken)).toBe(
       'ws://h/user/ann/api/ecode/runs/r1/events?after=0&token=secret'
     );
+  });
+});
+
+describe('a project that cannot be opened', () => {
+  const gone = errorFromResponse(404, 'Not Found', {
+    error: { code: 'not_found', message: 'no such project' }
+  });
+
+  it('is a quiet notice when a restored view finds its project deleted elsewhere', () => {
+    const failure = openFailure('Todo', gone, true);
+    expect(failure.quiet).toBe(true);
+    expect(failure.body).toMatch(/Todo you had open is gone/);
+  });
+
+  it('stays a dialog when the person asked to open it', () => {
+    const failure = openFailure('Todo', gone, false);
+    expect(failure.quiet).toBe(false);
+    expect(failure.title).toBe('Cannot open Todo');
+  });
+
+  it('stays a dialog for other failures while restoring', () => {
+    const denied = errorFromResponse(403, 'Forbidden', {
+      error: { code: 'forbidden', message: 'viewers may not' }
+    });
+    expect(openFailure('Todo', denied, true).quiet).toBe(false);
   });
 });
