@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..agent.providers.base import Usage
+from ..agent.providers.offline import REASON_CANNOT_CHANGE
 from ..billing.prices import format_credits
 from ..db.models import Project, Run, utcnow
 from ..exceptions import NotFound
@@ -181,6 +182,17 @@ def count_runs(session: Session, project_id: str) -> int:
         session.scalar(select(func.count()).select_from(Run).where(Run.project_id == project_id))
         or 0
     )
+
+
+def asks_for_a_change(session: Session, run: RunRef) -> bool:
+    """Whether a run asks a built project for a change: a new prompt on a project with a
+    completed run, or the continuation of a run the offline provider refused as one (else
+    "Continue run" would rebuild the template and end "completed" with the change not made).
+    """
+    if run.continued_from is not None:
+        previous = session.get(Run, run.continued_from)
+        return previous is not None and previous.reason == REASON_CANNOT_CHANGE
+    return has_completed_run(session, run.project_id, other_than=run.id)
 
 
 def has_completed_run(session: Session, project_id: str, *, other_than: str) -> bool:
