@@ -72,9 +72,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Told after each step that called tools: (step, tool names, paths the tools reported
-# changing). The checkpoints of issue 19 hang here (checkpoints/manager.py).
+# Told after each step that called tools: (step, tool names, paths the run's tools have
+# reported changing so far). The checkpoints of issue 19 hang here (checkpoints/manager.py).
 StepHook = Callable[[int, list[str], list[str]], Awaitable[None]]
+# Told right before a step's tools run (the step's number): what changed since the last
+# step was not the agent's doing (a person typed while the model thought).
+ToolsHook = Callable[[int], Awaitable[None]]
 
 __all__ = ["AgentLoop", "LoopResult", "RunLimits", "RunStopped", "VerifyResult", "plan_steps"]
 
@@ -245,6 +248,7 @@ class AgentLoop:
         serve_command: str | None = None,
         template: ProjectTemplate | None = None,
         on_step: StepHook | None = None,
+        before_tools: ToolsHook | None = None,
         mode: str = BUILD,
         approver: RunApprover | None = None,
     ) -> None:
@@ -261,6 +265,7 @@ class AgentLoop:
         # The template's run command ({port} placeholder): the project is served, preview it.
         self.serve_command = serve_command
         self.on_step = on_step
+        self.before_tools = before_tools
         self.step = 0
         self.files_changed: list[str] = []
         self._started = time.monotonic()
@@ -341,11 +346,14 @@ class AgentLoop:
                 continue
             if turn.tool_calls:
                 self._nudges = self._pauses = 0
-                changed_before = len(self.files_changed)
+                if self.before_tools is not None:
+                    await self.before_tools(self.step)
                 await self._call_tools(turn)
                 if self.on_step is not None:
                     names = [call.name for call in turn.tool_calls]
-                    await self.on_step(self.step, names, self.files_changed[changed_before:])
+                    # Every path the run's tools reported so far (files_changed lists each
+                    # once, so a file written again in this step is not in a slice of it).
+                    await self.on_step(self.step, names, list(self.files_changed))
                 continue
             if not self._finished_answer(turn):
                 continue

@@ -48,7 +48,7 @@ from .events import (
     load_events,
 )
 from .listener import RunEventListener
-from .loop import AgentLoop, LoopResult, RunLimits, StepHook
+from .loop import AgentLoop, LoopResult, RunLimits, StepHook, ToolsHook
 from .metering import Metering
 from .modes import ASK, BUILD, first_prompt, validate_mode
 from .prompt import RULES_FILES, ProjectFacts, build_system_prompt, verify_command
@@ -612,6 +612,7 @@ class AgentManager:
             # Issue 19: the workspace as the run found it, then after every step that called
             # tools; "Undo this run" and "restore to step N" go back to these.
             on_step: StepHook | None = None
+            before_tools: ToolsHook | None = None
             checkpoints = self.ctx.extras.get("checkpoints")
             checkpointed = [0]  # the steps with a checkpoint, for a run cut off mid-step
             if checkpoints is not None:
@@ -632,6 +633,15 @@ class AgentManager:
                     )
 
                 on_step = checkpoint
+
+                async def before(step: int) -> None:
+                    # What people changed while the model thought is theirs: a checkpoint of
+                    # it (recorded only when something changed) keeps it out of the step's.
+                    await checkpoints.take_quietly(
+                        project, kind="pre", run_id=ref.id, step=step, actor=user.username
+                    )
+
+                before_tools = before
             loop = AgentLoop(
                 run_id=ref.id,
                 provider=provider,
@@ -653,6 +663,7 @@ class AgentManager:
                 test_command=verify_command(template),
                 serve_command=template.run if template is not None else None,
                 on_step=on_step,
+                before_tools=before_tools,
                 template=template,
                 mode=ref.mode,
                 approver=approver,

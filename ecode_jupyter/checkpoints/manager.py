@@ -210,42 +210,53 @@ class CheckpointManager:
         records = [
             r
             for r in await asyncio.to_thread(store.list)
-            if r.run_id == run.id and r.kind in ("start", "step", "end")
+            if r.run_id == run.id and r.kind in ("start", "pre", "step")
         ]
-        start = next((r for r in records if r.kind == "start"), None)
-        if start is None:
+        if not records or records[0].kind != "start":
             msg = "this run has no checkpoints (it is older than checkpoints, or they were dropped)"
             raise Conflict(msg)
-        last = records[-1]
-        start_files = await asyncio.to_thread(store.manifest, start)
-        last_files = await asyncio.to_thread(store.manifest, last)
-        paths = await asyncio.to_thread(self._agent_paths, store, records, start_files, last_files)
-        result = await self._revert(user, project, store, last_files, start_files, paths)
+        result = await self.revert_steps(user, project, store, records)
         result.checkpoint = await self.take(
             project.id, project.workspace, kind="undo", run_id=run.id, actor=user.username
         )
         await self._audit(user, project, "run.undo", "run", run.id, result)
         return {"run_id": run.id, "project_id": project.id, **result.to_json()}
 
-    @staticmethod
-    def _agent_paths(
+    async def revert_steps(
+        self,
+        user: EcodeUser,
+        project: ProjectContext,
         store: CheckpointStore,
         records: list[CheckpointRecord],
-        start: dict[str, FileEntry],
-        last: dict[str, FileEntry],
-    ) -> list[str]:
-        """What the run changed: files its file tools reported, and everything that changed
-        in a step that ran code. A file only a person edited while the run wrote others is
-        not the run's to revert."""
-        ours: set[str] = set()
-        previous = start
-        for rec in records:
+    ) -> RevertResult:
+        """Revert the steps among ``records`` (a run's, oldest first, from its start)."""
+        steps = await asyncio.to_thread(self._step_changes, store, records)
+        # Newest step first, each from what it left back to what it found: edits people made
+        # between steps (in a "pre" checkpoint) are not a step's, so they stay.
+        result = RevertResult()
+        for before, after, paths in reversed(steps):
+            todo = [p for p in paths if not any(c["path"] == p for c in result.conflicts)]
+            _fold(result, await self._revert(user, project, store, after, before, todo))
+        return result
+
+    @staticmethod
+    def _step_changes(
+        store: CheckpointStore, records: list[CheckpointRecord]
+    ) -> list[tuple[dict[str, FileEntry], dict[str, FileEntry], list[str]]]:
+        """(files before, files after, paths the run changed) of each step of a run.
+
+        What a step changed: the files its file tools reported, and everything that changed
+        in it when it ran code. A file only a person edited meanwhile is not the run's."""
+        out = []
+        previous = store.manifest(records[0])
+        for rec in records[1:]:
             files = store.manifest(rec)
-            ours.update(rec.reported)
-            if rec.ran_code:
-                ours.update(_changed(previous, files))
+            if rec.kind == "step":
+                changed = _changed(previous, files)
+                ours = set(changed) if rec.ran_code else set(rec.reported) & set(changed)
+                out.append((previous, files, sorted(ours)))
             previous = files
-        return sorted(p for p in ours if start.get(p) != last.get(p))
+        return out
 
     async def _refuse_while_running(self, project_id: str) -> None:
         def active(session: Session) -> bool:
@@ -406,6 +417,22 @@ class CheckpointManager:
             )
 
         await self.ctx.db.run(write)
+
+
+def _fold(total: RevertResult, step: RevertResult) -> None:
+    """Add one step's revert to the run's: a file is merged if any step merged it, and a
+    conflict wins over both (later steps leave that file alone)."""
+    for conflict in step.conflicts:
+        total.conflicts.append(conflict)
+    bad = {c["path"] for c in total.conflicts}
+    for path in step.merged:
+        if path not in total.merged:
+            total.merged.append(path)
+    for path in step.restored:
+        if path not in total.restored:
+            total.restored.append(path)
+    total.merged[:] = [p for p in total.merged if p not in bad]
+    total.restored[:] = [p for p in total.restored if p not in bad and p not in total.merged]
 
 
 def _changed(before: dict[str, FileEntry], after: dict[str, FileEntry]) -> list[str]:

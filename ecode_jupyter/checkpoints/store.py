@@ -80,7 +80,9 @@ class CheckpointRecord:
     number: int
     manifest: str
     created_at: float
-    kind: str  # "start" (a run's first state), "step", "end", "restore", "undo"
+    # "start" (a run's first state), "pre" (before a step's tools, when people changed files
+    # while the model thought), "step" (after its tools), "restore", "undo"
+    kind: str
     run_id: str | None = None
     step: int | None = None
     files: int = 0
@@ -282,11 +284,12 @@ class CheckpointStore:
         self, capture: Capture, *, kind: str, previous: CheckpointRecord | None, **meta: Any
     ) -> CheckpointRecord | None:
         """Write a checkpoint of ``capture``; ``None`` when it equals ``previous`` (nothing
-        changed) and ``kind`` is a step's: a step that changed nothing is not a checkpoint."""
+        changed) and ``kind`` is a step's (or the look before one, ``pre``): a step that changed
+        nothing is not a checkpoint."""
         # Compressed: a manifest is ~120 bytes a file, and every changed step writes one.
         manifest_bytes = zlib.compress(_manifest_bytes(capture.files), 6)
         digest, new = self.blobs.put_bytes(manifest_bytes)
-        if previous is not None and previous.manifest == digest and kind in ("step", "end"):
+        if previous is not None and previous.manifest == digest and kind in ("step", "pre"):
             return None
         self.records.mkdir(parents=True, exist_ok=True, mode=0o700)
         number = (previous.number if previous is not None else 0) + 1

@@ -271,3 +271,51 @@ async def test_a_run_cancelled_mid_step_is_undone_too(
     assert undone.status == 200, undone.body
     assert undone.body["restored"] == ["half.py"]
     assert not (ws / "half.py").exists()
+
+
+async def test_what_a_person_saved_between_the_runs_steps_survives_its_undo(
+    ecode_api: Any,
+    ecode_workspace_root: Path,
+    ecode_anthropic_loopback: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pid, ws = await _project(ecode_api, ecode_workspace_root)
+    readme = (ws / "README.md").read_text()
+    turns = [
+        tool_turn(
+            "edit_file",
+            {"path": "README.md", "old_text": README_LINE, "new_text": "AGENT STEP 1 line"},
+        ),
+        tool_turn(
+            "edit_file",
+            {"path": "README.md", "old_text": "## Use it", "new_text": "## AGENT STEP 2"},
+        ),
+        text_turn("Done."),
+    ]
+
+    asked: list[Any] = []
+
+    def respond(request: Any) -> ScriptedTurn:
+        # (Not server.requests: the loopback holds its lock while it asks a responder.)
+        asked.append(request)
+        if len(asked) == 2:
+            # While the model "thinks" about step 2, a collaborator's edit is saved to disk.
+            path = ws / "README.md"
+            path.write_text(path.read_text() + "A note a person saved mid-run.\n")
+        return turns[min(len(asked), len(turns)) - 1]
+
+    server = ecode_anthropic_loopback(respond)
+    use_loopback("anthropic", server, monkeypatch)
+    started = await ecode_api("POST", f"projects/{pid}/runs", body={"prompt": "go"})
+    run = await wait_final(ecode_api, started.body["id"])
+    assert "AGENT STEP 2" in (ws / "README.md").read_text()
+
+    undone = await ecode_api("POST", f"runs/{run['id']}/undo")
+
+    assert undone.status == 200, undone.body
+    assert undone.body["merged"] == ["README.md"] and undone.body["conflicts"] == []
+    assert (ws / "README.md").read_text() == readme + "A note a person saved mid-run.\n"
+    listed = await ecode_api("GET", f"projects/{pid}/checkpoints")
+    kinds = [c["kind"] for c in listed.body["checkpoints"] if c["run_id"] == run["id"]]
+    # The person's edit is a checkpoint of its own, before step 2's tools.
+    assert kinds == ["undo", "step", "pre", "step", "start"]
