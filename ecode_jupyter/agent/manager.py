@@ -582,14 +582,10 @@ class AgentManager:
         )
         template = get_template(project.template) if project.template else None
         await asyncio.to_thread(preload_provider, choice.provider)
-        # A new prompt (not a continuation) on a project that was built: the offline provider
-        # can only build its template, so it must say it cannot make the change.
-        follow_up = (
-            choice.provider == "offline"
-            and ref.continued_from is None
-            and await self.db.run(
-                lambda s: store.has_completed_run(s, project.id, other_than=ref.id)
-            )
+        # A new prompt on a project that was built (or continuing the refusal of one): the
+        # offline provider can only build its template, so it must say it cannot make it.
+        follow_up = choice.provider == "offline" and await self.db.run(
+            lambda s: store.asks_for_a_change(s, ref)
         )
         provider = build_provider(
             choice,

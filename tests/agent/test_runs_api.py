@@ -88,6 +88,11 @@ async def test_a_follow_up_prompt_the_offline_provider_cannot_do_fails_saying_so
     for kind in ("tool.call", "file.changed", "verify.result", "plan"):
         assert of_type(feed, kind) == [], kind
     assert (ecode_workspace_root / pid / "app.py").read_text() == app
+    # "Continue run" on the refusal is refused the same way, not a rebuild that "completes".
+    resumed = await ecode_api("POST", f"runs/{run['id']}/continue")
+    assert resumed.status in (200, 201), resumed.body
+    again = await wait_final(ecode_api, resumed.body["id"])
+    assert (again["status"], again["reason"]) == ("failed", "offline_cannot_change"), again
 
 
 def installed(requirement: str) -> bool:
