@@ -737,6 +737,13 @@ class EcodeApp(ExtensionApp):
                 context.extras["checkpoints"] = CheckpointManager(
                     context, Path(self.checkpoints_dir), keep=self.checkpoint_retention
                 )
+        # Project changes on the server's event bus: open Labs refresh their project lists
+        # whoever made the change (projects/events.py).
+        event_logger = getattr(self.serverapp, "event_logger", None)
+        if event_logger is not None:
+            from .projects.events import ProjectEvents
+
+            context.projects.change_listeners.append(ProjectEvents(event_logger))
         # The agent (agent/): runs, their feeds on the server's event bus too.
         context.extras["agent"] = create_agent_manager(
             self, context, event_logger=getattr(self.serverapp, "event_logger", None)

@@ -173,6 +173,18 @@ class ProjectManager:
         # Told the project id after every change of its members, once it is committed (the
         # hub service keeps the hub's sharing of project servers in step through this).
         self.member_listeners: list[Callable[[str], Awaitable[None]]] = []
+        # Told ``(action, project id)`` after a project is created, changed, deleted or
+        # restored, once committed: the server puts it on Jupyter's event bus, so every
+        # open Lab refreshes its project list whoever made the change (app.py).
+        self.change_listeners: list[Callable[[str, str], None]] = []
+
+    def _changed(self, action: str, project: dict[str, Any]) -> dict[str, Any]:
+        for listener in self.change_listeners:
+            try:
+                listener(action, str(project.get("id", "")))
+            except Exception:  # a listener must never undo a committed change
+                log.exception("project change listener failed")
+        return project
 
     def workspace_path(self, project_id: str) -> Path:
         return self.workspace_root / project_id
@@ -269,7 +281,7 @@ class ProjectManager:
             await self.db.run(lambda s: s.delete(s.get(Project, project.id)))
             raise
         log.info("project %s created by %s", project.id, user.username)
-        return project_to_json(project, Role.owner)
+        return self._changed("created", project_to_json(project, Role.owner))
 
     def _make_workspace(self, ws: Path, tmpl: Any, name: str, slug: str) -> None:
         ws.mkdir(parents=True, exist_ok=False)
@@ -466,7 +478,7 @@ class ProjectManager:
             session.flush()
             return project_to_json(project, role)
 
-        return await self.db.run(update)
+        return self._changed("changed", await self.db.run(update))
 
     async def delete_project(self, user: EcodeUser, project_id: Any) -> dict[str, Any]:
         """Soft delete: hidden, restorable until purged after the retention period."""
@@ -478,7 +490,7 @@ class ProjectManager:
             session.flush()
             return project_to_json(project, role)
 
-        return await self.db.run(delete)
+        return self._changed("deleted", await self.db.run(delete))
 
     async def restore_project(self, user: EcodeUser, project_id: Any) -> dict[str, Any]:
         def restore(session: Session) -> dict[str, Any]:
@@ -489,7 +501,7 @@ class ProjectManager:
             session.flush()
             return project_to_json(project, role)
 
-        return await self.db.run(restore)
+        return self._changed("restored", await self.db.run(restore))
 
     async def purge_expired(self, now: datetime | None = None) -> list[str]:
         """Remove projects deleted longer ago than the retention period, rows and folders."""

@@ -38,7 +38,11 @@ const PLUGIN_ID = 'ecode-jupyter:plugin';
 export const OPEN_PARAM = 'ecode';
 
 /** Command ids; the palette shows them under the "E-Code" category. */
-export namespace CommandIDs {
+export /** The server's project changes on Jupyter's event bus (ecode_jupyter/projects/events.py). */
+const PROJECT_EVENT_SCHEMA =
+  'https://events.jupyter.org/ecode_jupyter/project_event/v1';
+
+namespace CommandIDs {
   export const newProject = 'ecode:new-project';
   export const refreshProjects = 'ecode:refresh-projects';
   export const openPanel = 'ecode:open-panel';
@@ -282,6 +286,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.shell.add(panel, 'left', { rank: 150 });
     // Remember whether the sidebar was open across reloads.
     restorer?.add(panel, panel.id);
+
+    // The project list follows changes made anywhere: the server puts every project change
+    // (from this Lab, a notebook's %ecode, the REST API, an MCP client) on Jupyter's event
+    // bus; a burst of them (a rename, then a run) refreshes once. The command line writes
+    // the database directly, outside any server: coming back to the tab refreshes too.
+    let listTimer: ReturnType<typeof setTimeout> | null = null;
+    const refreshSoon = () => {
+      if (listTimer === null) {
+        listTimer = setTimeout(() => {
+          listTimer = null;
+          void model.refresh();
+        }, 300);
+      }
+    };
+    app.serviceManager.events.stream.connect((_, event) => {
+      if (event.schema_id === PROJECT_EVENT_SCHEMA) {
+        refreshSoon();
+      }
+    });
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible' && model.loaded) {
+        refreshSoon();
+      }
+    });
 
     // The sidebar follows the project view in front.
     labShell?.currentChanged.connect((_, change) => {
