@@ -437,9 +437,61 @@ describe('the preview tab', () => {
     expect(PREVIEW_SANDBOX).not.toContain('allow-same-origin');
     expect(frame.getAttribute('src')).toBe('/ecode/apps/@ann/todo/~key/');
     expect(frame.getAttribute('title')).toBe('Preview of Todo');
-    const newTab = container.querySelector('a[target="_blank"]')!;
-    expect(newTab.getAttribute('href')).toBe('/ecode/apps/@ann/todo/');
-    expect(newTab.getAttribute('rel')).toBe('noopener noreferrer');
+    session.dispose();
+  });
+
+  it('navigates the frame from the address bar, back through its history', () => {
+    const session = previewing('/ecode/apps/@ann/todo/~key/');
+    const opened: unknown[][] = [];
+    const open = window.open;
+    window.open = ((...args: unknown[]) => {
+      opened.push(args);
+      return null;
+    }) as typeof window.open;
+    render(<PreviewTab session={session} />);
+    const frame = () => container.querySelector('iframe')!;
+    const path = container.querySelector<HTMLInputElement>(
+      'input[aria-label="Path in the app"]'
+    )!;
+    const back = container.querySelector<HTMLButtonElement>(
+      'button[aria-label="Back"]'
+    )!;
+    expect(path.value).toBe('/');
+    expect(back.disabled).toBe(true);
+
+    // React tracks the input's value: set it through the native setter, then fire input.
+    const setValue = Object.getOwnPropertyDescriptor(
+      HTMLInputElement.prototype,
+      'value'
+    )!.set!;
+    act(() => {
+      setValue.call(path, '/items?page=2');
+      path.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    act(() => {
+      path.form!.requestSubmit();
+    });
+    expect(frame().getAttribute('src')).toBe(
+      '/ecode/apps/@ann/todo/~key/items?page=2'
+    );
+    expect(back.disabled).toBe(false);
+
+    act(() => {
+      container
+        .querySelector<HTMLButtonElement>(
+          'button[aria-label="Open in a new tab"]'
+        )!
+        .click();
+    });
+    expect(opened).toEqual([
+      ['/ecode/apps/@ann/todo/~key/items?page=2', '_blank', 'noopener']
+    ]);
+
+    act(() => back.click());
+    expect(frame().getAttribute('src')).toBe('/ecode/apps/@ann/todo/~key/');
+    expect(path.value).toBe('/');
+    expect(back.disabled).toBe(true);
+    window.open = open;
     session.dispose();
   });
 

@@ -1,11 +1,22 @@
 /**
  * Preview: the running app in a sandboxed frame (scripts and forms, never the Jupyter
  * origin's cookies or DOM: no allow-same-origin, but on a preview origin of its own), with
- * reload, open-in-new-tab, restart and stop.
+ * an address bar (back, reload, path, open in a new tab), restart and stop.
  */
 import * as React from 'react';
 
 import { IHowToRun, IProject, ITemplate } from '../../api';
+import {
+  addressFor,
+  appRoot,
+  canGoBack,
+  current,
+  goBack,
+  IPreviewHistory,
+  navigate,
+  pathInApp,
+  startHistory
+} from '../../previewAddress';
 import { ProjectSession } from '../../session';
 import { CommandForm } from '../CommandForm';
 
@@ -96,6 +107,76 @@ export function previewSandbox(
     : PREVIEW_SANDBOX;
 }
 
+/**
+ * Back, reload, the path within the app (type one and press Enter) and open in a new tab.
+ * The frame's own navigation is invisible to the lab (opaque origin), so the bar shows and
+ * walks back through the addresses it sent the frame to.
+ */
+function AddressBar(props: {
+  history: IPreviewHistory;
+  root: string;
+  onNavigate: (url: string) => void;
+  onBack: () => void;
+  onReload: () => void;
+}): JSX.Element {
+  const { history, root } = props;
+  const url = current(history);
+  const shown = pathInApp(url, root);
+  const [typed, setTyped] = React.useState(shown);
+  // A back or a new preview changes the address: the box follows it.
+  React.useEffect(() => setTyped(shown), [shown]);
+  return (
+    <form
+      className="jp-EcodePreview-address"
+      role="search"
+      aria-label="Preview address"
+      onSubmit={event => {
+        event.preventDefault();
+        const target = addressFor(root, typed);
+        setTyped(pathInApp(target, root));
+        props.onNavigate(target);
+      }}
+    >
+      <button
+        type="button"
+        className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
+        aria-label="Back"
+        title="Back"
+        disabled={!canGoBack(history)}
+        onClick={props.onBack}
+      >
+        ←
+      </button>
+      <button
+        type="button"
+        className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
+        aria-label="Reload"
+        title="Reload"
+        onClick={props.onReload}
+      >
+        ⟳
+      </button>
+      <input
+        className="jp-EcodePreview-path"
+        type="text"
+        aria-label="Path in the app"
+        spellCheck={false}
+        value={typed}
+        onChange={event => setTyped(event.target.value)}
+      />
+      <button
+        type="button"
+        className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
+        aria-label="Open in a new tab"
+        title="Open in a new tab"
+        onClick={() => window.open(url, '_blank', 'noopener')}
+      >
+        ↗
+      </button>
+    </form>
+  );
+}
+
 export function PreviewTab(props: {
   session: ProjectSession;
   /** Set for a project that is not a web app: shown instead of "Start preview". */
@@ -110,6 +191,19 @@ export function PreviewTab(props: {
   const starting = session.busy.has('preview');
   const canEdit = session.project.role !== 'viewer';
   const name = session.project.name;
+  const previewUrl = preview?.url ?? null;
+  const [history, setHistory] = React.useState<IPreviewHistory | null>(
+    previewUrl ? startHistory(previewUrl) : null
+  );
+  // A new or restarted preview (another URL) starts the bar's history afresh.
+  React.useEffect(
+    () => setHistory(previewUrl ? startHistory(previewUrl) : null),
+    [previewUrl]
+  );
+  const shownUrl =
+    history && previewUrl && history.entries[0] === previewUrl
+      ? current(history)
+      : previewUrl;
   return (
     <div className="jp-EcodePreviewTab">
       <div className="jp-EcodeToolbar" role="toolbar" aria-label="Preview">
@@ -119,25 +213,6 @@ export function PreviewTab(props: {
         >
           {starting ? 'starting…' : preview ? preview.status : 'not running'}
         </span>
-        {preview?.url && (
-          <>
-            <button
-              type="button"
-              className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small"
-              onClick={() => setReloads(n => n + 1)}
-            >
-              Reload
-            </button>
-            <a
-              className="jp-mod-styled jp-EcodeButton jp-EcodeButton-small jp-EcodeLink"
-              href={preview.entry_url ?? preview.url}
-              target="_blank"
-              rel="noopener noreferrer"
-            >
-              Open in new tab
-            </a>
-          </>
-        )}
         {canEdit && (preview || !howToRun) && (
           <button
             type="button"
@@ -173,13 +248,26 @@ export function PreviewTab(props: {
           onSubmit={command => void session.startPreview(true, command)}
         />
       )}
-      {preview?.url ? (
+      {preview && previewUrl && history && (
+        <AddressBar
+          history={history}
+          root={appRoot(previewUrl)}
+          onNavigate={url => {
+            setHistory(h => (h ? navigate(h, url) : startHistory(url)));
+            // The same address again: the app may have moved on inside the frame.
+            setReloads(n => n + 1);
+          }}
+          onBack={() => setHistory(h => (h ? goBack(h) : h))}
+          onReload={() => setReloads(n => n + 1)}
+        />
+      )}
+      {preview && previewUrl && shownUrl ? (
         <iframe
           key={`${preview.id}:${reloads}`}
           className="jp-EcodePreview-frame"
           title={`Preview of ${name}`}
-          src={preview.url}
-          sandbox={previewSandbox(preview.url, preview.own_origin)}
+          src={shownUrl}
+          sandbox={previewSandbox(previewUrl, preview.own_origin)}
           referrerPolicy="no-referrer"
         />
       ) : howToRun && !preview ? (
