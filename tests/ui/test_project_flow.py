@@ -125,9 +125,12 @@ def test_prompt_to_running_app_and_release(lab: Lab, page: Page) -> None:
     expect(frame).to_have_attribute("title", "Preview of Todo service")
     app = page.frame_locator("iframe.jp-EcodePreview-frame").locator("body")
     expect(app).to_contain_text("/todos", timeout=RUN_TIMEOUT_MS)
-    expect(view.get_by_role("link", name="Open in new tab")).to_have_attribute(
-        "href", f"/ecode/apps/@{OWNER}/todo-service/"
-    )
+    # "Open in a new tab" opens the address the frame shows (the app's keyed URL).
+    page.evaluate("() => { window.open = (...args) => { window.__opened = args; return null; }; }")
+    view.get_by_role("button", name="Open in a new tab").click()
+    opened = page.evaluate("() => window.__opened")
+    assert opened[0] == frame.get_attribute("src") and opened[1:] == ["_blank", "noopener"]
+    assert opened[0].startswith(f"/ecode/apps/@{OWNER}/todo-service/~")
     view.get_by_role("button", name="Restart").click()
     expect(view.get_by_role("button", name="Restart")).to_be_enabled(timeout=RUN_TIMEOUT_MS)
     expect(app).to_contain_text("/todos", timeout=RUN_TIMEOUT_MS)
