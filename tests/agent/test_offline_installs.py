@@ -35,6 +35,11 @@ def index_problem() -> str | None:
     return None
 
 
+# Real installs from the package index: the database has no part in them, so CI runs them
+# once (on SQLite), not again on PostgreSQL (.ci/run).
+pytestmark = pytest.mark.installs
+
+
 @pytest.fixture
 def agent_config() -> dict[str, Any]:
     return {"agent_offline_installs": True, "agent_max_wall_time_s": 400.0}
