@@ -1152,7 +1152,11 @@ def _host_id(identity: str) -> str:
 
 
 def create_deploy_manager(
-    app: Any, context: Any, *, launcher: Launcher | None = None
+    app: Any,
+    context: Any,
+    *,
+    launcher: Launcher | None = None,
+    manager_class: type[DeployManager] = DeployManager,
 ) -> DeployManager:
     """The DeployManager for an EcodeApp's configuration (its traits named ``app_*``,
     ``preview_origin`` and ``releases_dir``); apps start through ``launcher`` (the sandbox)."""
@@ -1186,4 +1190,4 @@ def create_deploy_manager(
         supervisor=SupervisorOptions(start_timeout_s=float(app.app_start_timeout_s)),
         launcher=launcher,
     )
-    return DeployManager(context.db, context.projects, context.secrets, options)
+    return manager_class(context.db, context.projects, context.secrets, options)

@@ -68,12 +68,12 @@ class ProjectServerHandler(EcodeHandler):
         need = Role.editor if asked is not None else Role.viewer
         project = await self.ecode.projects.project_context(self.ecode_user, project_id, need)
         profile = self.servers.profile_for(asked)
-        url = await self.placement.server_for(
-            project.id, project.owner, project.slug, profile=profile
-        )
         # Someone is about to work there: the project's secrets as they are now, for the
-        # kernels they start (a secret changed since the server started is caught up).
-        await self.placement.send_env(url, project.id)
+        # kernels they start (a secret changed since the server started is caught up), sent
+        # once whether or not the server had to be started.
+        await self.placement.server_for(
+            project.id, project.owner, project.slug, profile=profile, send_env=True
+        )
         state = await self.servers.state(project.owner, server_name(project.slug))
         self.finish_json(self._model(project.owner, project.slug, state))
 

@@ -40,6 +40,7 @@ from ..projects import validation
 from ..projects.manager import ProjectContext, ProjectManager
 from ..projects.policy import PolicyManager
 from ..secrets import SecretsManager
+from ..tools.http import DeployPreviews
 from .server import CREATED_MARKER, HubServerAccess, ProjectServerAccess, ServiceCaller
 
 
@@ -171,32 +172,19 @@ class ServerDeployManager(DeployManager):
         return ProjectRoute(found.project_id, found.owner, found.slug, visibility)
 
 
-class ServerPreviews:
-    """The tool layer's preview backend in a hub server (tools/preview.py PreviewBackend)."""
+class ServerPreviews(DeployPreviews):
+    """The tool layer's preview backend in a hub server: the single-user server's, over this
+    server's own deploy context, keeping the secrets each start was sent with."""
 
-    def __init__(self, manager: ServerDeployManager, secrets: CallerSecrets) -> None:
-        self.manager = manager
+    def __init__(self, context: EcodeContext, secrets: CallerSecrets) -> None:
+        super().__init__(context)
         self.secrets = secrets
 
     async def start(
         self, user: EcodeUser, project_id: str, command: str | None, restart: bool
     ) -> dict[str, Any]:
-        from ..deploy.tools import PreviewFailed
-
         self.secrets.remember(project_id, user)
-        result = await self.manager.start_preview(
-            user, project_id, command=command, restart=restart
-        )
-        if result["status"] != "running":
-            tail = "\n".join(result.get("log_tail") or [])
-            msg = (
-                f"the preview did not start: {result.get('reason')}\n--- end of its log ---\n{tail}"
-            )
-            raise PreviewFailed(msg, deployment=result["id"], url=result.get("url"))
-        return result
-
-    async def status(self, user: EcodeUser, project_id: str) -> dict[str, Any]:
-        return await self.manager.preview_status(user, project_id)
+        return await super().start(user, project_id, command, restart)
 
 
 def create_server_previews(
@@ -221,11 +209,13 @@ def create_server_previews(
         # Nothing here asks it: the service applies projects' policies before it calls.
         policies=PolicyManager(db, projects),
     )
-    base = create_deploy_manager(app, context, launcher=launcher)
-    manager = ServerDeployManager(db, projects, secrets, base.options)
+    manager = create_deploy_manager(
+        app, context, launcher=launcher, manager_class=ServerDeployManager
+    )
+    assert isinstance(manager, ServerDeployManager)
     manager.project_server = isinstance(access, ProjectServerAccess)
     context.extras["deploy"] = manager
-    return context, ServerPreviews(manager, secrets)
+    return context, ServerPreviews(context, secrets)
 
 
 def _state_folder(app: Any) -> Path:

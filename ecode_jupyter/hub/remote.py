@@ -441,6 +441,7 @@ class ProjectPlacement:
         slug: str,
         template: str | None = None,
         profile: str | None = None,
+        send_env: bool = False,
     ) -> str:
         if self.servers is None:
             return await self.directory.server_url(owner)
@@ -448,7 +449,10 @@ class ProjectPlacement:
 
         name = server_name(slug)
         if self._ready_until.get((owner, name), 0.0) > time.monotonic():
-            return self.servers.url(owner, name)
+            url = self.servers.url(owner, name)
+            if send_env:
+                await self.send_env(url, project_id)
+            return url
         members = await self.context.projects.member_roles(project_id)
         url = await self.servers.ensure_running(
             owner, name, project_id, members, template, profile=profile
